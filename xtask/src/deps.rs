@@ -1,0 +1,56 @@
+//! Installs the real programs the tests run (Prometheus and promtool from Debian, wrk for
+//! benchmarks) when they are missing. A machine without them fails loudly here, not in a test.
+
+use std::process::Command;
+
+/// Debian packages the tests need, each with the program that proves it is installed.
+const PACKAGES: &[(&str, &str)] = &[
+    ("prometheus", "prometheus"),
+    ("promtool", "prometheus"),
+    ("wrk", "wrk"),
+];
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Installs every missing package with apt-get; errors name the package and the command.
+pub fn ensure_test_deps() -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(program, _)| !have(program))
+        .map(|(_, package)| *package)
+        .collect();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !have("apt-get") {
+        anyhow::bail!(
+            "the tests need {} and apt-get is not available: install them with your package manager",
+            missing.join(", ")
+        );
+    }
+    eprintln!("xtask: installing {}", missing.join(", "));
+    crate::run("apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(missing.iter().copied());
+    let status = Command::new("apt-get")
+        .args(&args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot start apt-get: {e}"))?;
+    if !status.success() {
+        anyhow::bail!("`apt-get {}` failed with {status}", args.join(" "));
+    }
+    for (program, package) in PACKAGES {
+        if !have(program) {
+            anyhow::bail!("`{program}` is still missing after installing `{package}`");
+        }
+    }
+    Ok(())
+}
