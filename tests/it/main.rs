@@ -1,0 +1,3 @@
+//! kscale's integration tests: one test binary (faster to link), one module per area.
+
+mod cli_smoke;
