@@ -3,5 +3,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod plot;
 pub mod timeline;
