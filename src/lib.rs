@@ -5,4 +5,5 @@ pub mod cli;
 pub mod config;
 pub mod metrics;
 pub mod plot;
+pub mod render;
 pub mod timeline;
