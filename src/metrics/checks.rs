@@ -10,9 +10,9 @@ use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
 
 use super::adapter_query::{self, go_quote};
-use super::rendered::AdapterRule;
 use super::{exposition, prom, quantity};
 use crate::config::{Config, MetricProfile};
+use crate::render::AdapterRule;
 use crate::timeline::PodSample;
 
 /// Name of the APIService prometheus-adapter registers for external metrics.

@@ -6,7 +6,6 @@ pub mod checks;
 pub mod exposition;
 pub mod prom;
 pub mod quantity;
-pub mod rendered;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -155,26 +154,28 @@ fn checker(
     cfg: &Config,
     decide: DecisionHook,
 ) -> anyhow::Result<checks::Checker<'_>> {
-    let rule = rendered::adapter_rule(cfg)?;
-    let job = scrape_job_name(&rendered::scrape_job_yaml(cfg)?)?;
     Ok(checks::Checker {
         client,
         cfg,
-        rule,
-        job,
+        rule: crate::render::adapter_rule(cfg),
+        job: crate::render::SCRAPE_JOB.to_owned(),
         decide,
     })
 }
 
-/// The `job_name` of a rendered scrape job (a YAML list with one job).
-pub fn scrape_job_name(yaml: &str) -> anyhow::Result<String> {
-    let jobs: Vec<serde_json::Value> =
-        serde_saphyr::from_str(yaml).context("the rendered scrape job is not a YAML list")?;
-    jobs.first()
-        .and_then(|j| j.get("job_name"))
-        .and_then(|n| n.as_str())
-        .map(str::to_owned)
-        .context("the rendered scrape job has no job_name")
+/// The Prometheus scrape job kscale deploys (a YAML list with one job), as `kscale render` writes
+/// it to `scrape-config.yaml`.
+pub fn rendered_scrape_job(cfg: &Config) -> anyhow::Result<String> {
+    let files = crate::render::render_all(
+        cfg,
+        &crate::render::Templates::embedded(),
+        "kscale-server:metrics-check",
+    )?;
+    files
+        .into_iter()
+        .find(|f| f.name == "scrape-config.yaml")
+        .map(|f| f.content)
+        .context("render produced no scrape-config.yaml")
 }
 
 /// Runs the checks (retrying until --wait's deadline) without printing the report.

@@ -1,4 +1,6 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
 mod cli_smoke;
+mod pipeline;
 mod render;
+mod support;
