@@ -179,7 +179,25 @@ pub async fn get_text(client: &kube::Client, path: &str) -> Result<String, GetEr
     let req = http::Request::get(path)
         .body(Vec::new())
         .map_err(|e| GetError::Transport(format!("cannot build request for {path}: {e}")))?;
-    client.request_text(req).await.map_err(classify)
+    bounded(client.request_text(req)).await
+}
+
+/// Longest wait for one API request. A client with kube's default retry policy retries 503s
+/// (an aggregated API or a service proxy without endpoints) with backoff for many minutes; a
+/// check must report instead of hanging. Build the client with `default_retry = false` to see
+/// the 503 itself.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn bounded<T>(
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, GetError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(classify),
+        Err(_) => Err(GetError::Transport(format!(
+            "no answer within {} s (the API server, or the service it proxies to, keeps failing)",
+            REQUEST_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -321,8 +339,7 @@ impl Checker<'_> {
         const NAME: &str = "app pods ready and /metrics reachable";
         let app = &self.cfg.app.name;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.ns());
-        let list = match pods
-            .list(&ListParams::default().labels(&format!("app={app}")))
+        let list = match bounded(pods.list(&ListParams::default().labels(&format!("app={app}"))))
             .await
         {
             Ok(l) => l,
@@ -332,7 +349,7 @@ impl Checker<'_> {
                         1,
                         NAME,
                         "cannot list pods".into(),
-                        format!("listing pods in namespace {}: {}", self.ns(), classify(e)),
+                        format!("listing pods in namespace {}: {}", self.ns(), e),
                         "check the kube context (--context) and that the API server answers: kubectl get pods",
                     ),
                     Vec::new(),
@@ -636,8 +653,8 @@ impl Checker<'_> {
             ns = self.cfg.monitoring.namespace,
             rel = self.cfg.monitoring.adapter_release
         );
-        match api.get_opt(EXTERNAL_APISERVICE).await {
-            Err(e) => StageResult::fail(4, NAME, "cannot read the APIService".into(), classify(e).to_string(), "check the kube context and your permissions (kubectl get apiservice)"),
+        match bounded(api.get_opt(EXTERNAL_APISERVICE)).await {
+            Err(e) => StageResult::fail(4, NAME, "cannot read the APIService".into(), e.to_string(), "check the kube context and your permissions (kubectl get apiservice)"),
             Ok(None) => StageResult::fail(
                 4, NAME, "APIService not found".into(),
                 "prometheus-adapter is not installed, or its values have no rules.external (the chart creates this APIService only then)".into(),
@@ -720,14 +737,14 @@ impl Checker<'_> {
     pub async fn stage6_hpa(&self, ready_pods: u32) -> (StageResult, Option<HpaView>) {
         const NAME: &str = "the HPA reads the metric";
         let api: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), self.ns());
-        let hpa = match api.get_opt(&self.cfg.app.name).await {
+        let hpa = match bounded(api.get_opt(&self.cfg.app.name)).await {
             Err(e) => {
                 return (
                     StageResult::fail(
                         6,
                         NAME,
                         "cannot read the HPA".into(),
-                        classify(e).to_string(),
+                        e.to_string(),
                         "check the kube context",
                     ),
                     None,

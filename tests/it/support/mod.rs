@@ -11,6 +11,8 @@
 
 #![allow(dead_code)] // Each user of the harness uses a different part of it.
 
+pub mod kube_stub;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
