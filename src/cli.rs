@@ -53,4 +53,6 @@ pub enum OutputFormat {
 pub enum Command {
     /// Bring up the whole stack (idempotent).
     Up,
+    /// Prove every link of the metric chain (pods, Prometheus, adapter, external metrics API, HPA).
+    Metrics(crate::metrics::MetricsArgs),
 }
