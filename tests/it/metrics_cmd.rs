@@ -540,3 +540,60 @@ async fn watch_records_timeline_rows() {
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.matches("t_seconds").count(), 1, "{text}");
 }
+
+/// A kubeconfig whose context `stub` points at the stand-in API server.
+fn kubeconfig_for(stub: &KubeStub, dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: stub\n  cluster:\n    server: http://{}\ncontexts:\n- name: stub\n  context:\n    cluster: stub\n    user: stub\n    namespace: default\nusers:\n- name: stub\n  user: {{}}\ncurrent-context: stub\n",
+        stub.addr
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn kscale_metrics_binary(stub: &KubeStub, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = kubeconfig_for(stub, dir.path());
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kscale"));
+    cmd.args(["--context", "stub"])
+        .args(extra)
+        .current_dir(dir.path())
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KSCALE_CONFIG")
+        .env_remove("KSCALE_CONTEXT")
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("kscale metrics finishes within 60 s")
+        .expect("kscale runs")
+}
+
+#[tokio::test]
+async fn the_binary_prints_json_and_exits_0_only_when_every_stage_passes() {
+    let stub = KubeStub::start(Scenario::healthy()).await;
+    let out = kscale_metrics_binary(&stub, &["--output", "json", "metrics"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is one JSON document");
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["stages"].as_array().unwrap().len(), 6);
+
+    stub.update(|s| {
+        s.set(Endpoint::PromValue, prom_value("NaN"));
+    });
+    let out = kscale_metrics_binary(&stub, &["metrics"]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .contains("✗ 3. the adapter's query returns one finite number: the query returned NaN"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("5 of 6 stages passed"), "{stdout}");
+}
