@@ -16,7 +16,7 @@ use crate::render::AdapterRule;
 use crate::timeline::PodSample;
 
 /// Name of the APIService prometheus-adapter registers for external metrics.
-pub const EXTERNAL_APISERVICE: &str = "v1beta1.external.metrics.k8s.io";
+pub use crate::kubeapi::EXTERNAL_METRICS_APISERVICE as EXTERNAL_APISERVICE;
 
 /// Outcome of one stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -7,7 +7,19 @@
 //! unchanged and produce the same `namespace` and `pod` labels as in a cluster.
 //!
 //! Every child is killed on drop (`kill_on_drop`), also when a test fails. Reusable: the
-//! dashboard PromQL check and the simulator validation start a [`Pipeline`] the same way.
+//! dashboard PromQL check and the simulator validation start a [`Pipeline`] the same way:
+//!
+//! ```ignore
+//! let mut cfg = Config::default();
+//! cfg.metric.scrape_interval_seconds = 1; // and a short rate window, e.g. 8 s
+//! let scrape = kscale::metrics::rendered_scrape_job(&cfg)?;
+//! let p = Pipeline::start(&scrape, vec![PodSpec::new("default", "inference-0", 1.0)]).await?;
+//! let load = Load::start(&p.addrs_in("default"), 2, Duration::from_secs(120)); // closed loop
+//! let v = p.prometheus.query("sum(inference_queue_depth)").await?.single_finite()?;
+//! ```
+//!
+//! `poll` retries a check with a deadline; `http_request` is a one-shot HTTP/1.1 client;
+//! `kube_stub` is the API server stand-in for commands that talk to Kubernetes.
 
 #![allow(dead_code)] // Each user of the harness uses a different part of it.
 
