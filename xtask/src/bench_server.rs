@@ -437,12 +437,12 @@ fn idle_connections(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()>
 }
 
 fn drain(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    const INFERENCE: f64 = 0.05;
+    const INFERENCE: f64 = 0.1;
     const MAX_QUEUE: usize = 64;
     let mut server = Server::start(
         binary,
         &[
-            ("INFERENCE_SECONDS", "0.05"),
+            ("INFERENCE_SECONDS", "0.1"),
             ("WORKERS", "1"),
             ("MAX_QUEUE", "64"),
             ("ACCEPT_GRACE_SECONDS", "0"),
@@ -452,15 +452,15 @@ fn drain(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
     for _ in 0..=MAX_QUEUE {
         clients.push(BufReader::new(send_only(server.addr, "/")?));
     }
-    // The first requests finish while the rest connect; signal as soon as the queue is full
-    // enough, and count what the drain had to serve.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Signal once the queue is full; on a loaded machine the first requests may finish while
+    // the rest connect, so after 10 s the signal goes anyway and the row says what was queued.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let queued = loop {
         let depth = server.metric("inference_queue_depth")?;
-        if depth >= (MAX_QUEUE - 8) as f64 || Instant::now() > deadline {
+        if depth >= MAX_QUEUE as f64 || Instant::now() > deadline {
             break depth;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     };
     let signalled = Instant::now();
     let status = Command::new("kill")
