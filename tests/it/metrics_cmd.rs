@@ -597,3 +597,26 @@ async fn the_binary_prints_json_and_exits_0_only_when_every_stage_passes() {
     );
     assert!(stdout.contains("5 of 6 stages passed"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_concurrency_profile_checks_its_own_rule() {
+    let stub = KubeStub::start(Scenario::healthy()).await;
+    let mut cfg = Config::default();
+    cfg.metric.profile = kscale::config::MetricProfile::Concurrency;
+    let r = kscale::metrics::check(stub.client(), &cfg, &MetricsArgs::default(), no_prediction)
+        .await
+        .unwrap();
+    assert!(r.passed, "{}", r.to_text());
+    assert!(
+        r.query.starts_with("sum(inference_requests_in_flight{job=\"kscale-inference\",namespace=\"default\"} + inference_queue_depth{job=\"kscale-inference\",namespace=\"default\"}) by ()"),
+        "{}",
+        r.query
+    );
+    let reqs = stub.requests();
+    assert!(
+        reqs.iter().any(|p| p.ends_with(
+            "?query=inference_queue_depth{job=\"kscale-inference\",namespace=\"default\"}"
+        )),
+        "the series the adapter lists, in the namespace: {reqs:#?}"
+    );
+}
