@@ -90,13 +90,20 @@ pub struct HpaView {
     pub expected_desired_replicas: Option<u32>,
 }
 
-/// The hook for "what the HPA should decide next": given what stage 6 saw and the number of
-/// ready pods, the replica count kube-controller-manager would choose. `None` until the HPA
-/// algorithm module is wired in; stage 6 then flags a disagreement with `status.desiredReplicas`.
-pub type DecisionHook = fn(view: &HpaView, ready_pods: u32, cfg: &Config) -> Option<u32>;
+/// The hook for "what the HPA should decide next": given what stage 6 saw of the HPA, the items
+/// the external metrics API served in stage 5 (the HPA sums them), and the number of ready pods,
+/// the replica count kube-controller-manager would propose (`crate::hpa`'s
+/// `external_value_replicas` / `external_average_value_replicas`). `None` means no prediction;
+/// stage 6 shows a prediction that differs from `status.desiredReplicas`.
+pub type DecisionHook = fn(
+    view: &HpaView,
+    external_values: Option<&[f64]>,
+    ready_pods: u32,
+    cfg: &Config,
+) -> Option<u32>;
 
 /// The default hook: no prediction.
-pub fn no_prediction(_: &HpaView, _: u32, _: &Config) -> Option<u32> {
+pub fn no_prediction(_: &HpaView, _: Option<&[f64]>, _: u32, _: &Config) -> Option<u32> {
     None
 }
 
@@ -327,8 +334,11 @@ impl Checker<'_> {
         pass.stages.push(self.stage2_scrape(&ready).await);
         pass.stages.push(self.stage3_query().await);
         pass.stages.push(self.stage4_apiservice().await);
-        pass.stages.push(self.stage5_external().await);
-        let (s6, hpa) = self.stage6_hpa(ready.len() as u32).await;
+        let (s5, external) = self.stage5_external().await;
+        pass.stages.push(s5);
+        let (s6, hpa) = self
+            .stage6_hpa(ready.len() as u32, external.as_deref())
+            .await;
         pass.stages.push(s6);
         pass.hpa = hpa;
         pass
@@ -697,10 +707,16 @@ impl Checker<'_> {
     }
 
     /// Stage 5: the external metrics API serves the value.
-    pub async fn stage5_external(&self) -> StageResult {
+    pub async fn stage5_external(&self) -> (StageResult, Option<Vec<f64>>) {
+        let got = self.external_value().await;
+        let values = got.as_ref().ok().cloned();
+        (self.stage5_result(got), values)
+    }
+
+    fn stage5_result(&self, got: Result<Vec<f64>, GetError>) -> StageResult {
         const NAME: &str = "external metrics API serves the value";
         let relist = self.cfg.metric.relist_interval_seconds;
-        match self.external_value().await {
+        match got {
             Ok(values) => match values.as_slice() {
                 [] => StageResult::fail(
                     5, NAME, "items: []".into(),
@@ -734,7 +750,11 @@ impl Checker<'_> {
     }
 
     /// Stage 6: the HPA reads the metric and can scale.
-    pub async fn stage6_hpa(&self, ready_pods: u32) -> (StageResult, Option<HpaView>) {
+    pub async fn stage6_hpa(
+        &self,
+        ready_pods: u32,
+        external_values: Option<&[f64]>,
+    ) -> (StageResult, Option<HpaView>) {
         const NAME: &str = "the HPA reads the metric";
         let api: Api<HorizontalPodAutoscaler> = Api::namespaced(self.client.clone(), self.ns());
         let hpa = match bounded(api.get_opt(&self.cfg.app.name)).await {
@@ -765,7 +785,8 @@ impl Checker<'_> {
             Ok(Some(h)) => h,
         };
         let mut view = hpa_view(&hpa, &self.rule.name);
-        view.expected_desired_replicas = (self.decide)(&view, ready_pods, self.cfg);
+        view.expected_desired_replicas =
+            (self.decide)(&view, external_values, ready_pods, self.cfg);
         let seen = describe(&view);
         let active = view.scaling_active.clone();
         let result = match (&active, view.metric_value) {

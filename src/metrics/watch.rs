@@ -15,15 +15,14 @@ use crate::timeline::{PodSample, TimelineRow};
 pub async fn observe(checker: &Checker<'_>, t_seconds: f64) -> TimelineRow {
     let mut pods: Vec<PodSample> = Vec::new();
     let _ = checker.stage1_pods(&mut pods).await;
-    let (_, hpa) = checker.stage6_hpa(pods.len() as u32).await;
-    let external = checker
-        .external_value()
-        .await
-        .ok()
-        .and_then(|v| match v.as_slice() {
-            [x] => Some(*x),
-            _ => None,
-        });
+    let values = checker.external_value().await.ok();
+    let (_, hpa) = checker
+        .stage6_hpa(pods.len() as u32, values.as_deref())
+        .await;
+    let external = values.and_then(|v| match v.as_slice() {
+        [x] => Some(*x),
+        _ => None,
+    });
     let (current, desired, target, per_pod) = match &hpa {
         Some(h) => (
             h.current_replicas,

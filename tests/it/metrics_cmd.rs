@@ -620,3 +620,47 @@ async fn the_concurrency_profile_checks_its_own_rule() {
         "the series the adapter lists, in the namespace: {reqs:#?}"
     );
 }
+
+/// A stand-in for the HPA algorithm: `ceil(sum / target × ready pods)` (External, Value).
+fn ratio_times_ready(
+    view: &kscale::metrics::HpaView,
+    external: Option<&[f64]>,
+    ready: u32,
+    _: &Config,
+) -> Option<u32> {
+    let sum: f64 = external?.iter().sum();
+    Some((sum / view.target? * f64::from(ready)).ceil() as u32)
+}
+
+fn always_five(_: &kscale::metrics::HpaView, _: Option<&[f64]>, _: u32, _: &Config) -> Option<u32> {
+    Some(5)
+}
+
+#[tokio::test]
+async fn the_decision_hook_sees_the_external_value_and_a_disagreement_is_shown() {
+    let stub = KubeStub::start(Scenario::healthy()).await;
+    let args = MetricsArgs::default();
+    let r = kscale::metrics::check(stub.client(), &Config::default(), &args, ratio_times_ready)
+        .await
+        .unwrap();
+    // 10.048 / 12 × 2 ready pods = 1.67 -> 2, as the HPA's status says.
+    assert_eq!(r.hpa.as_ref().unwrap().expected_desired_replicas, Some(2));
+    assert!(
+        !r.stages[5].seen.contains("expects"),
+        "{}",
+        r.stages[5].seen
+    );
+
+    let r = kscale::metrics::check(stub.client(), &Config::default(), &args, always_five)
+        .await
+        .unwrap();
+    assert!(
+        r.stages[5]
+            .seen
+            .ends_with("kscale's HPA model expects 5 desired replicas"),
+        "{}",
+        r.stages[5].seen
+    );
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["hpa"]["expected_desired_replicas"], 5);
+}
