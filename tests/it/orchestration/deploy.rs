@@ -119,3 +119,117 @@ fn deploy_without_sources_or_image_says_what_to_pass() {
         .stderr_has(&["has no server/Dockerfile", "--image REF"]);
     assert_eq!(env.mutating_calls(), Vec::<String>::new());
 }
+
+#[test]
+fn changed_metric_settings_upgrade_the_adapter_rules_only() {
+    let env = Env::new();
+    env.up_fresh();
+    let before = env.versions();
+    env.kscale(&[
+        "deploy",
+        "--image",
+        "kscale-server:000000000001",
+        "--set",
+        "metric.rate_window_seconds=180",
+    ])
+    .expect_code(0);
+    let writes = env.mutating_calls();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        writes[0].starts_with(
+            "helm --kube-context kscale upgrade --install prometheus-adapter prometheus-community/prometheus-adapter --version 5.3.0 "
+        ),
+        "{writes:?}"
+    );
+    let values = std::fs::read_to_string(
+        env.state()
+            .join("helm/releases/monitoring/prometheus-adapter/values.yaml"),
+    )
+    .expect("values");
+    assert!(values.contains("[180s]"), "the new rate window: {values}");
+    let revision = std::fs::read_to_string(
+        env.state()
+            .join("helm/releases/monitoring/prometheus-adapter/revision"),
+    )
+    .expect("revision");
+    assert_eq!(revision.trim(), "2");
+    // The stack's own release is not touched by deploy.
+    let stack_revision = std::fs::read_to_string(
+        env.state()
+            .join("helm/releases/monitoring/prometheus/revision"),
+    )
+    .expect("revision");
+    assert_eq!(stack_revision.trim(), "1");
+    assert_ne!(env.versions()[DEPLOYMENT], before[DEPLOYMENT], "new image");
+}
+
+#[test]
+fn deploy_without_the_adapter_warns_and_installs_nothing() {
+    let env = Env::new();
+    env.seed_profile("kscale", "Running", 2);
+    env.kscale(&["deploy", "--image", "kscale-server:000000000001"])
+        .expect_code(0)
+        .stderr_has(&[
+            "warning: prometheus-adapter is not installed in namespace monitoring",
+            "until `kscale up` installs it",
+        ]);
+    assert_eq!(
+        env.mutating_calls(),
+        Vec::<String>::new(),
+        "{:?}",
+        env.log()
+    );
+    assert!(env.api.object(DEPLOYMENT).is_some());
+}
+
+#[test]
+fn deploy_to_another_context_pushes_to_the_registry() {
+    let env = Env::new();
+    env.write_kubeconfig("staging");
+    let src = env.source().display().to_string();
+    let run = env.kscale(&[
+        "--context",
+        "staging",
+        "deploy",
+        "--source",
+        &src,
+        "--registry",
+        "registry.example.com:5000/ml/",
+    ]);
+    run.expect_code(0)
+        .stdout_has(&["image: registry.example.com:5000/ml/kscale-server:"]);
+    let log = env.log();
+    assert!(
+        !log.iter().any(|l| l.starts_with("minikube")),
+        "no minikube on another context: {log:?}"
+    );
+    assert_eq!(
+        env.mutating_calls(),
+        [
+            "docker build -f <source>/server/Dockerfile -t kscale-server:<tag> <source>",
+            "docker tag kscale-server:<tag> registry.example.com:5000/ml/kscale-server:<tag>",
+            "docker push registry.example.com:5000/ml/kscale-server:<tag>",
+        ]
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("helm --kube-context staging list")),
+        "helm targets the given context: {log:?}"
+    );
+    assert!(
+        deployed_image(&env).starts_with("registry.example.com:5000/ml/kscale-server:"),
+        "{}",
+        deployed_image(&env)
+    );
+}
+
+#[test]
+fn another_context_without_registry_or_image_is_refused() {
+    let env = Env::new();
+    env.write_kubeconfig("staging");
+    let src = env.source().display().to_string();
+    env.kscale(&["--context", "staging", "deploy", "--source", &src])
+        .expect_code(1)
+        .stderr_has(&["--registry HOST", "--image REF"]);
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+}

@@ -378,8 +378,14 @@ impl Env {
         std::fs::write(p.join("status"), format!("{status}\n")).expect("write");
         std::fs::write(p.join("nodes"), format!("{nodes}\n")).expect("write");
         std::fs::write(p.join("images"), "").expect("write");
+        self.write_kubeconfig(name);
+    }
+
+    /// A kubeconfig whose only context, `context`, points at the stub API (any cluster, not a
+    /// minikube profile).
+    pub fn write_kubeconfig(&self, context: &str) {
         let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\ncurrent-context: {name}\nusers:\n- name: {name}\n  user: {{}}\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\ncurrent-context: {context}\nusers:\n- name: {context}\n  user: {{}}\n",
             self.api.url()
         );
         std::fs::write(self.root().join("kubeconfig"), kubeconfig).expect("write");

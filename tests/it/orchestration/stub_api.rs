@@ -417,12 +417,13 @@ impl StubApi {
         }
     }
 
-    /// Adds a route consulted before the store (in the order added).
+    /// Adds a route consulted before the store; a route added later is asked first, so a test
+    /// can override the defaults of [`super::Env`].
     pub fn route(
         &self,
         r: impl Fn(&Request, &Store) -> Option<(u16, Value)> + Send + Sync + 'static,
     ) {
-        self.store().routes.push(Arc::new(r));
+        self.store().routes.insert(0, Arc::new(r));
     }
 
     /// Sets how Deployments roll out.

@@ -107,3 +107,39 @@ fn teardown_of_a_stopped_cluster_deletes_the_profile() {
         "a stopped cluster's API is not called"
     );
 }
+
+#[test]
+fn teardown_keep_cluster_of_a_stopped_cluster_says_to_start_it() {
+    let env = Env::new();
+    env.up_fresh();
+    env.set_profile_status("kscale", "Stopped");
+    env.kscale(&["teardown", "--keep-cluster"])
+        .expect_code(1)
+        .stderr_has(&[
+            "minikube profile kscale is Stopped",
+            "nothing was changed",
+            "minikube start -p kscale",
+        ]);
+    assert_eq!(env.mutating_calls(), Vec::<String>::new());
+    assert!(env.api.seen().is_empty());
+}
+
+#[test]
+fn teardown_of_a_profile_reported_ok_removes_objects_first() {
+    let env = Env::new();
+    env.up_fresh();
+    env.set_profile_status("kscale", "OK");
+    env.kscale(&["teardown", "--yes"]).expect_code(0);
+    let writes = env.mutating_calls();
+    assert_eq!(
+        writes.last().map(String::as_str),
+        Some("minikube delete -p kscale"),
+        "{writes:?}"
+    );
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.contains(" uninstall prometheus-adapter ")),
+        "a running cluster is emptied before it is deleted: {writes:?}"
+    );
+}

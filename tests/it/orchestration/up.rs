@@ -235,3 +235,52 @@ fn output_json_is_one_document_on_stdout() {
     // Progress stays on stderr.
     assert!(run.stderr.contains("preflight"), "{}", run.stderr);
 }
+
+#[test]
+fn verbose_echoes_each_external_command() {
+    let env = Env::new();
+    let src = env.source().display().to_string();
+    env.kscale(&["-v", "up", "--source", &src])
+        .expect_code(0)
+        .stderr_has(&[
+            "  $ minikube version --short",
+            "  $ minikube start -p kscale --nodes 2",
+            "  $ helm --kube-context kscale upgrade --install prometheus-adapter",
+            "  $ docker build -f ",
+        ]);
+}
+
+#[test]
+fn a_resource_metrics_api_that_never_serves_fails_with_a_hint() {
+    let env = Env::new();
+    env.api.route(|req, _| {
+        (req.path == "/apis/metrics.k8s.io/v1beta1/nodes").then(|| {
+            (
+                503,
+                super::stub_api::status(
+                    503,
+                    "ServiceUnavailable",
+                    "the server is currently unable to handle the request",
+                ),
+            )
+        })
+    });
+    let src = env.source().display().to_string();
+    env.kscale(&[
+        "up",
+        "--source",
+        &src,
+        "--set",
+        "timeouts.metrics_server_seconds=1",
+    ])
+    .expect_code(1)
+    .stderr_has(&[
+        "the resource metrics API (metrics.k8s.io) was not ready after 1s",
+        "metrics-server often needs 1-3 minutes",
+    ]);
+    assert!(
+        !env.log().iter().any(|l| l.starts_with("helm repo add")),
+        "nothing after the failed wait: {:?}",
+        env.log()
+    );
+}
