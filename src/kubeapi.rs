@@ -360,7 +360,7 @@ mod tests {
             "a hanging thing",
             Duration::from_millis(200),
             Duration::from_millis(50),
-            || std::future::pending::<anyhow::Result<Option<String>>>(),
+            std::future::pending::<anyhow::Result<Option<String>>>,
         )
         .await
         .expect_err("never ready");
