@@ -74,6 +74,7 @@ pub fn content_tag(source: &Path) -> anyhow::Result<String> {
 pub fn app_objects(files: &[RenderedFile]) -> Vec<&RenderedFile> {
     const ORDER: &[&str] = &[
         "monitoring-namespace.yaml",
+        "app-namespace.yaml",
         "scrape-config-secret.yaml",
         "grafana-dashboard.yaml",
         "deployment.yaml",

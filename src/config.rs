@@ -969,3 +969,125 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
         (slot, v) => *slot = v,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(cfg: &Config) -> Vec<String> {
+        match cfg.validate() {
+            Ok(()) => Vec::new(),
+            Err(ConfigErrors(v)) => v.into_iter().map(|i| i.key).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid_and_reproduce_the_original() {
+        let c = Config::default();
+        assert_eq!(keys(&c), Vec::<String>::new());
+        assert_eq!((c.cluster.nodes, c.cluster.memory_mb), (2, 4400));
+        assert_eq!(
+            (c.app.inference_seconds, c.app.workers, c.app.port),
+            (10.0, 1, 3000)
+        );
+        assert_eq!(c.metric.target, 12.0);
+        assert_eq!((c.hpa.min_replicas, c.hpa.max_replicas), (1, 10));
+        assert_eq!(c.hpa.scale_up.stabilization_window_seconds, 240);
+        assert_eq!(c.hpa.scale_down.stabilization_window_seconds, 300);
+        assert!(
+            Config::defaults_for(MetricProfile::Concurrency)
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_error_names_its_key() {
+        let mut c = Config::default();
+        c.hpa.min_replicas = 5;
+        c.hpa.max_replicas = 3;
+        c.metric.rate_window_seconds = 30;
+        c.cluster.memory_mb = 1024;
+        c.app.namespace = "Bad_Name".into();
+        c.app.cpu_limit = "lots".into();
+        c.hpa.scale_up.policies[0].period_seconds = 0;
+        c.hpa.scale_down.tolerance = Some(1.5);
+        let err = c.validate().expect_err("invalid");
+        let text = err.to_string();
+        for key in [
+            "hpa.max_replicas",
+            "metric.rate_window_seconds",
+            "cluster.memory_mb",
+            "app.namespace",
+            "app.cpu_limit",
+            "hpa.scale_up.policies[0].period_seconds",
+            "hpa.scale_down.tolerance",
+        ] {
+            assert!(text.contains(key), "{key} missing from:\n{text}");
+        }
+        assert!(text.contains("four scrape intervals"), "{text}");
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let layers = Layers {
+            file: Some((
+                "kscale.toml".into(),
+                "[app]\nworkers = 2\ninference_seconds = 5.0\n".into(),
+            )),
+            env: vec![
+                ("KSCALE_APP_WORKERS".into(), "3".into()),
+                ("HOME".into(), "/root".into()),
+            ],
+            sets: vec![("app.inference_seconds".into(), "2.5".into())],
+        };
+        let c = Config::load(&layers).expect("loads");
+        assert_eq!(c.app.workers, 3, "env over file");
+        assert_eq!(c.app.inference_seconds, 2.5, "flag over file");
+    }
+
+    #[test]
+    fn profile_decides_the_defaults_of_the_metric_and_hpa() {
+        let c = Config::load(&Layers {
+            file: Some((
+                "k.toml".into(),
+                "[metric]\nprofile = \"concurrency\"\n".into(),
+            )),
+            ..Default::default()
+        })
+        .expect("loads");
+        assert_eq!(
+            c.metric,
+            MetricConfig::defaults_for(MetricProfile::Concurrency)
+        );
+        assert_eq!(c.hpa, HpaConfig::defaults_for(MetricProfile::Concurrency));
+        let err = Config::load(&Layers {
+            sets: vec![("metric.profile".into(), "fast".into())],
+            ..Default::default()
+        })
+        .expect_err("unknown profile");
+        assert!(err.to_string().contains("metric.profile"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_refused_with_their_place() {
+        let err = Config::load(&Layers {
+            file: Some(("k.toml".into(), "[app]\nworkerz = 2\n".into())),
+            ..Default::default()
+        })
+        .expect_err("unknown key");
+        assert!(format!("{err:#}").contains("workerz"), "{err:#}");
+        let err = Config::load(&Layers {
+            sets: vec![("app.workers".into(), "two".into())],
+            ..Default::default()
+        })
+        .expect_err("bad type");
+        assert!(format!("{err:#}").contains("app.workers"), "{err:#}");
+        let err = Config::load(&Layers {
+            env: vec![("KSCALE_APP_WORKRS".into(), "2".into())],
+            ..Default::default()
+        })
+        .expect_err("unknown env");
+        assert!(err.to_string().contains("KSCALE_APP_WORKRS"), "{err}");
+    }
+}

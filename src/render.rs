@@ -210,7 +210,7 @@ pub fn render_all(
     k["scrape_config"] = Value::String(scrape.clone());
     ctx.insert("k", &k);
 
-    let plan: &[(&str, FileKind)] = &[
+    let mut plan: Vec<(&str, FileKind)> = vec![
         ("monitoring-namespace.yaml", FileKind::Object),
         ("scrape-config-secret.yaml", FileKind::Object),
         ("deployment.yaml", FileKind::Object),
@@ -219,12 +219,16 @@ pub fn render_all(
         ("prometheus-values.yaml", FileKind::HelmValues),
         ("prometheus-adapter.yaml", FileKind::HelmValues),
     ];
+    // `default` always exists and is not kscale's to create or delete.
+    if cfg.app.namespace != "default" {
+        plan.insert(1, ("app-namespace.yaml", FileKind::Object));
+    }
     let mut out = vec![RenderedFile {
         name: "scrape-config.yaml".into(),
         kind: FileKind::PrometheusConfig,
         content: scrape,
     }];
-    for (name, kind) in plan {
+    for (name, kind) in &plan {
         let content = render_one(templates, name, &ctx)?;
         // Every file must at least be YAML; objects must also survive the typed round trip.
         let value =

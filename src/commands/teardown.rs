@@ -138,7 +138,10 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
             report.absent.push(what);
         }
     }
-    if let Some(f) = files.iter().find(|f| f.name == "monitoring-namespace.yaml") {
+    for f in files
+        .iter()
+        .filter(|f| f.name == "monitoring-namespace.yaml" || f.name == "app-namespace.yaml")
+    {
         let obj = kubeapi::object_from_yaml(&f.content)?;
         match &client {
             None => s.ui.plan(&format!("delete {}", kubeapi::describe(&obj))),
