@@ -7,6 +7,7 @@
 #   helm/releases/NAMESPACE/NAME/{chart,version,status,revision,values.yaml}
 # Failure injection: KSCALE_FAKE_FAIL is a comma-separated list of
 #   helm-install:RELEASE   `helm upgrade --install RELEASE` fails like a wait past its deadline
+#   helm-hang:RELEASE      `helm upgrade --install RELEASE` waits until a signal stops it
 #   docker-daemon          the Docker daemon is down
 # The variables may also come from fakes.env beside the fakes: kscale refuses unknown KSCALE_*
 # variables in its own environment, so the tests hand them to the fakes that way.

@@ -1,5 +1,7 @@
 //! What `kscale up` says when something it needs is missing or fails, and that it stops there.
 
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use super::stub_api::Rollout;
@@ -163,5 +165,74 @@ fn a_rollout_past_its_deadline_says_which_pod_is_not_ready_and_why() {
             .iter()
             .any(|r| r.ends_with("/deployments/inference")),
         "the Deployment was applied before the wait"
+    );
+}
+
+#[test]
+fn an_external_metrics_api_that_never_turns_available_stops_before_the_hpa() {
+    let env = Env::new();
+    env.api.route(|req, _| {
+        (req.path == "/apis/apiregistration.k8s.io/v1/apiservices/v1beta1.external.metrics.k8s.io")
+            .then(|| {
+                (
+                    200,
+                    json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                       "metadata": {"name": "v1beta1.external.metrics.k8s.io"},
+                       "spec": {"groupPriorityMinimum": 100, "versionPriority": 100},
+                       "status": {"conditions": [{"type": "Available", "status": "False",
+                           "reason": "FailedDiscoveryCheck",
+                           "message": "failing or missing response from https://10.96.0.12:443/apis/external.metrics.k8s.io/v1beta1: context deadline exceeded",
+                           "lastTransitionTime": "2026-11-27T20:00:00Z"}]}}),
+                )
+            })
+    });
+    let src = env.source().display().to_string();
+    env.kscale(&[
+        "up",
+        "--source",
+        &src,
+        "--set",
+        "timeouts.apiservice_seconds=1",
+    ])
+    .expect_code(1)
+    .stderr_has(&[
+        "v1beta1.external.metrics.k8s.io was not ready after 1s",
+        "is not Available: FailedDiscoveryCheck failing or missing response",
+        "check `kubectl -n monitoring logs deploy/prometheus-adapter`",
+    ]);
+    let writes = mutating_requests(&env);
+    assert!(
+        !writes
+            .iter()
+            .any(|w| w.contains("horizontalpodautoscalers")),
+        "no HPA before its metric API is Available: {writes:?}"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_helm_wait_stops_cleanly() {
+    let mut env = Env::new();
+    env.set_env("KSCALE_FAKE_FAIL", "helm-hang:prometheus");
+    let src = env.source().display().to_string();
+    let running = env.spawn(&["up", "--source", &src], &[]);
+    let status = env
+        .state()
+        .join("helm/releases/monitoring/prometheus/status");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&status).is_ok_and(|s| s.trim() == "hanging") {
+        assert!(Instant::now() < deadline, "helm never started its wait");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A terminal's Ctrl-C goes to the whole foreground process group: kscale and helm.
+    super::signal_group(running.pid(), "INT");
+    let run = running.wait();
+    run.expect_code(130).stderr_has(&[
+        "interrupted: kscale stopped",
+        "re-running the command continues from here",
+    ]);
+    assert!(
+        !run.stderr.contains("failed with"),
+        "the interrupted command is not reported as a failure: {}",
+        run.stderr
     );
 }

@@ -36,6 +36,7 @@ const SYSTEM_PROGRAMS: &[&str] = &[
     "rm",
     "sed",
     "sha256sum",
+    "sleep",
     "touch",
 ];
 
@@ -109,13 +110,66 @@ impl Run {
     }
 }
 
-/// Kills the child if the test panics while it runs.
+/// Kills the child and its process group (the fakes it started) if the test panics while it
+/// runs.
 struct ChildGuard(Child);
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            signal_group(self.0.id(), "KILL");
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Sends `signal` to the process group `pgid` (what a terminal does on Ctrl-C).
+pub fn signal_group(pgid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), "--".into(), format!("-{pgid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A kscale run in progress.
+pub struct Running {
+    guard: ChildGuard,
+    start: Instant,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+    what: String,
+}
+
+impl Running {
+    /// Its process id, which is also its process group id.
+    pub fn pid(&self) -> u32 {
+        self.guard.0.id()
+    }
+
+    /// Waits for it to exit (at most [`RUN_DEADLINE`]).
+    pub fn wait(mut self) -> Run {
+        let status = loop {
+            if let Some(st) = self.guard.0.try_wait().expect("wait") {
+                break st;
+            }
+            assert!(
+                self.start.elapsed() < RUN_DEADLINE,
+                "{} ran past {RUN_DEADLINE:?}",
+                self.what
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let elapsed = self.start.elapsed();
+        // The fakes it started may still hold the pipes open; they are part of its group.
+        signal_group(self.pid(), "KILL");
+        Run {
+            code: status.code(),
+            stdout: self.stdout.join().expect("stdout reader"),
+            stderr: self.stderr.join().expect("stderr reader"),
+            elapsed,
+        }
     }
 }
 
@@ -286,13 +340,20 @@ impl Env {
 
     /// Runs kscale with extra environment variables.
     pub fn kscale_with(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        self.spawn(args, extra).wait()
+    }
+
+    /// Starts kscale in its own process group (as a shell job would be) without waiting.
+    pub fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Running {
+        use std::os::unix::process::CommandExt as _;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
         cmd.args(args)
             .env_clear()
             .current_dir(self.work())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .process_group(0);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -303,32 +364,22 @@ impl Env {
         let mut guard = ChildGuard(cmd.spawn().expect("spawn kscale"));
         let mut out = guard.0.stdout.take().expect("stdout");
         let mut err = guard.0.stderr.take().expect("stderr");
-        let out_reader = std::thread::spawn(move || {
+        let stdout = std::thread::spawn(move || {
             let mut s = String::new();
             let _ = out.read_to_string(&mut s);
             s
         });
-        let err_reader = std::thread::spawn(move || {
+        let stderr = std::thread::spawn(move || {
             let mut s = String::new();
             let _ = err.read_to_string(&mut s);
             s
         });
-        let status = loop {
-            if let Some(st) = guard.0.try_wait().expect("wait") {
-                break st;
-            }
-            assert!(
-                start.elapsed() < RUN_DEADLINE,
-                "kscale {args:?} ran past {RUN_DEADLINE:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let elapsed = start.elapsed();
-        Run {
-            code: status.code(),
-            stdout: out_reader.join().expect("stdout reader"),
-            stderr: err_reader.join().expect("stderr reader"),
-            elapsed,
+        Running {
+            guard,
+            start,
+            stdout,
+            stderr,
+            what: format!("kscale {args:?}"),
         }
     }
 
