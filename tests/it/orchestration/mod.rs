@@ -126,8 +126,9 @@ impl Drop for ChildGuard {
 
 /// Sends `signal` to the process group `pgid` (what a terminal does on Ctrl-C).
 pub fn signal_group(pgid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([format!("-{signal}"), "--".into(), format!("-{pgid}")])
+    // bash's builtin kill: bash is needed by the fakes anyway, procps' kill may be absent.
+    let _ = Command::new("bash")
+        .args(["-c", &format!("kill -{signal} -- -{pgid}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();

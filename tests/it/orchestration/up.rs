@@ -284,3 +284,32 @@ fn a_resource_metrics_api_that_never_serves_fails_with_a_hint() {
         env.log()
     );
 }
+
+#[test]
+fn up_on_another_context_leaves_the_cluster_alone() {
+    let env = Env::new();
+    env.write_kubeconfig("staging");
+    let image = "registry.example.com/kscale-server:v1";
+    env.kscale(&["--context", "staging", "up", "--image", image])
+        .expect_code(0)
+        .stdout_has(&[
+            "the stack is up on context staging",
+            "kubectl --context staging -n default port-forward svc/inference 3000:3000",
+        ]);
+    let log = env.log();
+    assert!(
+        !log.iter()
+            .any(|l| l.starts_with("minikube") || l.starts_with("docker")),
+        "no cluster management and no build on a given context: {log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("helm --kube-context staging upgrade --install prometheus ")),
+        "{log:?}"
+    );
+    let deployment = env.api.object(DEPLOYMENT).expect("Deployment");
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        image
+    );
+}
