@@ -2,6 +2,7 @@
 
 mod cli_smoke;
 mod metrics_cmd;
+mod orchestration;
 mod pipeline;
 mod render;
 mod support;
