@@ -5,3 +5,5 @@ pub mod cli;
 pub mod config;
 pub mod plot;
 pub mod timeline;
+pub mod hpa;
+pub mod loadprofile;
