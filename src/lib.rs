@@ -3,7 +3,8 @@
 
 pub mod cli;
 pub mod config;
-pub mod plot;
-pub mod timeline;
 pub mod hpa;
 pub mod loadprofile;
+pub mod plot;
+pub mod simulate;
+pub mod timeline;
