@@ -91,7 +91,9 @@ pub enum LoadProfileError {
         reason: String,
     },
     /// Times must strictly increase.
-    #[error("step {index} `{item}`: time {at}s is not after the previous step's {previous}s; list steps in time order")]
+    #[error(
+        "step {index} `{item}`: time {at}s is not after the previous step's {previous}s; list steps in time order"
+    )]
     Order {
         /// 1-based position of the item.
         index: usize,
@@ -264,9 +266,18 @@ mod tests {
         assert_eq!(
             p.steps,
             vec![
-                Step { at_seconds: 0.0, value: 2.0 },
-                Step { at_seconds: 60.0, value: 8.0 },
-                Step { at_seconds: 300.0, value: 2.0 },
+                Step {
+                    at_seconds: 0.0,
+                    value: 2.0
+                },
+                Step {
+                    at_seconds: 60.0,
+                    value: 8.0
+                },
+                Step {
+                    at_seconds: 300.0,
+                    value: 2.0
+                },
             ]
         );
     }
@@ -274,7 +285,13 @@ mod tests {
     #[test]
     fn bare_numbers_are_seconds_and_rates_may_be_fractional() {
         let p = LoadProfile::parse_rate("0:0.1,90:0.4").unwrap();
-        assert_eq!(p.steps[1], Step { at_seconds: 90.0, value: 0.4 });
+        assert_eq!(
+            p.steps[1],
+            Step {
+                at_seconds: 90.0,
+                value: 0.4
+            }
+        );
         assert_eq!(p.value_at(89.9), 0.1);
         assert_eq!(p.value_at(90.0), 0.4);
     }
@@ -287,14 +304,25 @@ mod tests {
             ("0s:2,:8", "step 2 `:8`: expected TIME:VALUE"),
             ("0s:2,6x0:8", "step 2 `6x0:8`: bad time `6x0`"),
             ("0s:2,-5:8", "step 2 `-5:8`: bad time `-5`"),
-            ("0s:2.5", "step 1 `0s:2.5`: bad value `2.5`: must be a whole number"),
+            (
+                "0s:2.5",
+                "step 1 `0s:2.5`: bad value `2.5`: must be a whole number",
+            ),
             ("0s:-1", "step 1 `0s:-1`: bad value `-1`"),
-            ("0s:1,10s:999999", "step 2 `10s:999999`: bad value `999999`: at most"),
+            (
+                "0s:1,10s:999999",
+                "step 2 `10s:999999`: bad value `999999`: at most",
+            ),
             ("0s:1,0s:2", "step 2 `0s:2`: time 0s is not after"),
         ];
         for (text, want) in cases {
-            let err = LoadProfile::parse_concurrency(text).unwrap_err().to_string();
-            assert!(err.starts_with(want), "{text:?}: got {err:?}, want prefix {want:?}");
+            let err = LoadProfile::parse_concurrency(text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(want),
+                "{text:?}: got {err:?}, want prefix {want:?}"
+            );
         }
         let err = LoadProfile::parse_rate("0s:NaN").unwrap_err().to_string();
         assert!(err.contains("bad value `NaN`"), "{err}");
@@ -317,6 +345,9 @@ mod tests {
         assert_eq!(p.first_rise(), Some((0.0, 0.0, 8.0)));
         let p = LoadProfile::parse_concurrency("0s:0").unwrap();
         assert_eq!(p.first_rise(), None);
-        assert_eq!(LoadProfile::parse_concurrency("0s:3,9s:7").unwrap().peak(), 7.0);
+        assert_eq!(
+            LoadProfile::parse_concurrency("0s:3,9s:7").unwrap().peak(),
+            7.0
+        );
     }
 }

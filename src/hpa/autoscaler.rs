@@ -205,7 +205,10 @@ impl Autoscaler {
                     metric_replicas: None,
                     stabilized_replicas: None,
                     metric_values,
-                    reason: format!("invalid metrics ({invalid} invalid out of {}), first error is: {msg}", inputs.metrics.len()),
+                    reason: format!(
+                        "invalid metrics ({invalid} invalid out of {}), first error is: {msg}",
+                        inputs.metrics.len()
+                    ),
                     able_to_scale: able,
                     scaling_active: Condition::new(false, why, message),
                     scaling_limited: None,
@@ -291,7 +294,11 @@ impl Autoscaler {
                 "recent recommendations were higher than current one, applying the highest recent recommendation",
             )
         } else {
-            Condition::new(true, "ReadyForNewScale", "recommended size matches current size")
+            Condition::new(
+                true,
+                "ReadyForNewScale",
+                "recommended size matches current size",
+            )
         };
         let scale_up_limit = ((2.0 * f64::from(current)).max(4.0)) as i32;
         let (max_allowed, max_reason, max_msg) = if max > scale_up_limit {
@@ -359,7 +366,11 @@ impl Autoscaler {
             value: prenormalized,
         });
         let able = if stabilized == prenormalized {
-            Condition::new(true, "ReadyForNewScale", "recommended size matches current size")
+            Condition::new(
+                true,
+                "ReadyForNewScale",
+                "recommended size matches current size",
+            )
         } else if prenormalized >= current {
             Condition::new(
                 true,
@@ -400,11 +411,21 @@ impl Autoscaler {
         max: i32,
     ) -> (i32, &'static str, &'static str) {
         let Some(b) = self.settings.behavior.as_ref() else {
-            return (desired, "DesiredWithinRange", "the desired count is within the acceptable range");
+            return (
+                desired,
+                "DesiredWithinRange",
+                "the desired count is within the acceptable range",
+            );
         };
         if desired > current {
-            let limit = scale_up_limit(now, current, &self.scale_up_events, &self.scale_down_events, &b.scale_up)
-                .max(current);
+            let limit = scale_up_limit(
+                now,
+                current,
+                &self.scale_up_events,
+                &self.scale_down_events,
+                &b.scale_up,
+            )
+            .max(current);
             let (allowed, reason, msg) = if max > limit {
                 (
                     limit,
@@ -422,8 +443,14 @@ impl Autoscaler {
                 return (allowed, reason, msg);
             }
         } else if desired < current {
-            let limit = scale_down_limit(now, current, &self.scale_up_events, &self.scale_down_events, &b.scale_down)
-                .min(current);
+            let limit = scale_down_limit(
+                now,
+                current,
+                &self.scale_up_events,
+                &self.scale_down_events,
+                &b.scale_down,
+            )
+            .min(current);
             let (allowed, reason, msg) = if min < limit {
                 (
                     limit,
@@ -441,7 +468,11 @@ impl Autoscaler {
                 return (allowed, reason, msg);
             }
         }
-        (desired, "DesiredWithinRange", "the desired count is within the acceptable range")
+        (
+            desired,
+            "DesiredWithinRange",
+            "the desired count is within the acceptable range",
+        )
     }
 
     /// `storeScaleEvent`: only the behavior path keeps events.
@@ -511,7 +542,13 @@ fn change_in_period(now: f64, period: u32, events: &[Stamped]) -> i32 {
 }
 
 /// `calculateScaleUpLimitWithScalingRules`.
-fn scale_up_limit(now: f64, current: i32, ups: &[Stamped], downs: &[Stamped], rules: &Rules) -> i32 {
+fn scale_up_limit(
+    now: f64,
+    current: i32,
+    ups: &[Stamped],
+    downs: &[Stamped],
+    rules: &Rules,
+) -> i32 {
     let (mut result, pick): (i32, fn(i32, i32) -> i32) = match rules.select_policy {
         SelectPolicy::Disabled => return current,
         SelectPolicy::Min => (i32::MAX, i32::min),

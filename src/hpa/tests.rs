@@ -4,6 +4,20 @@
 use super::*;
 use crate::config::{HpaConfig, PolicyKind, ScalingPolicy, SelectPolicy};
 
+/// (rule, spec replicas, ready replicas, series values, target, tolerances, want replicas, want value)
+type ExternalValueCase = (
+    &'static str,
+    u32,
+    u32,
+    &'static [f64],
+    f64,
+    Tolerances,
+    i32,
+    f64,
+);
+/// (rule, status replicas, series values, target per pod, want replicas, want average)
+type AverageValueCase = (&'static str, u32, &'static [f64], f64, i32, f64);
+
 const TOL: Tolerances = Tolerances {
     scale_down: 0.1,
     scale_up: 0.1,
@@ -40,31 +54,127 @@ fn external_value_table() {
         scale_down: 0.05,
         scale_up: 0.5,
     };
-    let cases: &[(&str, u32, u32, &[f64], f64, Tolerances, i32, f64)] = &[
-        ("replica_calculator.go getUsageRatioReplicaCount: inside the tolerance keeps spec replicas",
-            3, 3, &[13.0], 12.0, TOL, 3, 13.0),
-        ("replica_calculator.go getUsageRatioReplicaCount: ratio exactly 1+tol is within (<=)",
-            3, 3, &[13.2], 12.0, TOL, 3, 13.2),
-        ("replica_calculator.go getUsageRatioReplicaCount: just above 1+tol scales with ceil(ratio*ready)",
-            3, 3, &[13.3], 12.0, TOL, 4, 13.3),
-        ("replica_calculator.go getUsageRatioReplicaCount: ratio exactly 1-tol is within (>=)",
-            5, 5, &[10.8], 12.0, TOL, 5, 10.8),
-        ("replica_calculator.go GetExternalMetricReplicas: Value target uses ready pods, not spec replicas",
-            4, 2, &[24.0], 12.0, TOL, 4, 24.0),
-        ("replica_calculator.go GetExternalMetricReplicas: Value target with 1 ready of 3 scales down from ready count",
-            3, 1, &[6.0], 12.0, TOL, 1, 6.0),
-        ("replica_calculator.go GetExternalMetricReplicas: all returned series are summed",
-            2, 2, &[10.0, 8.0, 6.0], 12.0, TOL, 4, 24.0),
-        ("replica_calculator.go getUsageRatioReplicaCount: spec replicas 0 gives ceil(ratio) without tolerance",
-            0, 0, &[12.5], 12.0, TOL, 2, 12.5),
-        ("replica_calculator.go Tolerances.isWithin: per-direction tolerance lets +40% pass",
-            2, 2, &[16.8], 12.0, up_half, 2, 16.8),
-        ("replica_calculator.go Tolerances.isWithin: per-direction tolerance, -6% is outside a 5% down band",
-            10, 10, &[11.28], 12.0, up_half, 10, 11.28),
-        ("prometheus-adapter metric_converter.go: int64(v*1000) truncates 13.2009 to 13200m, within tolerance",
-            3, 3, &[13.2009], 12.0, TOL, 3, 13.2),
-        ("horizontal.go: a metric of 0 (the NaN-guarded idle query) proposes 0",
-            3, 3, &[0.0], 12.0, TOL, 0, 0.0),
+    let cases: &[ExternalValueCase] = &[
+        (
+            "replica_calculator.go getUsageRatioReplicaCount: inside the tolerance keeps spec replicas",
+            3,
+            3,
+            &[13.0],
+            12.0,
+            TOL,
+            3,
+            13.0,
+        ),
+        (
+            "replica_calculator.go getUsageRatioReplicaCount: ratio exactly 1+tol is within (<=)",
+            3,
+            3,
+            &[13.2],
+            12.0,
+            TOL,
+            3,
+            13.2,
+        ),
+        (
+            "replica_calculator.go getUsageRatioReplicaCount: just above 1+tol scales with ceil(ratio*ready)",
+            3,
+            3,
+            &[13.3],
+            12.0,
+            TOL,
+            4,
+            13.3,
+        ),
+        (
+            "replica_calculator.go getUsageRatioReplicaCount: ratio exactly 1-tol is within (>=)",
+            5,
+            5,
+            &[10.8],
+            12.0,
+            TOL,
+            5,
+            10.8,
+        ),
+        (
+            "replica_calculator.go GetExternalMetricReplicas: Value target uses ready pods, not spec replicas",
+            4,
+            2,
+            &[24.0],
+            12.0,
+            TOL,
+            4,
+            24.0,
+        ),
+        (
+            "replica_calculator.go GetExternalMetricReplicas: Value target with 1 ready of 3 scales down from ready count",
+            3,
+            1,
+            &[6.0],
+            12.0,
+            TOL,
+            1,
+            6.0,
+        ),
+        (
+            "replica_calculator.go GetExternalMetricReplicas: all returned series are summed",
+            2,
+            2,
+            &[10.0, 8.0, 6.0],
+            12.0,
+            TOL,
+            4,
+            24.0,
+        ),
+        (
+            "replica_calculator.go getUsageRatioReplicaCount: spec replicas 0 gives ceil(ratio) without tolerance",
+            0,
+            0,
+            &[12.5],
+            12.0,
+            TOL,
+            2,
+            12.5,
+        ),
+        (
+            "replica_calculator.go Tolerances.isWithin: per-direction tolerance lets +40% pass",
+            2,
+            2,
+            &[16.8],
+            12.0,
+            up_half,
+            2,
+            16.8,
+        ),
+        (
+            "replica_calculator.go Tolerances.isWithin: per-direction tolerance, -6% is outside a 5% down band",
+            10,
+            10,
+            &[11.28],
+            12.0,
+            up_half,
+            10,
+            11.28,
+        ),
+        (
+            "prometheus-adapter metric_converter.go: int64(v*1000) truncates 13.2009 to 13200m, within tolerance",
+            3,
+            3,
+            &[13.2009],
+            12.0,
+            TOL,
+            3,
+            13.2,
+        ),
+        (
+            "horizontal.go: a metric of 0 (the NaN-guarded idle query) proposes 0",
+            3,
+            3,
+            &[0.0],
+            12.0,
+            TOL,
+            0,
+            0.0,
+        ),
     ];
     for (rule, spec, ready, values, target, tol, want, want_value) in cases {
         let p = external_value_replicas(*spec, *ready, values, *target, *tol)
@@ -74,7 +184,9 @@ fn external_value_table() {
     }
     // ceil(0.94 * 10) = 10: the band edge is not a promise of a scale-down.
     assert_eq!(
-        external_value_replicas(10, 10, &[11.28], 12.0, TOL).unwrap().replicas,
+        external_value_replicas(10, 10, &[11.28], 12.0, TOL)
+            .unwrap()
+            .replicas,
         10,
         "replica_calculator.go: 11.28/12 = 0.94 is within 10%"
     );
@@ -83,23 +195,71 @@ fn external_value_table() {
 #[test]
 fn external_average_value_table() {
     // (rule, status replicas, series values, target per pod, want replicas, want status average)
-    let cases: &[(&str, u32, &[f64], f64, i32, f64)] = &[
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: desired = ceil(sum/target)",
-            1, &[20.0], 4.0, 5, 20.0),
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: tolerance on sum/(target*statusReplicas), 18..22 over 5 pods holds",
-            5, &[18.0], 4.0, 5, 3.6),
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: tolerance upper edge 22/20 = 1.1 holds",
-            5, &[22.0], 4.0, 5, 4.4),
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: 23/20 leaves the band, ceil(23/4) = 6",
-            5, &[23.0], 4.0, 6, 4.6),
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: scale down to ceil(sum/target)",
-            8, &[3.0], 1.0, 3, 0.375),
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: series are summed",
-            2, &[3.0, 5.0], 1.0, 8, 4.0),
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: status average is ceil(usage/statusReplicas) in milli",
-            3, &[1.0], 1.0, 1, 0.334),
-        ("replica_calculator.go GetExternalPerPodMetricReplicas: idle (0) proposes 0, clamped later by minReplicas",
-            4, &[0.0], 1.0, 0, 0.0),
+    let cases: &[AverageValueCase] = &[
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: desired = ceil(sum/target)",
+            1,
+            &[20.0],
+            4.0,
+            5,
+            20.0,
+        ),
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: tolerance on sum/(target*statusReplicas), 18..22 over 5 pods holds",
+            5,
+            &[18.0],
+            4.0,
+            5,
+            3.6,
+        ),
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: tolerance upper edge 22/20 = 1.1 holds",
+            5,
+            &[22.0],
+            4.0,
+            5,
+            4.4,
+        ),
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: 23/20 leaves the band, ceil(23/4) = 6",
+            5,
+            &[23.0],
+            4.0,
+            6,
+            4.6,
+        ),
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: scale down to ceil(sum/target)",
+            8,
+            &[3.0],
+            1.0,
+            3,
+            0.375,
+        ),
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: series are summed",
+            2,
+            &[3.0, 5.0],
+            1.0,
+            8,
+            4.0,
+        ),
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: status average is ceil(usage/statusReplicas) in milli",
+            3,
+            &[1.0],
+            1.0,
+            1,
+            0.334,
+        ),
+        (
+            "replica_calculator.go GetExternalPerPodMetricReplicas: idle (0) proposes 0, clamped later by minReplicas",
+            4,
+            &[0.0],
+            1.0,
+            0,
+            0.0,
+        ),
     ];
     for (rule, status, values, target, want, want_avg) in cases {
         let p = external_average_value_replicas(*status, values, *target, TOL)
@@ -113,28 +273,74 @@ fn external_average_value_table() {
 fn pods_average_value_table() {
     // (rule, current replicas, pods, target, want replicas)
     let cases: Vec<(&str, u32, Vec<PodMetric>, f64, i32)> = vec![
-        ("replica_calculator.go calcPlainMetricReplicas: ceil(avg/target * ready)",
-            2, vec![running(4.0), running(2.0)], 1.0, 6),
-        ("replica_calculator.go calcPlainMetricReplicas: within tolerance keeps current",
-            2, vec![running(1.05), running(1.0)], 1.0, 2),
-        ("replica_calculator.go calcPlainMetricReplicas: missing pods count as the target on a scale-down, damping it to ceil(0.833*3) = 3",
-            3, vec![running(0.5), no_sample(), no_sample()], 1.0, 3),
-        ("replica_calculator.go calcPlainMetricReplicas: missing pods count as the target on a scale-down, still down",
-            4, vec![running(0.0), running(0.0), running(0.0), no_sample()], 1.0, 1),
-        ("replica_calculator.go calcPlainMetricReplicas: missing pods count as 0 on a scale-up",
-            2, vec![running(4.0), no_sample()], 1.0, 4),
-        ("replica_calculator.go groupPods: Pending pods are unready and count as 0 on a scale-up",
-            3, vec![running(3.0), pending(), pending()], 1.0, 3),
-        ("replica_calculator.go groupPods: Pending pods do not count on a scale-down",
-            3, vec![running(0.2), pending(), pending()], 1.0, 1),
-        ("replica_calculator.go groupPods: deleting and Failed pods are ignored",
+        (
+            "replica_calculator.go calcPlainMetricReplicas: ceil(avg/target * ready)",
+            2,
+            vec![running(4.0), running(2.0)],
+            1.0,
+            6,
+        ),
+        (
+            "replica_calculator.go calcPlainMetricReplicas: within tolerance keeps current",
+            2,
+            vec![running(1.05), running(1.0)],
+            1.0,
+            2,
+        ),
+        (
+            "replica_calculator.go calcPlainMetricReplicas: missing pods count as the target on a scale-down, damping it to ceil(0.833*3) = 3",
+            3,
+            vec![running(0.5), no_sample(), no_sample()],
+            1.0,
+            3,
+        ),
+        (
+            "replica_calculator.go calcPlainMetricReplicas: missing pods count as the target on a scale-down, still down",
+            4,
+            vec![running(0.0), running(0.0), running(0.0), no_sample()],
+            1.0,
+            1,
+        ),
+        (
+            "replica_calculator.go calcPlainMetricReplicas: missing pods count as 0 on a scale-up",
+            2,
+            vec![running(4.0), no_sample()],
+            1.0,
+            4,
+        ),
+        (
+            "replica_calculator.go groupPods: Pending pods are unready and count as 0 on a scale-up",
+            3,
+            vec![running(3.0), pending(), pending()],
+            1.0,
+            3,
+        ),
+        (
+            "replica_calculator.go groupPods: Pending pods do not count on a scale-down",
+            3,
+            vec![running(0.2), pending(), pending()],
+            1.0,
+            1,
+        ),
+        (
+            "replica_calculator.go groupPods: deleting and Failed pods are ignored",
             2,
             vec![
                 running(2.0),
-                PodMetric { phase: PodPhase::Running, deleting: true, value: Some(9.0) },
-                PodMetric { phase: PodPhase::Failed, deleting: false, value: Some(9.0) },
+                PodMetric {
+                    phase: PodPhase::Running,
+                    deleting: true,
+                    value: Some(9.0),
+                },
+                PodMetric {
+                    phase: PodPhase::Failed,
+                    deleting: false,
+                    value: Some(9.0),
+                },
             ],
-            1.0, 2),
+            1.0,
+            2,
+        ),
     ];
     for (rule, current, pods, target, want) in &cases {
         let p = pods_average_value_replicas(*current, pods, *target, TOL)
@@ -249,7 +455,13 @@ fn default_behavior_scale_up_policies() {
     let mut a = Autoscaler::new(with_behavior(1, 100, Behavior::default()));
     let got = run(
         &mut a,
-        &[(0.0, 40.0), (15.0, 40.0), (30.0, 40.0), (45.0, 40.0), (60.0, 40.0)],
+        &[
+            (0.0, 40.0),
+            (15.0, 40.0),
+            (30.0, 40.0),
+            (45.0, 40.0),
+            (60.0, 40.0),
+        ],
         1,
         1.0,
         true,
@@ -265,13 +477,22 @@ fn default_behavior_scale_up_policies() {
 fn scale_events_inside_the_period_limit_the_next_step() {
     // horizontal.go getReplicasChangePerPeriod: events strictly after now-period count.
     let mut a = Autoscaler::new(with_behavior(1, 100, Behavior::default()));
-    let got = run(&mut a, &[(0.0, 40.0), (10.0, 40.0), (14.9, 40.0), (15.0, 40.0)], 1, 1.0, true);
+    let got = run(
+        &mut a,
+        &[(0.0, 40.0), (10.0, 40.0), (14.9, 40.0), (15.0, 40.0)],
+        1,
+        1.0,
+        true,
+    );
     assert_eq!(got, vec![5, 5, 5, 10]);
     let d = a.decide(16.0, &ext_avg(10, 40.0, 1.0));
     assert_eq!(d.desired_replicas, 10);
     let limited = d.scaling_limited.expect("computed");
     assert!(limited.status);
-    assert_eq!(limited.reason, "ScaleUpLimit", "horizontal.go convertDesiredReplicasWithBehaviorRate");
+    assert_eq!(
+        limited.reason, "ScaleUpLimit",
+        "horizontal.go convertDesiredReplicasWithBehaviorRate"
+    );
 }
 
 #[test]
@@ -286,7 +507,13 @@ fn select_policy_min_and_disabled() {
     };
     let mut a = Autoscaler::new(with_behavior(1, 100, min_policy));
     assert_eq!(
-        run(&mut a, &[(0.0, 40.0), (15.0, 40.0), (30.0, 40.0)], 1, 1.0, true),
+        run(
+            &mut a,
+            &[(0.0, 40.0), (15.0, 40.0), (30.0, 40.0)],
+            1,
+            1.0,
+            true
+        ),
         vec![2, 4, 8],
         "horizontal.go calculateScaleUpLimitWithScalingRules: selectPolicy Min takes the smaller change"
     );
@@ -296,7 +523,13 @@ fn select_policy_min_and_disabled() {
     };
     let mut a = Autoscaler::new(with_behavior(1, 100, disabled));
     assert_eq!(
-        run(&mut a, &[(0.0, 1.0), (15.0, 1.0), (30.0, 1.0)], 8, 1.0, true),
+        run(
+            &mut a,
+            &[(0.0, 1.0), (15.0, 1.0), (30.0, 1.0)],
+            8,
+            1.0,
+            true
+        ),
         vec![8, 8, 8],
         "horizontal.go calculateScaleDownLimitWithBehaviors: selectPolicy Disabled never scales down"
     );
@@ -311,7 +544,13 @@ fn scale_down_policies() {
     };
     let mut a = Autoscaler::new(with_behavior(1, 100, half));
     assert_eq!(
-        run(&mut a, &[(0.0, 0.0), (15.0, 0.0), (30.0, 0.0), (45.0, 0.0)], 10, 1.0, true),
+        run(
+            &mut a,
+            &[(0.0, 0.0), (15.0, 0.0), (30.0, 0.0), (45.0, 0.0)],
+            10,
+            1.0,
+            true
+        ),
         vec![5, 2, 1, 1],
         "horizontal.go calculateScaleDownLimitWithBehaviors: Percent 50 → 10, 5, int32(2.5) = 2, min 1"
     );
@@ -321,7 +560,13 @@ fn scale_down_policies() {
     };
     let mut a = Autoscaler::new(with_behavior(1, 100, one_per_minute));
     assert_eq!(
-        run(&mut a, &[(0.0, 0.0), (15.0, 0.0), (59.0, 0.0), (61.0, 0.0)], 10, 1.0, true),
+        run(
+            &mut a,
+            &[(0.0, 0.0), (15.0, 0.0), (59.0, 0.0), (61.0, 0.0)],
+            10,
+            1.0,
+            true
+        ),
         vec![9, 9, 9, 8],
         "horizontal.go getReplicasChangePerPeriod: one pod per 60 s period"
     );
@@ -386,7 +631,10 @@ fn missing_metric_never_scales_down() {
         }],
     };
     let d = a.decide(0.0, &inputs);
-    assert!(!d.rescale, "horizontal.go computeReplicasForMetrics: all metrics invalid → no scaling");
+    assert!(
+        !d.rescale,
+        "horizontal.go computeReplicasForMetrics: all metrics invalid → no scaling"
+    );
     assert_eq!(d.desired_replicas, 4);
     assert!(!d.scaling_active.status);
     assert_eq!(d.scaling_active.reason, "FailedGetExternalMetric");
@@ -448,7 +696,10 @@ fn min_max_clamps() {
     let mut a = Autoscaler::new(with_behavior(2, 6, b));
     let d = a.decide(0.0, &ext_avg(5, 0.0, 1.0));
     assert_eq!(
-        (d.desired_replicas, d.scaling_limited.expect("computed").reason),
+        (
+            d.desired_replicas,
+            d.scaling_limited.expect("computed").reason
+        ),
         (2, "TooFewReplicas"),
         "horizontal.go convertDesiredReplicasWithBehaviorRate: minReplicas"
     );
@@ -464,7 +715,13 @@ fn legacy_path_without_behavior() {
     };
     let mut a = Autoscaler::new(legacy.clone());
     assert_eq!(
-        run(&mut a, &[(0.0, 40.0), (15.0, 40.0), (30.0, 40.0)], 1, 1.0, true),
+        run(
+            &mut a,
+            &[(0.0, 40.0), (15.0, 40.0), (30.0, 40.0)],
+            1,
+            1.0,
+            true
+        ),
         vec![4, 8, 16],
         "horizontal.go calculateScaleUpLimit: max(2*current, 4) per sync when behavior is nil"
     );
@@ -491,7 +748,10 @@ fn tolerance_settings() {
     let s = with_behavior(1, 10, b);
     assert_eq!(
         s.tolerances(),
-        Tolerances { scale_down: 0.1, scale_up: 0.5 },
+        Tolerances {
+            scale_down: 0.1,
+            scale_up: 0.5
+        },
         "horizontal.go tolerancesForHpa: behavior tolerance overrides per direction"
     );
     let gated = HpaSettings {
@@ -505,7 +765,10 @@ fn tolerance_settings() {
     );
     let mut a = Autoscaler::new(s);
     let d = a.decide(0.0, &ext_avg(4, 5.6, 1.0));
-    assert_eq!(d.desired_replicas, 4, "5.6/4 = 1.4 is inside a 50% up tolerance");
+    assert_eq!(
+        d.desired_replicas, 4,
+        "5.6/4 = 1.4 is inside a 50% up tolerance"
+    );
 }
 
 #[test]

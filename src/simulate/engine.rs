@@ -8,7 +8,7 @@ use rand::{RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::metric::{self, ObservedRequest, PodSeries, Sample};
+use super::metric::{self, ObservedRequest, PodSeries, Sample, SeriesRef};
 use crate::config::{Config, MetricProfile};
 use crate::hpa::{Autoscaler, HpaSettings, MetricInput, MetricReading, MetricTarget, SyncInputs};
 use crate::loadprofile::{LoadKind, LoadProfile};
@@ -156,6 +156,8 @@ pub struct Summary {
     pub scale_events: u32,
     /// Rescales in the other direction than the previous one (up then down counts 1).
     pub direction_changes: u32,
+    /// Scale-ups less than 5 minutes after a scale-down: flapping.
+    pub quick_reversals: u32,
     /// Requests sent (every attempt, including shed and refused ones).
     pub sent: u64,
     /// Requests answered with 200.
@@ -210,20 +212,33 @@ pub struct SyncRecord {
     pub reason: String,
 }
 
+/// A scale-up this soon after a scale-down counts as flapping.
+const QUICK_REVERSAL_SECONDS: f64 = 300.0;
+
 /// Runaway guard: no sensible run needs more events than this.
 const MAX_EVENTS: u64 = 200_000_000;
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     /// A request is sent; `closed` when a closed-loop client sends it.
-    Send { closed: bool },
+    Send {
+        closed: bool,
+    },
     /// Open loop: time to draw the next arrival (`send` false only re-draws at a rate change).
-    OpenArrival { send: bool },
-    Completion { pod: usize },
-    PodReady { pod: usize },
+    OpenArrival {
+        send: bool,
+    },
+    Completion {
+        pod: usize,
+    },
+    PodReady {
+        pod: usize,
+    },
     Scrape,
     Sync,
-    Step { index: usize },
+    Step {
+        index: usize,
+    },
     Row,
 }
 
@@ -312,6 +327,7 @@ struct Sim<'a> {
     latencies: Vec<f64>,
     summary: Summary,
     last_direction: i8,
+    last_down_at: Option<f64>,
     timeline: Vec<TimelineRow>,
     syncs: Vec<SyncRecord>,
     last_row_at: f64,
@@ -351,6 +367,7 @@ fn run(p: &SimParams, load: &LoadProfile, duration: f64, seed: u64, record: bool
         latencies: Vec::new(),
         summary: Summary::default(),
         last_direction: 0,
+        last_down_at: None,
         timeline: Vec::new(),
         syncs: Vec::new(),
         last_row_at: 0.0,
@@ -632,17 +649,23 @@ impl Sim<'_> {
     }
 
     fn query(&self, now: f64) -> f64 {
-        let series = self.series_view();
+        let views = self
+            .pods
+            .iter()
+            .filter(|p| !p.series.is_empty())
+            .map(|p| SeriesRef {
+                samples: &p.series,
+                gone_at: p.gone_at,
+            });
         match self.p.profile {
             MetricProfile::MeanDuration => {
-                metric::mean_duration_query(&series, now, self.p.rate_window_seconds)
+                metric::mean_duration_of(views, now, self.p.rate_window_seconds)
             }
-            MetricProfile::Concurrency => metric::concurrency_query(&series, now),
+            MetricProfile::Concurrency => metric::concurrency_of(views, now),
         }
     }
 
     fn series_view(&self) -> Vec<PodSeries> {
-        // Cheap enough at one query per 15 s; keeps the pure functions the only implementation.
         self.pods
             .iter()
             .enumerate()
@@ -692,6 +715,16 @@ impl Sim<'_> {
             self.summary.direction_changes += 1;
         }
         self.last_direction = direction;
+        if direction > 0
+            && self
+                .last_down_at
+                .is_some_and(|d| now - d < QUICK_REVERSAL_SECONDS)
+        {
+            self.summary.quick_reversals += 1;
+        }
+        if direction < 0 {
+            self.last_down_at = Some(now);
+        }
         if direction > 0 {
             if let Some(step) = self.summary.step_at_seconds
                 && now >= step

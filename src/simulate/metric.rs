@@ -55,6 +55,25 @@ pub struct PodSeries {
     pub gone_at: Option<f64>,
 }
 
+/// A borrowed view of one series, so callers that keep series elsewhere need not copy them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesRef<'a> {
+    /// Scrapes in time order.
+    pub samples: &'a [Sample],
+    /// When the target disappeared.
+    pub gone_at: Option<f64>,
+}
+
+impl PodSeries {
+    /// This series as a view.
+    pub fn view(&self) -> SeriesRef<'_> {
+        SeriesRef {
+            samples: &self.samples,
+            gone_at: self.gone_at,
+        }
+    }
+}
+
 /// A pod's scrape target lifetime: scraped at scrape times in `[from, until]`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PodLifetime {
@@ -170,12 +189,21 @@ fn window(samples: &[Sample], end: f64, range: f64) -> &[Sample] {
 /// `mean-duration` at time `at` over a `rate_window` of seconds: `sum(rate(_sum)) / sum(rate(_count))`,
 /// 0 when there is no data or no completion (the NaN guard of the rendered query).
 pub fn mean_duration_query(series: &[PodSeries], at: f64, rate_window: f64) -> f64 {
+    mean_duration_of(series.iter().map(PodSeries::view), at, rate_window)
+}
+
+/// [`mean_duration_query`] over series views.
+pub fn mean_duration_of<'a>(
+    series: impl IntoIterator<Item = SeriesRef<'a>>,
+    at: f64,
+    rate_window: f64,
+) -> f64 {
     let mut sum_rate = 0.0;
     let mut count_rate = 0.0;
     let mut points_sum = Vec::new();
     let mut points_count = Vec::new();
     for s in series {
-        let w = window(&s.samples, at, rate_window);
+        let w = window(s.samples, at, rate_window);
         if w.len() < 2 {
             continue;
         }
@@ -198,8 +226,13 @@ pub fn mean_duration_query(series: &[PodSeries], at: f64, rate_window: f64) -> f
 /// `concurrency` at time `at`: the sum over live pods of in-flight plus queued requests at their last
 /// scrape (within the lookback), 0 when there is no series.
 pub fn concurrency_query(series: &[PodSeries], at: f64) -> f64 {
+    concurrency_of(series.iter().map(PodSeries::view), at)
+}
+
+/// [`concurrency_query`] over series views.
+pub fn concurrency_of<'a>(series: impl IntoIterator<Item = SeriesRef<'a>>, at: f64) -> f64 {
     series
-        .iter()
+        .into_iter()
         .filter(|s| s.gone_at.is_none_or(|g| g > at))
         .filter_map(|s| {
             let i = s.samples.partition_point(|x| x.at <= at);
@@ -216,7 +249,9 @@ mod tests {
     #[test]
     fn rate_of_a_steady_counter_is_its_slope() {
         // 1 per second, scraped every 5 s, window 60 s aligned on a scrape.
-        let pts: Vec<(f64, f64)> = (0..=40).map(|i| (f64::from(i) * 5.0, f64::from(i) * 5.0)).collect();
+        let pts: Vec<(f64, f64)> = (0..=40)
+            .map(|i| (f64::from(i) * 5.0, f64::from(i) * 5.0))
+            .collect();
         let r = prometheus_rate(&pts, 200.0, 60.0).unwrap();
         assert!((r - 1.0).abs() < 1e-9, "{r}");
         // Window start between scrapes: extrapolation keeps the slope.
@@ -253,8 +288,16 @@ mod tests {
             req(1, 4.0, None, None),
         ];
         let pods = [
-            PodLifetime { pod: 0, from: 0.0, until: None },
-            PodLifetime { pod: 1, from: 0.0, until: None },
+            PodLifetime {
+                pod: 0,
+                from: 0.0,
+                until: None,
+            },
+            PodLifetime {
+                pod: 1,
+                from: 0.0,
+                until: None,
+            },
         ];
         let times: Vec<f64> = (0..=6).map(|i| f64::from(i) * 5.0).collect();
         let series = scrape(&requests, &pods, &times);
@@ -275,7 +318,11 @@ mod tests {
         // A deleted pod's gauges are stale at once.
         let gone = scrape(
             &requests,
-            &[PodLifetime { pod: 1, from: 0.0, until: Some(12.0) }],
+            &[PodLifetime {
+                pod: 1,
+                from: 0.0,
+                until: Some(12.0),
+            }],
             &times,
         );
         assert_eq!(gone[0].samples.len(), 3);

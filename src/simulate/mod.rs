@@ -151,9 +151,10 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
     let mut configs = vec![("config".to_string(), config.clone())];
     if let Some(path) = &args.compare {
         let other = Config::from_toml_file(path)?;
-        let label = path
-            .file_stem()
-            .map_or_else(|| path.display().to_string(), |s| s.to_string_lossy().into_owned());
+        let label = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
         configs.push((label, other));
     }
     let duration = args.duration.as_secs_f64();
@@ -242,10 +243,15 @@ pub fn summary_text(report: &SimulateReport) -> String {
             r.summary.replicas_initial, r.summary.replicas_peak, r.summary.replicas_final
         )
     });
-    add("rescales (reversals)", &|r| {
-        format!("{} ({})", r.summary.scale_events, r.summary.direction_changes)
+    add("rescales (reversals, <5 min)", &|r| {
+        format!(
+            "{} ({}, {})",
+            r.summary.scale_events, r.summary.direction_changes, r.summary.quick_reversals
+        )
     });
-    add("sent / ok", &|r| format!("{} / {}", r.summary.sent, r.summary.ok));
+    add("sent / ok", &|r| {
+        format!("{} / {}", r.summary.sent, r.summary.ok)
+    });
     add("shed / refused / open", &|r| {
         format!(
             "{} / {} / {}",
@@ -263,7 +269,9 @@ pub fn summary_text(report: &SimulateReport) -> String {
     add("peak p99 of a 5 s row", &|r| {
         opt(r.summary.peak_row_p99_seconds, " s")
     });
-    add("ready pod-minutes", &|r| format!("{:.0}", r.summary.pod_seconds / 60.0));
+    add("ready pod-minutes", &|r| {
+        format!("{:.0}", r.summary.pod_seconds / 60.0)
+    });
     let name_width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let col_width = rows
         .iter()

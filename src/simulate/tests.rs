@@ -12,13 +12,9 @@ fn fixed(pods: u32, workers: u32) -> SimParams {
     SimParams::from_config(&c)
 }
 
+/// The recommended defaults of the concurrency profile.
 fn fast_profile() -> Config {
-    let mut c = Config::default();
-    c.metric.profile = MetricProfile::Concurrency;
-    c.metric.target = 1.0;
-    c.metric.scrape_interval_seconds = 5;
-    c.hpa.scale_up.stabilization_window_seconds = 0;
-    c
+    Config::from_toml_str(include_str!("../../examples/fast-profile.toml")).unwrap()
 }
 
 fn steps(s: &str) -> LoadProfile {
@@ -49,12 +45,19 @@ fn every_request_is_accounted_for() {
     let p = SimParams::from_config(&c);
     for (load, seed) in [
         (steps("0s:2,60s:30,500s:1"), 1),
-        (LoadProfile::parse_rate("0s:0.5,200s:3,600s:0.1").unwrap(), 2),
+        (
+            LoadProfile::parse_rate("0s:0.5,200s:3,600s:0.1").unwrap(),
+            2,
+        ),
     ] {
         let s = simulate(&p, &load, 1000.0, seed).summary;
         assert!(s.shed > 0, "the small queue must shed: {s:?}");
         assert!(s.sent > 100, "{s:?}");
-        assert_eq!(s.sent, s.ok + s.shed + s.refused + s.in_progress_at_end, "{s:?}");
+        assert_eq!(
+            s.sent,
+            s.ok + s.shed + s.refused + s.in_progress_at_end,
+            "{s:?}"
+        );
     }
 }
 
@@ -64,7 +67,10 @@ fn capacity_bound_load_keeps_latency_at_inference_time() {
     let s = simulate(&fixed(1, 4), &steps("0s:4"), 600.0, 1).summary;
     assert!(s.ok > 200, "{s:?}");
     let (mean, max) = (s.mean_seconds.unwrap(), s.max_seconds.unwrap());
-    assert!((mean - 10.0).abs() < 1e-6 && (max - 10.0).abs() < 1e-6, "{s:?}");
+    assert!(
+        (mean - 10.0).abs() < 1e-6 && (max - 10.0).abs() < 1e-6,
+        "{s:?}"
+    );
     assert_eq!(s.shed, 0);
     // Poisson at 0.2 req/s on 8 workers: about 2 in flight, queueing is rare.
     let rate = LoadProfile::parse_rate("0s:0.2").unwrap();
@@ -135,7 +141,10 @@ fn original_profile_waits_for_its_stabilization_window() {
     for seed in 1..=3 {
         let s = simulate(&p, &steps("0s:1,300s:4"), 1200.0, seed).summary;
         let up = s.first_scale_up_decision_seconds.expect("scales up");
-        assert!((240.0..300.0).contains(&up), "seed {seed}: 240 s up-window, got {up} s");
+        assert!(
+            (240.0..300.0).contains(&up),
+            "seed {seed}: 240 s up-window, got {up} s"
+        );
     }
 }
 
@@ -177,10 +186,16 @@ fn report_text_csv_and_json() {
     assert_eq!(r.runs[1].params.profile, MetricProfile::Concurrency);
     let text = summary_text(&r);
     assert!(text.contains("first scale-up decision"), "{text}");
-    assert!(text.contains("mean-duration") && text.contains("concurrency"), "{text}");
+    assert!(
+        text.contains("mean-duration") && text.contains("concurrency"),
+        "{text}"
+    );
     let csv = timeline_csv(&r.runs);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 1 + r.runs[0].timeline.len() + r.runs[1].timeline.len());
+    assert_eq!(
+        lines.len(),
+        1 + r.runs[0].timeline.len() + r.runs[1].timeline.len()
+    );
     assert!(lines[1].starts_with("config,5,"), "{}", lines[1]);
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["runs"][1]["label"], "fast");
