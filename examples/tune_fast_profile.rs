@@ -5,7 +5,9 @@
 
 use kscale::config::{Config, MetricProfile, PolicyKind, ScalingPolicy, SelectPolicy};
 use kscale::loadprofile::LoadProfile;
-use kscale::simulate::{SimParams, Summary, simulate};
+use kscale::simulate::{
+    Balance, SimParams, SimulateArgs, Summary, build_report, simulate, summary_text,
+};
 
 struct Candidate {
     name: String,
@@ -205,5 +207,22 @@ fn main() -> anyhow::Result<()> {
             row(&c.name, &runs);
         }
     }
+    // What `kscale simulate --compare examples/fast-profile.toml --steps 0s:2,300s:8,1200s:2
+    // --duration 40m --seed 1` prints.
+    let args = SimulateArgs {
+        steps: Some(LoadProfile::parse_concurrency("0s:2,300s:8,1200s:2")?),
+        rate_steps: None,
+        duration: std::time::Duration::from_secs(2400),
+        seed: 1,
+        compare: Some("examples/fast-profile.toml".into()),
+        plot: None,
+        csv: None,
+        balance: Balance::RoundRobin,
+    };
+    println!();
+    print!(
+        "{}",
+        summary_text(&build_report(&Config::default(), &args)?)
+    );
     Ok(())
 }

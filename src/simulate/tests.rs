@@ -217,3 +217,48 @@ fn report_text_csv_and_json() {
     let err = format!("{:#}", build_report(&broken, &ok_duration).unwrap_err());
     assert!(err.contains("app.workers must be at least 1"), "{err}");
 }
+
+#[derive(Debug, clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: SimulateArgs,
+}
+
+#[test]
+fn flags_parse_and_bad_steps_name_the_item() {
+    use clap::Parser as _;
+    let cli = Cli::try_parse_from([
+        "kscale",
+        "--steps",
+        "0s:2,60s:8",
+        "--duration",
+        "1h",
+        "--seed",
+        "9",
+    ])
+    .unwrap();
+    assert_eq!(cli.args.steps.unwrap().steps.len(), 2);
+    assert_eq!(cli.args.duration, std::time::Duration::from_secs(3600));
+    assert_eq!(cli.args.seed, 9);
+    let cli = Cli::try_parse_from([
+        "kscale",
+        "--rate-steps",
+        "0s:0.1,60s:0.4",
+        "--balance",
+        "random",
+    ])
+    .unwrap();
+    assert_eq!(
+        cli.args.rate_steps.unwrap().kind,
+        crate::loadprofile::LoadKind::Rate
+    );
+    assert_eq!(cli.args.balance, Balance::Random);
+    let err = Cli::try_parse_from(["kscale", "--steps", "0s:2,60q:8"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 2 `60q:8`: bad time `60q`"), "{err}");
+    let err = Cli::try_parse_from(["kscale", "--steps", "0s:2", "--rate-steps", "0s:1"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot be used with"), "{err}");
+}
