@@ -38,7 +38,7 @@ pub struct SimParams {
     pub max_queue: u32,
     /// Seconds from pod creation to ready (`app.start_delay_seconds`).
     pub start_delay_seconds: f64,
-    /// Pods at t = 0, all ready (`app.initial_replicas`, clamped into the HPA's range).
+    /// Pods at t = 0, all ready (`hpa.min_replicas`, at least 1).
     pub initial_replicas: u32,
     /// The signal the HPA scales on.
     pub profile: MetricProfile,
@@ -73,10 +73,8 @@ impl SimParams {
             workers: c.app.workers,
             max_queue: c.app.max_queue,
             start_delay_seconds: c.app.start_delay_seconds,
-            initial_replicas: c
-                .app
-                .initial_replicas
-                .clamp(hpa.min_replicas.max(1), hpa.max_replicas.max(1)),
+            // The Deployment is created without `replicas` (1), and the HPA lifts it to its minimum.
+            initial_replicas: hpa.min_replicas.clamp(1, hpa.max_replicas.max(1)),
             profile: c.metric.profile,
             target: c.metric.target,
             scrape_interval_seconds: c.metric.scrape_interval_seconds as f64,

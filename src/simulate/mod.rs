@@ -29,7 +29,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::config::{Config, MetricProfile};
+use crate::config::{Config, Layers, MetricProfile};
 use crate::loadprofile::{LoadKind, LoadProfile};
 use crate::timeline::TimelineRow;
 
@@ -54,7 +54,8 @@ pub struct SimulateArgs {
     /// Random seed (same seed, same result).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// A second configuration (TOML over the defaults) to run on the same load and seed.
+    /// A second configuration (a kscale.toml, over its profile's defaults) to run on the same load and
+    /// seed.
     #[arg(long, value_name = "OTHER.toml")]
     pub compare: Option<PathBuf>,
     /// Draw the timelines into a PNG or SVG file.
@@ -148,9 +149,17 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
         (None, None) => LoadProfile::parse_concurrency(DEFAULT_STEPS)
             .context("the built-in default load profile does not parse")?,
     };
+    config.validate()?;
     let mut configs = vec![("config".to_string(), config.clone())];
     if let Some(path) = &args.compare {
-        let other = Config::from_toml_file(path)?;
+        // The same layering as `kscale up` (profile defaults under the file), without env or flags.
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --compare file {}", path.display()))?;
+        let other = Config::load(&Layers {
+            file: Some((path.clone(), text)),
+            ..Layers::default()
+        })?;
+        other.validate()?;
         let label = path.file_stem().map_or_else(
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
