@@ -86,6 +86,10 @@ fn main() -> anyhow::Result<()> {
             config: Config::default(),
         },
         Candidate {
+            name: "main's Config::defaults_for(Concurrency)".into(),
+            config: Config::defaults_for(MetricProfile::Concurrency),
+        },
+        Candidate {
             name: "CHOSEN: examples/fast-profile.toml".into(),
             config: Config::from_toml_str(include_str!("fast-profile.toml"))?,
         },
