@@ -261,3 +261,24 @@ fn flags_parse_and_bad_steps_name_the_item() {
         .to_string();
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn the_fast_profile_example_is_a_valid_kscale_toml() {
+    let path =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/fast-profile.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = Config::load(&crate::config::Layers {
+        file: Some((path, text)),
+        ..Default::default()
+    })
+    .unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.metric.profile, MetricProfile::Concurrency);
+    assert_eq!(c.hpa.scale_down.stabilization_window_seconds, 600);
+    assert_eq!(c.hpa.scale_down.tolerance, Some(0.3));
+    // Same model as the plain parse the other tests use.
+    assert_eq!(
+        SimParams::from_config(&c).hpa,
+        SimParams::from_config(&fast_profile()).hpa
+    );
+}
