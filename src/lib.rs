@@ -9,6 +9,7 @@ pub mod config;
 pub mod hpa;
 pub mod kubeapi;
 pub mod loadprofile;
+pub mod metrics;
 pub mod monitoring;
 pub mod plot;
 pub mod preflight;
