@@ -1,6 +1,7 @@
 //! `cargo xtask`: developer automation. `cargo xtask ci` is the test command of the project.
 
 mod ci;
+mod controlplane;
 mod deps;
 
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ usage: cargo xtask <task>
 
 tasks:
   ci             fmt check, clippy -D warnings and every test; installs what the tests need
+  controlplane   up|down|status|build: a real Kubernetes control plane (run `cargo xtask controlplane help`)
   deps           install what the tests need (prometheus, promtool, wrk) when missing
 ";
 
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::ci(&args[1..]),
+        Some("controlplane") => controlplane::controlplane(&args[1..]),
         Some("deps") => deps::ensure_test_deps(),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");

@@ -1,0 +1,278 @@
+//! Builds the upstream control-plane programs from the project's pinned Go modules
+//! (`xtask/controlplane/<module>/go.mod` + `go.sum`) into a cache folder that survives between runs.
+//!
+//! Each module's programs land in `<cache>/bin/<module>-<key>/`, where the key hashes the module's
+//! go.mod, go.sum and the Go version: changing a pin rebuilds, anything else reuses the binaries.
+//! The Go module and build caches live beside them, so a CI cache of `<cache>` makes the build warm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::Layout;
+
+/// One Go module of `xtask/controlplane/` and the programs it pins.
+struct GoModule {
+    /// Folder name under `xtask/controlplane/`.
+    dir: &'static str,
+    /// (Go package, output file name).
+    programs: &'static [(&'static str, &'static str)],
+}
+
+const MODULES: &[GoModule] = &[
+    GoModule {
+        dir: "kubernetes",
+        programs: &[
+            ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
+            (
+                "k8s.io/kubernetes/cmd/kube-controller-manager",
+                "kube-controller-manager",
+            ),
+            ("k8s.io/kubernetes/cmd/kube-scheduler", "kube-scheduler"),
+        ],
+    },
+    GoModule {
+        dir: "kwok",
+        programs: &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
+    },
+    GoModule {
+        dir: "adapter",
+        programs: &[(
+            "sigs.k8s.io/prometheus-adapter/cmd/adapter",
+            "prometheus-adapter",
+        )],
+    },
+];
+
+/// Paths of every program the harness runs.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// etcd (Debian `etcd-server`).
+    pub etcd: PathBuf,
+    /// kube-apiserver.
+    pub apiserver: PathBuf,
+    /// kube-controller-manager.
+    pub controller_manager: PathBuf,
+    /// kube-scheduler.
+    pub scheduler: PathBuf,
+    /// kwok.
+    pub kwok: PathBuf,
+    /// prometheus-adapter.
+    pub adapter: PathBuf,
+}
+
+impl Programs {
+    /// Every program path, for listing.
+    pub fn all(&self) -> [&Path; 6] {
+        [
+            &self.etcd,
+            &self.apiserver,
+            &self.controller_manager,
+            &self.scheduler,
+            &self.kwok,
+            &self.adapter,
+        ]
+    }
+}
+
+fn module_root(module: &GoModule) -> PathBuf {
+    crate::project_root()
+        .join("xtask")
+        .join("controlplane")
+        .join(module.dir)
+}
+
+fn go_version() -> anyhow::Result<String> {
+    let out = Command::new("go").arg("version").output().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run `go version` ({e}): the control plane is built from Go modules; install Go 1.26 or newer"
+        )
+    })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`go version` failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The cache key of a module: its pins and the compiler, nothing else.
+fn module_key(module: &GoModule, go: &str) -> anyhow::Result<String> {
+    let root = module_root(module);
+    let mut hash = Sha256::new();
+    for file in ["go.mod", "go.sum"] {
+        let path = root.join(file);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        hash.update(&bytes);
+    }
+    hash.update(go.as_bytes());
+    let digest = hash.finalize();
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
+fn go(layout: &Layout, dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let mut cmd = Command::new("go");
+    cmd.args(args)
+        .current_dir(dir)
+        .env("GOMODCACHE", layout.cache.join("gomod"))
+        .env("GOCACHE", layout.cache.join("gocache"))
+        // go.sum is committed: a build must not resolve anything new, only download what it pins.
+        .env("GOFLAGS", "-mod=readonly -buildvcs=false");
+    eprintln!("$ (cd {} && go {})", dir.display(), args.join(" "));
+    let status = cmd
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot start `go {}`: {e}", args.join(" ")))?;
+    if !status.success() {
+        anyhow::bail!(
+            "`go {}` in {} failed with {status} (the Go module proxy must be reachable for a cold build)",
+            args.join(" "),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn build_module(layout: &Layout, module: &GoModule, go_version: &str) -> anyhow::Result<PathBuf> {
+    let key = module_key(module, go_version)?;
+    let bin = layout
+        .cache
+        .join("bin")
+        .join(format!("{}-{key}", module.dir));
+    if module
+        .programs
+        .iter()
+        .all(|(_, name)| bin.join(name).is_file())
+    {
+        return Ok(bin);
+    }
+    let root = module_root(module);
+    let started = Instant::now();
+    go(layout, &root, &["mod", "download"])?;
+    let downloaded = started.elapsed();
+    // Build into a scratch folder and rename, so an interrupted build never looks complete.
+    let scratch = layout
+        .cache
+        .join("bin")
+        .join(format!(".{}-{key}.partial", module.dir));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", scratch.display()))?;
+    for (package, name) in module.programs {
+        let out = scratch.join(name);
+        let out = out.to_string_lossy();
+        go(
+            layout,
+            &root,
+            &["build", "-trimpath", "-ldflags=-s -w", "-o", &out, package],
+        )?;
+    }
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::rename(&scratch, &bin).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot move {} to {}: {e}",
+            scratch.display(),
+            bin.display()
+        )
+    })?;
+    eprintln!(
+        "controlplane: built {} in {:.0}s (download {:.0}s)",
+        module.dir,
+        started.elapsed().as_secs_f64(),
+        downloaded.as_secs_f64()
+    );
+    Ok(bin)
+}
+
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+/// etcd from Debian's `etcd-server`, installed with apt-get when missing.
+fn ensure_etcd() -> anyhow::Result<PathBuf> {
+    if let Some(etcd) = find_on_path("etcd") {
+        return Ok(etcd);
+    }
+    if find_on_path("apt-get").is_none() {
+        anyhow::bail!(
+            "etcd is not on PATH and apt-get is not available: install etcd 3.4 or newer (Debian package `etcd-server`)"
+        );
+    }
+    eprintln!("controlplane: installing etcd-server");
+    crate::run("apt-get", &["update", "-qq"])?;
+    let args = [
+        "install",
+        "-y",
+        "-qq",
+        "--no-install-recommends",
+        "etcd-server",
+    ];
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot start apt-get: {e}"))?;
+    if !status.success() {
+        anyhow::bail!("`apt-get {}` failed with {status}", args.join(" "));
+    }
+    find_on_path("etcd").ok_or_else(|| {
+        anyhow::anyhow!("etcd is still not on PATH after installing the Debian package etcd-server")
+    })
+}
+
+/// Builds whatever is missing and returns the path of every program.
+pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
+    let etcd = ensure_etcd()?;
+    let go_version = go_version()?;
+    let mut bins = Vec::new();
+    for module in MODULES {
+        bins.push(build_module(layout, module, &go_version)?);
+    }
+    let [kubernetes, kwok, adapter] = bins.as_slice() else {
+        anyhow::bail!("internal error: expected three Go modules");
+    };
+    Ok(Programs {
+        etcd,
+        apiserver: kubernetes.join("kube-apiserver"),
+        controller_manager: kubernetes.join("kube-controller-manager"),
+        scheduler: kubernetes.join("kube-scheduler"),
+        kwok: kwok.join("kwok"),
+        adapter: adapter.join("prometheus-adapter"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pinned_module_has_go_mod_and_go_sum_naming_its_programs() {
+        for module in MODULES {
+            let root = module_root(module);
+            let go_mod = std::fs::read_to_string(root.join("go.mod")).unwrap();
+            assert!(root.join("go.sum").is_file(), "{} lacks go.sum", module.dir);
+            for (package, _) in module.programs {
+                assert!(
+                    go_mod.contains(package),
+                    "{}/go.mod does not pin the tool {package}",
+                    module.dir
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_cache_key_changes_with_the_go_version() {
+        let a = module_key(&MODULES[1], "go version go1.26.8").unwrap();
+        let b = module_key(&MODULES[1], "go version go1.27.3").unwrap();
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
+}
