@@ -61,6 +61,9 @@ pub struct Programs {
     pub kwok: PathBuf,
     /// prometheus-adapter.
     pub adapter: PathBuf,
+    /// kwok's own stage definitions (fast node and pod lifecycle, node leases), read from the
+    /// pinned kwok module's source in the module cache so that they match the binary.
+    pub kwok_stages: Vec<PathBuf>,
 }
 
 impl Programs {
@@ -227,6 +230,56 @@ fn ensure_etcd() -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The kwok version pinned in `xtask/controlplane/kwok/go.mod`.
+fn pinned_version(module: &GoModule, path: &str) -> anyhow::Result<String> {
+    let go_mod = module_root(module).join("go.mod");
+    let text = std::fs::read_to_string(&go_mod)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", go_mod.display()))?;
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let first = words.next()?;
+            let first = if first == "require" {
+                words.next()?
+            } else {
+                first
+            };
+            (first == path).then(|| words.next().map(str::to_string))?
+        })
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{} does not require {path}", go_mod.display()))
+}
+
+/// Stages that make nodes Ready and keep their leases fresh, and take pods through
+/// Running/Ready, completion and deletion at once: what kwokctl configures by default.
+fn kwok_stages(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
+    let version = pinned_version(&MODULES[1], "sigs.k8s.io/kwok")?;
+    let source = layout
+        .cache
+        .join("gomod")
+        .join(format!("sigs.k8s.io/kwok@{version}"))
+        .join("kustomize")
+        .join("stage");
+    let stages: Vec<PathBuf> = [
+        "node/fast/node-initialize.yaml",
+        "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+        "pod/fast/pod-ready.yaml",
+        "pod/fast/pod-complete.yaml",
+        "pod/fast/pod-delete.yaml",
+    ]
+    .iter()
+    .map(|file| source.join(file))
+    .collect();
+    if let Some(missing) = stages.iter().find(|path| !path.is_file()) {
+        anyhow::bail!(
+            "kwok stage file {} is missing: remove {} and run `cargo xtask controlplane build` to download the kwok module again",
+            missing.display(),
+            layout.cache.join("bin").display()
+        );
+    }
+    Ok(stages)
+}
+
 /// Builds whatever is missing and returns the path of every program.
 pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
     let etcd = ensure_etcd()?;
@@ -245,6 +298,7 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
         scheduler: kubernetes.join("kube-scheduler"),
         kwok: kwok.join("kwok"),
         adapter: adapter.join("prometheus-adapter"),
+        kwok_stages: kwok_stages(layout)?,
     })
 }
 
@@ -266,6 +320,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_pinned_versions_are_read_from_go_mod() {
+        assert_eq!(
+            pinned_version(&MODULES[0], "k8s.io/kubernetes").unwrap(),
+            "v1.36.3"
+        );
+        assert!(
+            pinned_version(&MODULES[1], "sigs.k8s.io/kwok")
+                .unwrap()
+                .starts_with('v')
+        );
+        assert!(pinned_version(&MODULES[1], "example.com/absent").is_err());
     }
 
     #[test]

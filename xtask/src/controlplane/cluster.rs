@@ -275,8 +275,13 @@ fn scheduler_args(layout: &Layout) -> Vec<String> {
     args
 }
 
-fn kwok_args(layout: &Layout) -> Vec<String> {
-    vec![
+fn kwok_args(layout: &Layout, programs: &Programs) -> Vec<String> {
+    let mut args: Vec<String> = programs
+        .kwok_stages
+        .iter()
+        .map(|stage| format!("--config={}", stage.display()))
+        .collect();
+    args.extend([
         format!("--kubeconfig={}", layout.kubeconfig().display()),
         "--manage-all-nodes=false".into(),
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
@@ -284,7 +289,8 @@ fn kwok_args(layout: &Layout) -> Vec<String> {
         format!("--cidr={POD_CIDR}"),
         format!("--node-ip={NS_IP}"),
         "--server-address=127.0.0.1:10247".into(),
-    ]
+    ]);
+    args
 }
 
 /// The component of `name` from the pid files, if any is recorded.
@@ -440,7 +446,7 @@ fn start(layout: &Layout, programs: &Programs, hpa: &HpaSettings) -> anyhow::Res
         &programs.scheduler,
         scheduler_args(layout),
     )?;
-    let kwok = launch("kwok", &programs.kwok, kwok_args(layout))?;
+    let kwok = launch("kwok", &programs.kwok, kwok_args(layout, programs))?;
 
     kubectl(layout, &["apply", "-f", "-"], Some(&nodes_manifest()))?;
     process::wait_ready(&kcm, "/healthz", Duration::from_secs(60), || {
