@@ -103,7 +103,28 @@ fn go_version() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// The cache key of a module: its pins and the compiler, nothing else.
+/// `-ldflags` for a module's programs. Kubernetes programs built from modules report
+/// `v0.0.0-master+$Format:%H$` unless the release version is stamped in, which kubectl and
+/// clients that parse the server version reject.
+fn ldflags(module: &GoModule) -> anyhow::Result<String> {
+    let mut flags = "-s -w".to_string();
+    if module.dir == "kubernetes" {
+        let version = pinned_version(module, "k8s.io/kubernetes")?;
+        let mut parts = version.trim_start_matches('v').split('.');
+        let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+        for package in [
+            "k8s.io/component-base/version",
+            "k8s.io/client-go/pkg/version",
+        ] {
+            flags.push_str(&format!(
+                " -X {package}.gitVersion={version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor} -X {package}.gitTreeState=clean"
+            ));
+        }
+    }
+    Ok(flags)
+}
+
+/// The cache key of a module: its pins, link flags and the compiler, nothing else.
 fn module_key(module: &GoModule, go: &str) -> anyhow::Result<String> {
     let root = module_root(module);
     let mut hash = Sha256::new();
@@ -114,6 +135,7 @@ fn module_key(module: &GoModule, go: &str) -> anyhow::Result<String> {
         hash.update(&bytes);
     }
     hash.update(go.as_bytes());
+    hash.update(ldflags(module)?.as_bytes());
     let digest = hash.finalize();
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
 }
@@ -138,6 +160,21 @@ fn go(layout: &Layout, dir: &Path, args: &[&str]) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Older builds of the module (other pins) only take space: about 100 MB per program.
+fn remove_stale_builds(layout: &Layout, module: &GoModule, current: &Path) {
+    let Ok(entries) = std::fs::read_dir(layout.cache.join("bin")) else {
+        return;
+    };
+    let prefix = format!("{}-", module.dir);
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix) && path != current {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
 }
 
 fn build_module(layout: &Layout, module: &GoModule, go_version: &str) -> anyhow::Result<PathBuf> {
@@ -165,13 +202,14 @@ fn build_module(layout: &Layout, module: &GoModule, go_version: &str) -> anyhow:
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", scratch.display()))?;
+    let ldflags = format!("-ldflags={}", ldflags(module)?);
     for (package, name) in module.programs {
         let out = scratch.join(name);
         let out = out.to_string_lossy();
         go(
             layout,
             &root,
-            &["build", "-trimpath", "-ldflags=-s -w", "-o", &out, package],
+            &["build", "-trimpath", &ldflags, "-o", &out, package],
         )?;
     }
     let _ = std::fs::remove_dir_all(&bin);
@@ -182,6 +220,7 @@ fn build_module(layout: &Layout, module: &GoModule, go_version: &str) -> anyhow:
             bin.display()
         )
     })?;
+    remove_stale_builds(layout, module, &bin);
     eprintln!(
         "controlplane: built {} in {:.0}s (download {:.0}s)",
         module.dir,
@@ -334,6 +373,14 @@ mod tests {
                 .starts_with('v')
         );
         assert!(pinned_version(&MODULES[1], "example.com/absent").is_err());
+    }
+
+    #[test]
+    fn kubernetes_programs_are_stamped_with_their_release_version() {
+        let flags = ldflags(&MODULES[0]).unwrap();
+        assert!(flags.contains("k8s.io/component-base/version.gitVersion=v1.36.3"));
+        assert!(flags.contains("k8s.io/component-base/version.gitMinor=36"));
+        assert_eq!(ldflags(&MODULES[1]).unwrap(), "-s -w");
     }
 
     #[test]
