@@ -61,6 +61,8 @@ pub struct Programs {
     pub kwok: PathBuf,
     /// prometheus-adapter.
     pub adapter: PathBuf,
+    /// Prometheus (Debian `prometheus`, installed by `cargo xtask deps`).
+    pub prometheus: PathBuf,
     /// kwok's own stage definitions (fast node and pod lifecycle, node leases), read from the
     /// pinned kwok module's source in the module cache so that they match the binary.
     pub kwok_stages: Vec<PathBuf>,
@@ -68,9 +70,10 @@ pub struct Programs {
 
 impl Programs {
     /// Every program path, for listing.
-    pub fn all(&self) -> [&Path; 6] {
+    pub fn all(&self) -> [&Path; 7] {
         [
             &self.etcd,
+            &self.prometheus,
             &self.apiserver,
             &self.controller_manager,
             &self.scheduler,
@@ -322,6 +325,11 @@ fn kwok_stages(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
 /// Builds whatever is missing and returns the path of every program.
 pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
     let etcd = ensure_etcd()?;
+    let prometheus = find_on_path("prometheus").ok_or_else(|| {
+        anyhow::anyhow!(
+            "prometheus is not on PATH: run `cargo xtask deps` (Debian package prometheus)"
+        )
+    })?;
     let go_version = go_version()?;
     let mut bins = Vec::new();
     for module in MODULES {
@@ -332,6 +340,7 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
     };
     Ok(Programs {
         etcd,
+        prometheus,
         apiserver: kubernetes.join("kube-apiserver"),
         controller_manager: kubernetes.join("kube-controller-manager"),
         scheduler: kubernetes.join("kube-scheduler"),

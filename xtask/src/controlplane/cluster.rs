@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::build::{self, Programs};
 use super::certs::{self, Pki};
+use super::metrics::{self, ADAPTER_PORT};
 use super::netns::{self, NS_IP};
 use super::process::{self, Started};
-use super::{CONTEXT, HpaSettings, Layout};
+use super::{CONTEXT, HpaSettings, Layout, UpOptions};
 
 /// The API server's port on [`NS_IP`].
 pub const API_PORT: u16 = 6443;
@@ -20,12 +21,14 @@ const POD_CIDR: &str = "10.203.64.1/20";
 pub const NODES: [&str; 2] = ["kwok-node-0", "kwok-node-1"];
 
 /// Components in start order; `down` and `status` use the same names.
-const COMPONENTS: [&str; 5] = [
+const COMPONENTS: [&str; 7] = [
     "etcd",
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
     "kwok",
+    "prometheus",
+    "prometheus-adapter",
 ];
 
 fn api_url(path: &str) -> String {
@@ -293,6 +296,14 @@ fn kwok_args(layout: &Layout, programs: &Programs) -> Vec<String> {
     args
 }
 
+fn prometheus_ready_url() -> String {
+    format!("{}/-/ready", metrics::prometheus_url())
+}
+
+fn adapter_health_url() -> String {
+    format!("https://127.0.0.1:{ADAPTER_PORT}/healthz")
+}
+
 /// The component of `name` from the pid files, if any is recorded.
 fn recorded(layout: &Layout, name: &str) -> Option<process::Recorded> {
     process::recorded(&layout.pids())
@@ -322,7 +333,9 @@ fn health(layout: &Layout) -> (Vec<String>, bool) {
                     "kube-scheduler" => {
                         curl_ok(&pki, "https://127.0.0.1:10259/healthz", true, false)
                     }
-                    _ => curl_ok(&pki, "http://127.0.0.1:10247/healthz", true, false),
+                    "kwok" => curl_ok(&pki, "http://127.0.0.1:10247/healthz", true, false),
+                    "prometheus" => curl_ok(&pki, &prometheus_ready_url(), false, false),
+                    _ => curl_ok(&pki, &adapter_health_url(), true, false),
                 };
                 let word = if healthy { "healthy" } else { "unhealthy" };
                 (format!("pid {} {word}", r.pid), healthy)
@@ -394,7 +407,7 @@ fn stop_everything(layout: &Layout) {
 
 /// `controlplane up`: a no-op when everything is healthy; otherwise removes any partial state and
 /// starts from scratch. On failure it stops what it started and keeps the logs.
-pub fn up(layout: &Layout, hpa: &HpaSettings) -> anyhow::Result<()> {
+pub fn up(layout: &Layout, options: &UpOptions) -> anyhow::Result<()> {
     if health(layout).1 {
         eprintln!("controlplane: already up");
         return Ok(());
@@ -404,7 +417,7 @@ pub fn up(layout: &Layout, hpa: &HpaSettings) -> anyhow::Result<()> {
     down(layout)?;
     std::fs::create_dir_all(&layout.state)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", layout.state.display()))?;
-    match start(layout, &programs, hpa) {
+    match start(layout, &programs, options) {
         Ok(()) => Ok(()),
         Err(e) => {
             stop_everything(layout);
@@ -417,7 +430,8 @@ pub fn up(layout: &Layout, hpa: &HpaSettings) -> anyhow::Result<()> {
     }
 }
 
-fn start(layout: &Layout, programs: &Programs, hpa: &HpaSettings) -> anyhow::Result<()> {
+fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::Result<()> {
+    let hpa = &options.hpa;
     netns::create()?;
     let pki = certs::generate(&layout.pki())?;
     write_kubeconfig(layout, &pki)?;
@@ -481,6 +495,50 @@ fn start(layout: &Layout, programs: &Programs, hpa: &HpaSettings) -> anyhow::Res
                 None,
             )
             .is_ok()
+        },
+    )?;
+
+    let prometheus_config = metrics::write_prometheus_config(layout)?;
+    let prometheus = launch(
+        "prometheus",
+        &programs.prometheus,
+        metrics::prometheus_args(layout, &prometheus_config),
+    )?;
+    process::wait_ready(&prometheus, "/-/ready", Duration::from_secs(60), || {
+        curl_ok(&pki, &prometheus_ready_url(), false, false)
+    })?;
+    let adapter_config = metrics::adapter_config(layout, options.adapter_config.as_deref())?;
+    let adapter = launch(
+        "prometheus-adapter",
+        &programs.adapter,
+        metrics::adapter_args(layout, &adapter_config),
+    )?;
+    process::wait_ready(&adapter, "/healthz", Duration::from_secs(60), || {
+        curl_ok(&pki, &adapter_health_url(), true, false)
+    })?;
+    kubectl(
+        layout,
+        &["apply", "-f", "-"],
+        Some(&metrics::adapter_manifest()),
+    )?;
+    process::wait_ready(
+        &adapter,
+        "APIService v1beta1.external.metrics.k8s.io Available",
+        Duration::from_secs(60),
+        || {
+            kubectl(
+                layout,
+                &[
+                    "get",
+                    "apiservice",
+                    "v1beta1.external.metrics.k8s.io",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
+                ],
+                None,
+            )
+            .map(|out| out.trim() == "True")
+            .unwrap_or(false)
         },
     )?;
     Ok(())

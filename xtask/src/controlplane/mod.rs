@@ -10,6 +10,7 @@
 mod build;
 mod certs;
 mod cluster;
+mod metrics;
 mod netns;
 mod process;
 
@@ -27,12 +28,15 @@ commands:
   down     stop every process the harness started and remove the network namespace and state
   status   show each component; exits non-zero unless everything is up
   build    only build the Go programs into the cache folder
-  env      print `export KUBECONFIG=...` for the harness kubeconfig
+  env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder
 
 options of `up`:
   --hpa-sync-period <DURATION>              HPA controller sync period [default: 5s]
   --hpa-downscale-stabilization <DURATION>  HPA downscale stabilization window [default: 30s]
   --hpa-tolerance <FLOAT>                   HPA tolerance [default: 0.1]
+  --adapter-config <FILE>                   prometheus-adapter rules (its own config format, e.g.
+                                            `externalRules:` from kscale's rendered values)
+                                            [default: one rule over the harness targets' `up`]
 
 environment:
   KSCALE_HARNESS_DIR         state folder (certificates, logs, pid files, kubeconfig) [default: /tmp/kscale-harness]
@@ -108,14 +112,25 @@ impl Default for HpaSettings {
     }
 }
 
-fn parse_up_args(args: &[String]) -> anyhow::Result<HpaSettings> {
+/// Options of `controlplane up`.
+#[derive(Debug, Clone, Default)]
+pub struct UpOptions {
+    /// HPA controller settings.
+    pub hpa: HpaSettings,
+    /// prometheus-adapter configuration file; the harness default when `None`.
+    pub adapter_config: Option<PathBuf>,
+}
+
+fn parse_up_args(args: &[String]) -> anyhow::Result<UpOptions> {
     let mut hpa = HpaSettings::default();
+    let mut adapter_config = String::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let slot = match flag.as_str() {
             "--hpa-sync-period" => &mut hpa.sync_period,
             "--hpa-downscale-stabilization" => &mut hpa.downscale_stabilization,
             "--hpa-tolerance" => &mut hpa.tolerance,
+            "--adapter-config" => &mut adapter_config,
             other => anyhow::bail!("unknown option `{other}` for `controlplane up`\n\n{USAGE}"),
         };
         match it.next() {
@@ -123,7 +138,10 @@ fn parse_up_args(args: &[String]) -> anyhow::Result<HpaSettings> {
             None => anyhow::bail!("option `{flag}` needs a value"),
         }
     }
-    Ok(hpa)
+    Ok(UpOptions {
+        hpa,
+        adapter_config: (!adapter_config.is_empty()).then(|| PathBuf::from(adapter_config)),
+    })
 }
 
 /// Entry point of `cargo xtask controlplane ...`.
@@ -131,9 +149,9 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
     let layout = Layout::from_env()?;
     match args.first().map(String::as_str) {
         Some("up") => {
-            let hpa = parse_up_args(&args[1..])?;
+            let options = parse_up_args(&args[1..])?;
             let started = Instant::now();
-            cluster::up(&layout, &hpa)?;
+            cluster::up(&layout, &options)?;
             eprintln!(
                 "controlplane: up in {:.1}s; use it with:\n  export KUBECONFIG={}\n  kubectl --context {CONTEXT} get nodes",
                 started.elapsed().as_secs_f64(),
@@ -150,6 +168,14 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
         }),
         Some("env") => {
             println!("export KUBECONFIG={}", layout.kubeconfig().display());
+            println!(
+                "export KSCALE_HARNESS_PROMETHEUS={}",
+                metrics::prometheus_url()
+            );
+            println!(
+                "export KSCALE_HARNESS_TARGETS={}",
+                metrics::targets_dir(&layout).display()
+            );
             Ok(())
         }
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -170,10 +196,14 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let hpa = parse_up_args(&args).unwrap();
-        assert_eq!(hpa.sync_period, "2s");
-        assert_eq!(hpa.tolerance, "0.05");
-        assert_eq!(hpa.downscale_stabilization, "30s");
+        let options = parse_up_args(&args).unwrap();
+        assert_eq!(options.hpa.sync_period, "2s");
+        assert_eq!(options.hpa.tolerance, "0.05");
+        assert_eq!(options.hpa.downscale_stabilization, "30s");
+        assert!(options.adapter_config.is_none());
+        let options =
+            parse_up_args(&["--adapter-config".to_string(), "rules.yaml".to_string()]).unwrap();
+        assert_eq!(options.adapter_config, Some(PathBuf::from("rules.yaml")));
     }
 
     #[test]
