@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod kubeapi;
+pub mod metrics;
 pub mod monitoring;
 pub mod plot;
 pub mod preflight;

@@ -1,5 +1,6 @@
 //! `cargo xtask`: developer automation. `cargo xtask ci` is the test command of the project.
 
+mod bench_server;
 mod ci;
 mod controlplane;
 mod deps;
@@ -13,6 +14,7 @@ tasks:
   ci             fmt check, clippy -D warnings and every test; installs what the tests need
   controlplane   up|down|status|build: a real Kubernetes control plane (run `cargo xtask controlplane help`)
   deps           install what the tests need (prometheus, promtool, wrk) when missing
+  bench-server   benchmark the release kscale-server with wrk and print a table [--seconds N]
 ";
 
 fn main() -> ExitCode {
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::ci(&args[1..]),
         Some("controlplane") => controlplane::controlplane(&args[1..]),
         Some("deps") => deps::ensure_test_deps(),
+        Some("bench-server") => bench_server::bench_server(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
