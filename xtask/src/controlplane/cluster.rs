@@ -296,6 +296,48 @@ fn kwok_args(layout: &Layout, programs: &Programs) -> Vec<String> {
     args
 }
 
+/// `controlplane supervise`: (re)starts the pod supervisor as a harness component inside the
+/// namespace, so `down` stops it and its servers with everything else.
+pub fn supervise(
+    layout: &Layout,
+    args: &[String],
+    spec: &super::supervisor::Spec,
+) -> anyhow::Result<()> {
+    if !health(layout).1 {
+        anyhow::bail!("the control plane is not up: run `cargo xtask controlplane up` first");
+    }
+    if let Some(old) = recorded(layout, "supervisor").filter(|r| r.running()) {
+        process::stop_all(&[(old.pid, true)], Duration::from_secs(35));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow::anyhow!("cannot find the xtask program: {e}"))?;
+    let mut run_args = vec!["controlplane".to_string(), "supervise-run".to_string()];
+    run_args.extend(args.iter().cloned());
+    let started = process::start(
+        &layout.logs(),
+        &layout.pids(),
+        "supervisor",
+        &exe,
+        &run_args,
+    )?;
+    // It lists pods at once; a crash on bad options shows within a second.
+    std::thread::sleep(Duration::from_millis(1000));
+    if !process::alive(started.pid) {
+        anyhow::bail!(
+            "the supervisor exited at once\ncommand: {}\n{}",
+            started.command,
+            process::tail(&started.log, 20)
+        );
+    }
+    eprintln!(
+        "controlplane: supervising pods `{}` in namespace {} with {}",
+        spec.selector,
+        spec.namespace,
+        spec.server.display()
+    );
+    Ok(())
+}
+
 fn prometheus_ready_url() -> String {
     format!("{}/-/ready", metrics::prometheus_url())
 }

@@ -13,6 +13,7 @@ mod cluster;
 mod metrics;
 mod netns;
 mod process;
+mod supervisor;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,6 +29,9 @@ commands:
   down     stop every process the harness started and remove the network namespace and state
   status   show each component; exits non-zero unless everything is up
   build    only build the Go programs into the cache folder
+  supervise --namespace <NS> --selector <LABELS> --server <PATH> [--first-port <PORT>] [--max-seconds <S>]
+           (re)start the pod supervisor: each Running pod matching gets `<PATH> --bind 10.203.0.2
+           --port <PORT>` with the pod's env, and a Prometheus target labelled namespace/pod
   env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder
 
 options of `up`:
@@ -144,6 +148,44 @@ fn parse_up_args(args: &[String]) -> anyhow::Result<UpOptions> {
     })
 }
 
+fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
+    let (mut namespace, mut selector, mut server) = (None, None, None);
+    let (mut first_port, mut max_seconds) = (20000u16, 4 * 3600u64);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("option `{flag}` needs a value"))?;
+        match flag.as_str() {
+            "--namespace" => namespace = Some(value.clone()),
+            "--selector" => selector = Some(value.clone()),
+            "--server" => server = Some(PathBuf::from(value)),
+            "--first-port" => {
+                first_port = value
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--first-port {value}: {e}"))?
+            }
+            "--max-seconds" => {
+                max_seconds = value
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--max-seconds {value}: {e}"))?
+            }
+            other => anyhow::bail!("unknown option `{other}` for `controlplane supervise`"),
+        }
+    }
+    let missing = |what: &str| anyhow::anyhow!("`controlplane supervise` needs --{what}");
+    let server = server.ok_or_else(|| missing("server"))?;
+    let server = std::fs::canonicalize(&server)
+        .map_err(|e| anyhow::anyhow!("server program {}: {e}", server.display()))?;
+    Ok(supervisor::Spec {
+        namespace: namespace.ok_or_else(|| missing("namespace"))?,
+        selector: selector.ok_or_else(|| missing("selector"))?,
+        server,
+        first_port,
+        max_runtime: std::time::Duration::from_secs(max_seconds),
+    })
+}
+
 /// Entry point of `cargo xtask controlplane ...`.
 pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
     let layout = Layout::from_env()?;
@@ -166,6 +208,20 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
                 println!("{}", path.display());
             }
         }),
+        Some("supervise") => {
+            let spec = parse_supervise_args(&args[1..])?;
+            cluster::supervise(&layout, &args[1..], &spec)
+        }
+        // Internal: the supervisor process itself, started inside the namespace by `supervise`.
+        Some("supervise-run") => {
+            let spec = parse_supervise_args(&args[1..])?;
+            supervisor::run(
+                &spec,
+                &layout.kubeconfig(),
+                &metrics::targets_dir(&layout),
+                &layout.logs().join("pods"),
+            )
+        }
         Some("env") => {
             println!("export KUBECONFIG={}", layout.kubeconfig().display());
             println!(
