@@ -44,12 +44,18 @@ const MODULES: &[GoModule] = &[
             "prometheus-adapter",
         )],
     },
+    // Debian's etcd 3.4.23 works but lacks RequestWatchProgress, so the 1.36 API server refuses
+    // the watch-list streams client-go 0.36 asks for (kwok's informers then fail over and over).
+    GoModule {
+        dir: "etcd",
+        programs: &[("go.etcd.io/etcd/server/v3", "etcd")],
+    },
 ];
 
 /// Paths of every program the harness runs.
 #[derive(Debug, Clone)]
 pub struct Programs {
-    /// etcd (Debian `etcd-server`).
+    /// etcd.
     pub etcd: PathBuf,
     /// kube-apiserver.
     pub apiserver: PathBuf,
@@ -240,38 +246,6 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// etcd from Debian's `etcd-server`, installed with apt-get when missing.
-fn ensure_etcd() -> anyhow::Result<PathBuf> {
-    if let Some(etcd) = find_on_path("etcd") {
-        return Ok(etcd);
-    }
-    if find_on_path("apt-get").is_none() {
-        anyhow::bail!(
-            "etcd is not on PATH and apt-get is not available: install etcd 3.4 or newer (Debian package `etcd-server`)"
-        );
-    }
-    eprintln!("controlplane: installing etcd-server");
-    crate::run("apt-get", &["update", "-qq"])?;
-    let args = [
-        "install",
-        "-y",
-        "-qq",
-        "--no-install-recommends",
-        "etcd-server",
-    ];
-    let status = Command::new("apt-get")
-        .args(args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| anyhow::anyhow!("cannot start apt-get: {e}"))?;
-    if !status.success() {
-        anyhow::bail!("`apt-get {}` failed with {status}", args.join(" "));
-    }
-    find_on_path("etcd").ok_or_else(|| {
-        anyhow::anyhow!("etcd is still not on PATH after installing the Debian package etcd-server")
-    })
-}
-
 /// The kwok version pinned in `xtask/controlplane/kwok/go.mod`.
 fn pinned_version(module: &GoModule, path: &str) -> anyhow::Result<String> {
     let go_mod = module_root(module).join("go.mod");
@@ -324,7 +298,6 @@ fn kwok_stages(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Builds whatever is missing and returns the path of every program.
 pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
-    let etcd = ensure_etcd()?;
     let prometheus = find_on_path("prometheus").ok_or_else(|| {
         anyhow::anyhow!(
             "prometheus is not on PATH: run `cargo xtask deps` (Debian package prometheus)"
@@ -335,11 +308,11 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
     for module in MODULES {
         bins.push(build_module(layout, module, &go_version)?);
     }
-    let [kubernetes, kwok, adapter] = bins.as_slice() else {
-        anyhow::bail!("internal error: expected three Go modules");
+    let [kubernetes, kwok, adapter, etcd] = bins.as_slice() else {
+        anyhow::bail!("internal error: expected four Go modules");
     };
     Ok(Programs {
-        etcd,
+        etcd: etcd.join("etcd"),
         prometheus,
         apiserver: kubernetes.join("kube-apiserver"),
         controller_manager: kubernetes.join("kube-controller-manager"),

@@ -292,6 +292,9 @@ fn kwok_args(layout: &Layout, programs: &Programs) -> Vec<String> {
         format!("--cidr={POD_CIDR}"),
         format!("--node-ip={NS_IP}"),
         "--server-address=127.0.0.1:10247".into(),
+        // Leases are the node heartbeat the node lifecycle controller reads; without them the
+        // fake nodes flap NotReady and get tainted.
+        "--node-lease-duration-seconds=40".into(),
     ]);
     args
 }
@@ -450,7 +453,11 @@ fn stop_everything(layout: &Layout) {
 /// `controlplane up`: a no-op when everything is healthy; otherwise removes any partial state and
 /// starts from scratch. On failure it stops what it started and keeps the logs.
 pub fn up(layout: &Layout, options: &UpOptions) -> anyhow::Result<()> {
-    if health(layout).1 {
+    // Other options (HPA windows, adapter rules) need a restart, not a no-op.
+    let wanted = format!("{options:?}");
+    let options_file = layout.state.join("up-options");
+    let same_options = std::fs::read_to_string(&options_file).is_ok_and(|had| had == wanted);
+    if same_options && health(layout).1 {
         eprintln!("controlplane: already up");
         return Ok(());
     }
@@ -460,7 +467,8 @@ pub fn up(layout: &Layout, options: &UpOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&layout.state)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", layout.state.display()))?;
     match start(layout, &programs, options) {
-        Ok(()) => Ok(()),
+        Ok(()) => std::fs::write(&options_file, wanted)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", options_file.display())),
         Err(e) => {
             stop_everything(layout);
             let _ = netns::remove();
