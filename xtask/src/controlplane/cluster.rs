@@ -425,14 +425,22 @@ pub fn down(layout: &Layout) -> anyhow::Result<()> {
 }
 
 fn stop_everything(layout: &Layout) {
-    let mut pids: Vec<(u32, bool)> = process::recorded(&layout.pids())
+    let mut running: Vec<process::Recorded> = process::recorded(&layout.pids())
         .into_iter()
         .filter(|r| r.running())
-        .map(|r| (r.pid, true))
         .collect();
-    // Stop in reverse start order so clients go before the API server and etcd.
-    pids.reverse();
-    process::stop_all(&pids, Duration::from_secs(15));
+    // Reverse start order, one at a time: the API server shuts down in a second while etcd is
+    // still there, and hangs until killed when etcd goes first.
+    let rank = |name: &str| {
+        COMPONENTS
+            .iter()
+            .position(|c| *c == name)
+            .unwrap_or(COMPONENTS.len())
+    };
+    running.sort_by_key(|r| std::cmp::Reverse(rank(&r.name)));
+    for r in &running {
+        process::stop_all(&[(r.pid, true)], Duration::from_secs(15));
+    }
     // Anything else still in the namespace was started by the harness too (or by a test in it).
     let stray: Vec<(u32, bool)> = netns::pids().into_iter().map(|p| (p, false)).collect();
     if !stray.is_empty() {

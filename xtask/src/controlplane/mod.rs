@@ -1,11 +1,14 @@
-//! `cargo xtask controlplane up|down|status|build`: a real Kubernetes control plane for tests.
+//! `cargo xtask controlplane up|down|status|build|supervise`: a real Kubernetes control plane for
+//! tests.
 //!
 //! etcd, kube-apiserver (with the aggregation layer), kube-controller-manager (HPA with short
-//! windows), kube-scheduler and kwok (fake nodes and pods) run as plain processes inside a network
-//! namespace of their own, reachable from the host at `10.203.0.2`. The upstream programs are built
-//! from the pinned Go modules in `xtask/controlplane/` into a cache folder that survives between
-//! runs. Everything the harness starts is recorded in pid files, so `down` can remove it all even
-//! after a failed `up`.
+//! windows), kube-scheduler, kwok (fake nodes and pods), Prometheus (file-based targets) and
+//! prometheus-adapter (behind `v1beta1.external.metrics.k8s.io`) run as plain processes inside a
+//! network namespace of their own, reachable from the host at `10.203.0.2`. The upstream programs
+//! are built from the pinned Go modules in `xtask/controlplane/` into a cache folder that survives
+//! between runs. Everything the harness starts is recorded in pid files, so `down` can remove it
+//! all even after a failed `up`. `supervise` adds the pod supervisor: a real server process per
+//! Running pod of the app.
 
 mod build;
 mod certs;

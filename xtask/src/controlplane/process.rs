@@ -195,6 +195,12 @@ pub fn stop_all(pids: &[(u32, bool)], grace: Duration) {
     }
     for (pid, group) in pids {
         if alive(*pid) {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            eprintln!(
+                "controlplane: pid {pid} ({}) outlived SIGTERM by {}s; sending SIGKILL",
+                name.trim(),
+                grace.as_secs()
+            );
             signal(*pid, "-KILL", *group);
         }
     }
