@@ -157,14 +157,27 @@ fn go(layout: &Layout, dir: &Path, args: &[&str]) -> anyhow::Result<()> {
         .env("GOCACHE", layout.cache.join("gocache"))
         // go.sum is committed: a build must not resolve anything new, only download what it pins.
         .env("GOFLAGS", "-mod=readonly -buildvcs=false");
-    eprintln!("$ (cd {} && go {})", dir.display(), args.join(" "));
-    let status = cmd
-        .status()
-        .map_err(|e| anyhow::anyhow!("cannot start `go {}`: {e}", args.join(" ")))?;
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.to_string()
+            }
+        })
+        .collect();
+    eprintln!("$ (cd {} && go {})", dir.display(), shown.join(" "));
+    let status = cmd.status().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot start `go {}` ({e}): install Go 1.26 or newer",
+            shown.join(" ")
+        )
+    })?;
     if !status.success() {
         anyhow::bail!(
             "`go {}` in {} failed with {status} (the Go module proxy must be reachable for a cold build)",
-            args.join(" "),
+            shown.join(" "),
             dir.display()
         );
     }
