@@ -580,6 +580,28 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
         Some(&metrics::adapter_manifest()),
     )?;
     process::wait_ready(
+        &prometheus,
+        "its placeholder pod Running (for the service proxy)",
+        Duration::from_secs(60),
+        || {
+            kubectl(
+                layout,
+                &[
+                    "get",
+                    "pod",
+                    metrics::PROMETHEUS_POD,
+                    "-n",
+                    metrics::PROMETHEUS_SERVICE.0,
+                    "-o",
+                    "jsonpath={.status.podIP}",
+                ],
+                None,
+            )
+            .map(|ip| ip.trim() == NS_IP)
+            .unwrap_or(false)
+        },
+    )?;
+    process::wait_ready(
         &adapter,
         "APIService v1beta1.external.metrics.k8s.io Available",
         Duration::from_secs(60),

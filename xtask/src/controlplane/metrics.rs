@@ -112,14 +112,73 @@ pub fn adapter_args(layout: &Layout, config: &Path) -> Vec<String> {
     ]
 }
 
-/// The objects a prometheus-adapter chart would create for the aggregation layer, pointing at
-/// the adapter process.
+/// Namespace and Service name of the Prometheus that kube-prometheus-stack (release
+/// `prometheus`) would install: kscale queries Prometheus through the API server's service proxy
+/// at `<service>:9090`, so the harness gives that Service an endpoint on the real Prometheus.
+pub const PROMETHEUS_SERVICE: (&str, &str) =
+    ("monitoring", "prometheus-kube-prometheus-prometheus");
+
+/// The placeholder pod that stands for the Prometheus process in the API.
+pub const PROMETHEUS_POD: &str = "prometheus-harness";
+
+/// The objects the prometheus-adapter and kube-prometheus-stack charts would create for the
+/// aggregation layer and the service proxy, pointing at the harness processes.
 pub fn adapter_manifest() -> String {
+    let (prom_ns, prom_svc) = PROMETHEUS_SERVICE;
+    let node = super::cluster::NODES[0];
     format!(
         "apiVersion: v1
 kind: Namespace
 metadata:
   name: {HARNESS_NAMESPACE}
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: {prom_ns}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {prom_svc}
+  namespace: {prom_ns}
+spec:
+  ports:
+  - name: http-web
+    port: {PROMETHEUS_PORT}
+    targetPort: {PROMETHEUS_PORT}
+---
+# The service proxy only forwards to addresses that belong to a Pod with that IP: a host-network
+# pod on a kwok node gets the node address, which is where the real Prometheus listens.
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {PROMETHEUS_POD}
+  namespace: {prom_ns}
+  labels:
+    app: {PROMETHEUS_POD}
+spec:
+  hostNetwork: true
+  nodeName: {node}
+  containers:
+  - name: prometheus
+    image: kscale-harness.invalid/prometheus:process
+---
+apiVersion: v1
+kind: Endpoints
+metadata:
+  name: {prom_svc}
+  namespace: {prom_ns}
+subsets:
+- addresses:
+  - ip: {NS_IP}
+    targetRef:
+      kind: Pod
+      name: {PROMETHEUS_POD}
+      namespace: {prom_ns}
+  ports:
+  - name: http-web
+    port: {PROMETHEUS_PORT}
 ---
 apiVersion: v1
 kind: Service
@@ -186,5 +245,7 @@ mod tests {
         assert!(manifest.contains(&format!("- ip: {NS_IP}")));
         assert!(!manifest.contains("127.0.0.1"));
         assert!(manifest.contains("name: v1beta1.external.metrics.k8s.io"));
+        assert!(manifest.contains("name: prometheus-kube-prometheus-prometheus"));
+        assert!(manifest.contains("hostNetwork: true"));
     }
 }
