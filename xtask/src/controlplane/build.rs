@@ -205,11 +205,12 @@ fn build_module(layout: &Layout, module: &GoModule, go_version: &str) -> anyhow:
         .cache
         .join("bin")
         .join(format!("{}-{key}", module.dir));
-    if module
+    let complete = module
         .programs
         .iter()
         .all(|(_, name)| bin.join(name).is_file())
-    {
+        && (module.dir != "kwok" || kwok_stages(&bin).is_ok());
+    if complete {
         return Ok(bin);
     }
     let root = module_root(module);
@@ -233,6 +234,9 @@ fn build_module(layout: &Layout, module: &GoModule, go_version: &str) -> anyhow:
             &root,
             &["build", "-trimpath", &ldflags, "-o", &out, package],
         )?;
+    }
+    if module.dir == "kwok" {
+        copy_kwok_stages(layout, &scratch)?;
     }
     let _ = std::fs::remove_dir_all(&bin);
     std::fs::rename(&scratch, &bin).map_err(|e| {
@@ -279,9 +283,20 @@ fn pinned_version(module: &GoModule, path: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("{} does not require {path}", go_mod.display()))
 }
 
-/// Stages that make nodes Ready and keep their leases fresh, and take pods through
-/// Running/Ready, completion and deletion at once: what kwokctl configures by default.
-fn kwok_stages(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
+/// kwok's stage files (under `kustomize/stage/` of the kwok module) that make nodes Ready and keep
+/// their leases fresh, and take pods through Running/Ready, completion and deletion at once: what
+/// kwokctl configures by default.
+const KWOK_STAGES: [&str; 5] = [
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+];
+
+/// Copies the stage files from the pinned kwok module's source into the kwok build folder, so
+/// that the folder is complete on its own (a CI cache of `bin/` alone is enough).
+fn copy_kwok_stages(layout: &Layout, into: &Path) -> anyhow::Result<()> {
     let version = pinned_version(&MODULES[1], "sigs.k8s.io/kwok")?;
     let source = layout
         .cache
@@ -289,21 +304,29 @@ fn kwok_stages(layout: &Layout) -> anyhow::Result<Vec<PathBuf>> {
         .join(format!("sigs.k8s.io/kwok@{version}"))
         .join("kustomize")
         .join("stage");
-    let stages: Vec<PathBuf> = [
-        "node/fast/node-initialize.yaml",
-        "node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
-        "pod/fast/pod-ready.yaml",
-        "pod/fast/pod-complete.yaml",
-        "pod/fast/pod-delete.yaml",
-    ]
-    .iter()
-    .map(|file| source.join(file))
-    .collect();
+    for (i, file) in KWOK_STAGES.iter().enumerate() {
+        let from = source.join(file);
+        let to = into.join(format!("stage-{i}.yaml"));
+        std::fs::copy(&from, &to).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot copy kwok stage {} to {}: {e}",
+                from.display(),
+                to.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn kwok_stages(kwok_bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let stages: Vec<PathBuf> = (0..KWOK_STAGES.len())
+        .map(|i| kwok_bin.join(format!("stage-{i}.yaml")))
+        .collect();
     if let Some(missing) = stages.iter().find(|path| !path.is_file()) {
         anyhow::bail!(
-            "kwok stage file {} is missing: remove {} and run `cargo xtask controlplane build` to download the kwok module again",
+            "kwok stage file {} is missing: remove {} and run `cargo xtask controlplane build`",
             missing.display(),
-            layout.cache.join("bin").display()
+            kwok_bin.display()
         );
     }
     Ok(stages)
@@ -332,7 +355,7 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
         scheduler: kubernetes.join("kube-scheduler"),
         kwok: kwok.join("kwok"),
         adapter: adapter.join("prometheus-adapter"),
-        kwok_stages: kwok_stages(layout)?,
+        kwok_stages: kwok_stages(kwok)?,
     })
 }
 
