@@ -391,6 +391,18 @@ fn health(layout: &Layout) -> (Vec<String>, bool) {
         all &= ok;
         lines.push(format!("{name:<30} {state}"));
     }
+    // Optional components (the pod supervisor) are reported, not required.
+    for extra in process::recorded(&layout.pids())
+        .into_iter()
+        .filter(|r| !COMPONENTS.contains(&r.name.as_str()))
+    {
+        let state = if extra.running() {
+            "running"
+        } else {
+            "not running"
+        };
+        lines.push(format!("{:<30} pid {} {state}", extra.name, extra.pid));
+    }
     lines.push(format!(
         "kubeconfig {} (context {CONTEXT})",
         layout.kubeconfig().display()
