@@ -8,6 +8,7 @@
 mod config_errors;
 mod deploy;
 mod failures;
+pub mod metric_chain;
 pub mod stub_api;
 mod teardown;
 mod up;
@@ -262,6 +263,7 @@ impl Env {
                 )),
             }
         });
+        metric_chain::install(&api, state.clone());
         let env = vec![
             (
                 "PATH".into(),
