@@ -9,6 +9,7 @@ mod config_errors;
 mod deploy;
 mod failures;
 pub mod metric_chain;
+mod metric_check;
 pub mod stub_api;
 mod teardown;
 mod up;
