@@ -78,10 +78,10 @@ pub fn install(api: &StubApi, state: PathBuf) {
                 "proxy",
                 rest @ ..,
             ] => {
-                let prom = Prometheus::find(&helm, ns)?;
                 let name = svc.trim_start_matches("http:").split(':').next()?;
-                if name != prom.service {
-                    return None;
+                if Prometheus::find(&helm, ns).is_none_or(|p| p.service != name) {
+                    let msg = format!("services \"{name}\" not found");
+                    return Some((404, status(404, "NotFound", &msg)));
                 }
                 if rest != ["api", "v1", "query"] {
                     return Some((404, json!("404 page not found")));

@@ -129,3 +129,21 @@ fn output_json_carries_the_metric_report() {
     );
     assert!(run.stderr.contains("every stage passes"), "{}", run.stderr);
 }
+
+#[test]
+fn the_chain_follows_the_stack_kscale_metrics_names_an_uninstalled_prometheus() {
+    let env = Env::new();
+    env.up_fresh();
+    env.kscale(&["metrics"])
+        .expect_code(0)
+        .stdout_has(&["6 of 6 stages passed"]);
+    // As if someone ran `helm -n monitoring uninstall prometheus`.
+    std::fs::remove_dir_all(env.state().join("helm/releases/monitoring/prometheus"))
+        .expect("remove the release");
+    env.kscale(&["metrics"]).expect_code(1).stdout_has(&[
+        "✓ 1. app pods ready and /metrics reachable",
+        "✗ 2. Prometheus scrapes every pod",
+        "Prometheus service monitoring/prometheus-kube-prometheus-prometheus is not reachable",
+        "helm -n monitoring status prometheus",
+    ]);
+}
