@@ -131,6 +131,8 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// Write every manifest and helm values file kscale would apply; no cluster needed.
     Render(RenderArgs),
+    /// Simulate the autoscaler on a load profile before deploying: reaction time, latency, shedding.
+    Simulate(crate::simulate::SimulateArgs),
     /// Print the effective configuration (defaults, kscale.toml, environment, flags) as TOML.
     Config,
     /// Prove every link of the metric chain (pods, Prometheus, adapter, external metrics API, HPA).

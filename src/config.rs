@@ -856,14 +856,16 @@ impl HpaConfig {
                     tolerance: None,
                 },
                 scale_down: ScalingRules {
-                    stabilization_window_seconds: 120,
+                    // Chosen with `kscale simulate` (examples/tune_fast_profile.rs): a long window
+                    // plus a wide scale-down tolerance keeps the fast signal from flapping.
+                    stabilization_window_seconds: 600,
                     select_policy: SelectPolicy::Max,
                     policies: vec![ScalingPolicy {
                         kind: PolicyKind::Percent,
-                        value: 50,
-                        period_seconds: 30,
+                        value: 100,
+                        period_seconds: 15,
                     }],
-                    tolerance: None,
+                    tolerance: Some(0.3),
                 },
                 ..Self::default()
             },

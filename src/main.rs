@@ -104,8 +104,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Metrics(args) => {
             // kube's default retry would retry 503s for minutes; the check has its own --wait.
             let client = kscale::kubeapi::client_for_checks(&s.context).await?;
-            let report = kscale::metrics::run(client, &s.cfg, args, s.ui.json()).await?;
+            let report = kscale::metrics::run_with(
+                client,
+                &s.cfg,
+                args,
+                s.ui.json(),
+                kscale::metrics::predict::metric_proposal,
+            )
+            .await?;
             return Ok(ExitCode::from(report.exit_code()));
+        }
+        Command::Simulate(args) => {
+            kscale::simulate::run(&s.cfg, args, s.ui.json())?;
         }
         Command::Config => {
             s.ui.result_json(&serde_json::to_value(&s.cfg)?);

@@ -127,7 +127,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
                 checks_client,
                 &s.cfg,
                 &margs,
-                crate::metrics::checks::no_prediction,
+                crate::metrics::predict::metric_proposal,
             )
             .await?;
             if report.exit_code() != 0 {

@@ -795,7 +795,9 @@ impl Checker<'_> {
                 if let Some(exp) = view.expected_desired_replicas
                     && exp != view.desired_replicas
                 {
-                    r.seen = format!("{seen}; kscale's HPA model expects {exp} desired replicas");
+                    r.seen = format!(
+                        "{seen}; on this value the metric alone proposes {exp} (the HPA may hold back within its stabilization window or rate policies)"
+                    );
                 }
                 r
             }

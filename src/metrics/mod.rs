@@ -4,6 +4,7 @@
 pub mod adapter_query;
 pub mod checks;
 pub mod exposition;
+pub mod predict;
 pub mod prom;
 pub mod quantity;
 pub mod watch;

@@ -2,6 +2,7 @@
 
 mod bench_server;
 mod ci;
+mod controlplane;
 mod deps;
 
 use std::process::ExitCode;
@@ -11,6 +12,7 @@ usage: cargo xtask <task>
 
 tasks:
   ci             fmt check, clippy -D warnings and every test; installs what the tests need
+  controlplane   up|down|status|build: a real Kubernetes control plane (run `cargo xtask controlplane help`)
   deps           install what the tests need (prometheus, promtool, wrk) when missing
   bench-server   benchmark the release kscale-server with wrk and print a table [--seconds N]
 ";
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::ci(&args[1..]),
+        Some("controlplane") => controlplane::controlplane(&args[1..]),
         Some("deps") => deps::ensure_test_deps(),
         Some("bench-server") => bench_server::bench_server(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {

@@ -1,0 +1,331 @@
+//! `kscale simulate`: how a configuration's autoscaling behaves under a load pattern, before deploying.
+//!
+//! The model (deterministic for a seed):
+//! - each pod serves `app.workers` requests at once for exactly `app.inference_seconds`, queues up to
+//!   `app.max_queue` more and sheds the rest with 503, as the server does;
+//! - requests go to ready pods only, round-robin per request by default (`--balance random` picks a
+//!   random pod, like kube-proxy's iptables mode with a new connection per request);
+//! - `--steps` clients run a closed loop (next request 0-0.1 s after the response, 1 s after a 503 or a
+//!   refusal); `--rate-steps` arrivals are Poisson;
+//! - Prometheus scrapes every ready or draining pod every `metric.scrape_interval_seconds` (random
+//!   phase); the metric is the rendered query's meaning (see [`metric`]);
+//! - the HPA ([`crate::hpa`]) syncs every 15 s (random phase) on that value;
+//! - a new pod is ready `app.start_delay_seconds` (±10 %) after the HPA creates it; a scale-down
+//!   removes not-yet-ready pods first, then the most recently ready ones, which stop receiving requests
+//!   and finish what they hold (nothing is lost).
+
+mod engine;
+pub mod metric;
+#[cfg(test)]
+mod tests;
+
+pub use engine::{Balance, SimOutput, SimParams, Summary, SyncRecord, simulate, simulate_recorded};
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::config::{Config, Layers, MetricProfile};
+use crate::loadprofile::{LoadKind, LoadProfile};
+use crate::timeline::TimelineRow;
+
+/// The load used when neither `--steps` nor `--rate-steps` is given: a 4x step, then back.
+pub const DEFAULT_STEPS: &str = "0s:2,120s:8,720s:2";
+
+/// Longest simulated time accepted.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Flags of `kscale simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Concurrency steps TIME:CLIENTS,... (closed loop); default 0s:2,120s:8,720s:2.
+    #[arg(long, value_name = "STEPS", value_parser = LoadProfile::parse_concurrency, conflicts_with = "rate_steps")]
+    pub steps: Option<LoadProfile>,
+    /// Arrival-rate steps TIME:REQ_PER_S,... (open loop, Poisson arrivals), e.g. 0s:0.1,60s:0.4.
+    #[arg(long, value_name = "STEPS", value_parser = LoadProfile::parse_rate)]
+    pub rate_steps: Option<LoadProfile>,
+    /// Simulated time, e.g. 20m or 1h.
+    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Random seed (same seed, same result).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A second configuration (a kscale.toml, over its profile's defaults) to run on the same load and
+    /// seed.
+    #[arg(long, value_name = "OTHER.toml")]
+    pub compare: Option<PathBuf>,
+    /// Draw the timelines into a PNG or SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Write the timelines as CSV to FILE (`-` for stdout; the summary then goes to stderr).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// How requests are spread over ready pods.
+    #[arg(long, value_enum, default_value_t = Balance::RoundRobin)]
+    pub balance: Balance,
+}
+
+/// One simulated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulatedRun {
+    /// Where the configuration came from.
+    pub label: String,
+    /// The model's parameters.
+    pub params: SimParams,
+    /// The figures.
+    pub summary: Summary,
+    /// The timeline rows.
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// The result of `kscale simulate` (also its `--output json` document).
+#[derive(Debug, Clone, Serialize)]
+pub struct SimulateReport {
+    /// The load profile.
+    pub load: LoadProfile,
+    /// Simulated seconds.
+    pub duration_seconds: f64,
+    /// The seed.
+    pub seed: u64,
+    /// One entry per configuration (the second with `--compare`).
+    pub runs: Vec<SimulatedRun>,
+    /// Wall-clock seconds the simulations took.
+    pub elapsed_seconds: f64,
+}
+
+/// Runs `kscale simulate`: simulates, prints the summary (text or JSON) on stdout, writes the CSV and
+/// the picture when asked, and returns the report.
+pub fn run(config: &Config, args: &SimulateArgs, json: bool) -> anyhow::Result<SimulateReport> {
+    let report = build_report(config, args)?;
+    let csv_to_stdout = args.csv.as_deref() == Some(Path::new("-"));
+    if let Some(path) = &args.csv {
+        let text = timeline_csv(&report.runs);
+        if csv_to_stdout {
+            std::io::stdout()
+                .write_all(text.as_bytes())
+                .context("cannot write the CSV to stdout")?;
+        } else {
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write the timeline CSV to {}", path.display()))?;
+        }
+    }
+    let text = if json {
+        serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")? + "\n"
+    } else {
+        summary_text(&report)
+    };
+    if csv_to_stdout {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(path) = &args.plot {
+        let series: Vec<(&str, &[TimelineRow])> = report
+            .runs
+            .iter()
+            .map(|r| (r.label.as_str(), r.timeline.as_slice()))
+            .collect();
+        crate::plot::plot_timelines(&series, path, 1200, 800)
+            .with_context(|| format!("cannot draw the timeline picture {}", path.display()))?;
+    }
+    Ok(report)
+}
+
+/// Simulates the configuration (and the `--compare` one) without printing anything.
+pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<SimulateReport> {
+    if args.duration > MAX_DURATION || args.duration.is_zero() {
+        anyhow::bail!(
+            "--duration {} is out of range: give between 1s and 7 days",
+            humantime::format_duration(args.duration)
+        );
+    }
+    let load = match (&args.steps, &args.rate_steps) {
+        (Some(s), _) => s.clone(),
+        (None, Some(r)) => r.clone(),
+        (None, None) => LoadProfile::parse_concurrency(DEFAULT_STEPS)
+            .context("the built-in default load profile does not parse")?,
+    };
+    config.validate()?;
+    let mut configs = vec![("config".to_string(), config.clone())];
+    if let Some(path) = &args.compare {
+        // The same layering as `kscale up` (profile defaults under the file), without env or flags.
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read --compare file {}", path.display()))?;
+        let other = Config::load(&Layers {
+            file: Some((path.clone(), text)),
+            ..Layers::default()
+        })?;
+        other.validate()?;
+        let label = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        );
+        configs.push((label, other));
+    }
+    let duration = args.duration.as_secs_f64();
+    let started = std::time::Instant::now();
+    let mut runs = Vec::new();
+    for (label, c) in configs {
+        let mut params = SimParams::from_config(&c);
+        params.balance = args.balance;
+        params
+            .validate()
+            .with_context(|| format!("cannot simulate the configuration `{label}`"))?;
+        let out = simulate(&params, &load, duration, args.seed);
+        runs.push(SimulatedRun {
+            label,
+            params,
+            summary: out.summary,
+            timeline: out.timeline,
+        });
+    }
+    Ok(SimulateReport {
+        load,
+        duration_seconds: duration,
+        seed: args.seed,
+        runs,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}{unit}"))
+}
+
+fn target_text(p: &SimParams) -> String {
+    match p.profile {
+        MetricProfile::MeanDuration => format!("{} s mean duration (Value)", p.target),
+        MetricProfile::Concurrency => format!("{} req per pod (AverageValue)", p.target),
+    }
+}
+
+/// The human-readable summary: one column per configuration.
+pub fn summary_text(report: &SimulateReport) -> String {
+    let unit = match report.load.kind {
+        LoadKind::Concurrency => "clients",
+        LoadKind::Rate => "req/s",
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "simulated {} of {} {unit}, seed {} ({:.0} ms)",
+        humantime::format_duration(Duration::from_secs_f64(report.duration_seconds)),
+        report.load,
+        report.seed,
+        report.elapsed_seconds * 1000.0
+    );
+    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
+    let mut add = |name: &str, f: &dyn Fn(&SimulatedRun) -> String| {
+        rows.push((name.to_string(), report.runs.iter().map(f).collect()));
+    };
+    add("", &|r| r.label.clone());
+    add("metric", &|r| r.params.profile.to_string());
+    add("target", &|r| target_text(&r.params));
+    add("scrape / rate window", &|r| match r.params.profile {
+        MetricProfile::MeanDuration => format!(
+            "{} s / {} s",
+            r.params.scrape_interval_seconds, r.params.rate_window_seconds
+        ),
+        MetricProfile::Concurrency => format!("{} s / -", r.params.scrape_interval_seconds),
+    });
+    add("load rise", &|r| match (
+        r.summary.step_at_seconds,
+        r.summary.step_from,
+        r.summary.step_to,
+    ) {
+        (Some(at), Some(from), Some(to)) => format!("{from} -> {to} at {at} s"),
+        _ => "-".into(),
+    });
+    add("first scale-up decision", &|r| {
+        opt(r.summary.first_scale_up_decision_seconds, " s after")
+    });
+    add("first new pod ready", &|r| {
+        opt(r.summary.first_new_pod_ready_seconds, " s after")
+    });
+    add("replicas start/peak/end", &|r| {
+        format!(
+            "{}/{}/{}",
+            r.summary.replicas_initial, r.summary.replicas_peak, r.summary.replicas_final
+        )
+    });
+    add("rescales (reversals, <5 min)", &|r| {
+        format!(
+            "{} ({}, {})",
+            r.summary.scale_events, r.summary.direction_changes, r.summary.quick_reversals
+        )
+    });
+    add("sent / ok", &|r| {
+        format!("{} / {}", r.summary.sent, r.summary.ok)
+    });
+    add("shed / refused / open", &|r| {
+        format!(
+            "{} / {} / {}",
+            r.summary.shed, r.summary.refused, r.summary.in_progress_at_end
+        )
+    });
+    add("latency p50 / p99 / max", &|r| {
+        format!(
+            "{} / {} / {}",
+            opt(r.summary.p50_seconds, " s"),
+            opt(r.summary.p99_seconds, " s"),
+            opt(r.summary.max_seconds, " s")
+        )
+    });
+    add("peak p99 of a 5 s row", &|r| {
+        opt(r.summary.peak_row_p99_seconds, " s")
+    });
+    add("ready pod-minutes", &|r| {
+        format!("{:.0}", r.summary.pod_seconds / 60.0)
+    });
+    let name_width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let col_width = rows
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(String::len))
+        .max()
+        .unwrap_or(0);
+    for (name, values) in rows {
+        let _ = write!(out, "  {name:<name_width$}");
+        for v in values {
+            let _ = write!(out, "   {v:<col_width$}");
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+    }
+    out
+}
+
+fn csv_opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// The timelines as CSV: one row per run and time, columns named after [`TimelineRow`]'s fields.
+pub fn timeline_csv(runs: &[SimulatedRun]) -> String {
+    let mut out = String::from(
+        "run,t_seconds,replicas_current,replicas_desired,metric_value,target,load,queue_depth,in_flight,p50_seconds,p99_seconds,shed\n",
+    );
+    for r in runs {
+        let label = r.label.replace([',', '"', '\n'], "_");
+        for row in &r.timeline {
+            let _ = writeln!(
+                out,
+                "{label},{},{},{},{},{},{},{},{},{},{},{}",
+                row.t_seconds,
+                row.replicas_current,
+                row.replicas_desired,
+                csv_opt(row.metric_value),
+                row.target,
+                csv_opt(row.load),
+                csv_opt(row.queue_depth),
+                csv_opt(row.in_flight),
+                csv_opt(row.p50_seconds),
+                csv_opt(row.p99_seconds),
+                csv_opt(row.shed),
+            );
+        }
+    }
+    out
+}
