@@ -8,7 +8,8 @@
 //! - each ready pod's `/metrics` through the pod proxy (a real kscale-server exposition);
 //! - Prometheus through its service proxy, once a kube-prometheus-stack release is deployed:
 //!   targets come from the scrape jobs of the `additionalScrapeConfigs` Secret (pod discovery and
-//!   `keep` relabelling), selectors return their series, the adapter's aggregate query one value;
+//!   `keep` relabelling), selectors return their series, the adapter's aggregate query one value
+//!   (the pods' gauges summed, or [`METRIC_VALUE`] for a rate);
 //! - the external metrics API once a prometheus-adapter release is deployed whose rules name the
 //!   metric, evaluating the rule's query against that Prometheus;
 //! - the HPA's status, read from the external metrics API through the stub's routes (so a test
@@ -21,8 +22,9 @@ use serde_json::{Value, json};
 
 use super::stub_api::{StubApi, labels_match, status};
 
-/// What the simulated Prometheus computes for an adapter query while its namespace has targets
-/// up (mean seconds per request, or requests in flight plus queued, depending on the profile).
+/// What the simulated Prometheus computes for a rate-based adapter query (the mean-duration
+/// profile's seconds per request) while its namespace has targets up; gauge sums (the
+/// concurrency profile) come from the pods' exposition instead.
 pub const METRIC_VALUE: f64 = 2.5;
 
 /// A real kscale-server's `/metrics`: one request in flight, two waiting.
@@ -507,15 +509,26 @@ fn evaluate(q: &str, targets: &[Target]) -> Vec<(Vec<(String, String)>, f64)> {
         .split("namespace=\"")
         .nth(1)
         .and_then(|r| r.split('"').next());
-    let live = targets
+    let live: Vec<&Target> = targets
         .iter()
-        .any(|t| t.up && namespace.is_none_or(|ns| t.label("namespace") == Some(ns)));
-    if live {
+        .filter(|t| t.up && namespace.is_none_or(|ns| t.label("namespace") == Some(ns)))
+        .collect();
+    // Gauges add up across pods (what `sum(a + b)` of the concurrency profile gives); a rate
+    // needs traffic history the stub does not keep, so it is the fixed METRIC_VALUE.
+    let gauges: f64 = q
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter_map(exposition_value)
+        .sum();
+    if live.is_empty() {
+        if q.contains("or vector(0)") {
+            vec![(Vec::new(), 0.0)]
+        } else {
+            Vec::new()
+        }
+    } else if q.contains("rate(") {
         vec![(Vec::new(), METRIC_VALUE)]
-    } else if q.contains("or vector(0)") {
-        vec![(Vec::new(), 0.0)]
     } else {
-        Vec::new()
+        vec![(Vec::new(), gauges * live.len() as f64)]
     }
 }
 
@@ -626,6 +639,7 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
     let max = spec["maxReplicas"].as_i64().unwrap_or(min);
     let mut metrics = Vec::new();
     let mut failure = None;
+    let mut proposals = Vec::new();
     for m in spec["metrics"].as_array().into_iter().flatten() {
         let Some(metric) = m["external"]["metric"]["name"].as_str() else {
             continue;
@@ -646,9 +660,11 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
             ));
             continue;
         }
+        let value: f64 = values.iter().sum();
+        proposals.push(proposal(&m["external"]["target"], value, current));
         metrics.push(json!({"type": "External", "external": {
             "metric": {"name": metric, "selector": {}},
-            "current": {"value": quantity(values.iter().sum())}}}));
+            "current": {"value": quantity(value)}}}));
     }
     let (active, reason, message) = match &failure {
         None => (
@@ -662,7 +678,11 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
     };
     hpa["status"] = json!({
         "currentReplicas": current,
-        "desiredReplicas": current.clamp(min, max),
+        // The controller keeps the scale while a metric is missing; otherwise the largest
+        // proposal wins (no stabilization: the stub's HPA has no history).
+        "desiredReplicas": if failure.is_some() { current } else {
+            proposals.into_iter().max().unwrap_or(current)
+        }.clamp(min, max.max(min)),
         "currentMetrics": metrics,
         "conditions": [
             {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale",
@@ -672,4 +692,23 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
         ],
     });
     hpa
+}
+
+/// kube-controller-manager's replica count for one External metric: `Value` scales the current
+/// replicas by value/target, `AverageValue` divides the value by the per-pod target; within the
+/// default 10 % tolerance the scale stays.
+fn proposal(target: &Value, value: f64, current: i64) -> i64 {
+    let q = |k: &str| target[k].as_str().and_then(parse_quantity);
+    let (ratio, wanted) = match (target["type"].as_str(), q("value"), q("averageValue")) {
+        (Some("Value"), Some(t), _) if t > 0.0 => (value / t, current as f64 * value / t),
+        (Some("AverageValue"), _, Some(t)) if t > 0.0 && current > 0 => {
+            (value / (t * current as f64), value / t)
+        }
+        _ => return current,
+    };
+    if (ratio - 1.0).abs() <= 0.1 {
+        current
+    } else {
+        wanted.ceil() as i64
+    }
 }

@@ -102,6 +102,9 @@ fn output_json_carries_the_metric_report() {
         m["hpa"]["scaling_active"],
         json!(["True", "ValidMetricFound"])
     );
+    // 2.5 s against the 12 s target: the stub's HPA and kscale's model both keep one replica.
+    assert_eq!(m["hpa"]["desired_replicas"], json!(1), "{m:#}");
+    assert_eq!(m["hpa"]["expected_desired_replicas"], json!(1), "{m:#}");
 
     // Every replica's pod was read through the pod proxy, named as the ReplicaSet names them.
     let pods = m["pods"].as_array().expect("pods");
@@ -146,4 +149,40 @@ fn the_chain_follows_the_stack_kscale_metrics_names_an_uninstalled_prometheus() 
         "Prometheus service monitoring/prometheus-kube-prometheus-prometheus is not reachable",
         "helm -n monitoring status prometheus",
     ]);
+}
+
+#[test]
+fn the_concurrency_profile_checks_its_own_series_and_the_hpa_proposes_a_scale_up() {
+    let env = Env::new();
+    let src = env.source().display().to_string();
+    let run = env.kscale(&[
+        "--output",
+        "json",
+        "up",
+        "--source",
+        &src,
+        "--set",
+        "metric.profile=concurrency",
+    ]);
+    run.expect_code(0);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document: {e}\n{}", run.stdout));
+    let m = &doc["metrics"];
+    assert_eq!(m["passed"], true, "{m:#}");
+    assert!(
+        m["query"]
+            .as_str()
+            .is_some_and(|q| q.contains("inference_queue_depth{")),
+        "{m:#}"
+    );
+    assert_eq!(m["hpa"]["target_type"], "AverageValue", "{m:#}");
+    // The pod reports 1 request in flight and 2 queued: 3 against 1 per pod proposes 3 replicas,
+    // in the stub's HPA status and in kscale's own model alike.
+    let stages = m["stages"].as_array().expect("stages");
+    for stage in [3, 5, 6] {
+        assert_eq!(stages[stage - 1]["value"], json!(3.0), "{m:#}");
+    }
+    assert_eq!(m["hpa"]["current_replicas"], json!(1), "{m:#}");
+    assert_eq!(m["hpa"]["desired_replicas"], json!(3), "{m:#}");
+    assert_eq!(m["hpa"]["expected_desired_replicas"], json!(3), "{m:#}");
 }
