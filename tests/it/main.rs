@@ -1,3 +1,4 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
 mod cli_smoke;
+mod plot;
