@@ -1,2 +1,42 @@
-//! placeholder
-fn main() {}
+//! `kscale-server`: the inference server kscale deploys. It simulates a fixed-time model (one
+//! inference takes INFERENCE_SECONDS, WORKERS at once, at most MAX_QUEUE waiting) and exposes the
+//! queueing it causes as Prometheus metrics, which the HPA scales on.
+
+mod admission;
+mod config;
+mod logging;
+mod metrics;
+mod routes;
+mod serve;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    // clap prints the problem, naming the flag and its environment variable, and exits with 2
+    // before anything binds.
+    let config = config::Config::parse();
+    logging::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("kscale-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(serve::run(config));
+    // Work cut at the drain deadline must not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

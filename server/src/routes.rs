@@ -1,0 +1,322 @@
+//! The HTTP API: inference, metrics, probes, and JSON errors for everything else.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::admission::{Admission, Entry, QueueFull};
+use crate::metrics::{CLIENT_CLOSED, Metrics};
+
+/// When a request's head arrived; set by the connection layer so durations include everything.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival(pub Instant);
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct App {
+    /// Worker slots and queue.
+    pub admission: Arc<Admission>,
+    /// Live metrics.
+    pub metrics: Arc<Metrics>,
+    /// Pod name reported in answers.
+    pub pod: String,
+    /// Set on SIGTERM/SIGINT: readiness fails and connections are closed after their response.
+    pub draining: AtomicBool,
+    /// Simulated inference time.
+    pub inference: Duration,
+    /// Retry-After value for 503.
+    pub retry_after_seconds: u64,
+    /// Request body limit in bytes.
+    pub max_body_bytes: u64,
+    /// Time allowed for a request body.
+    pub read_timeout: Duration,
+}
+
+impl App {
+    /// True once shutdown began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// The routes of the server.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/infer", post(infer).fallback(inference_wrong_method))
+        .route("/", get(infer_root).fallback(inference_wrong_method))
+        .route("/metrics", get(metrics).fallback(wrong_method))
+        .route("/healthz", get(healthz).fallback(wrong_method))
+        .route("/readyz", get(readyz).fallback(wrong_method))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// Optional body of POST /infer.
+#[derive(Debug, Deserialize)]
+struct InferRequest {
+    #[serde(default)]
+    input: Option<String>,
+}
+
+/// Counts an inference request once: with its status when answered, or as 499 when its handler
+/// is dropped first (the client disconnected).
+struct Outcome<'a> {
+    metrics: &'a Metrics,
+    counted: bool,
+}
+
+impl<'a> Outcome<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        Self {
+            metrics,
+            counted: false,
+        }
+    }
+
+    fn answer(mut self, response: Response) -> Response {
+        self.metrics.count(response.status().as_u16());
+        self.counted = true;
+        response
+    }
+}
+
+impl Drop for Outcome<'_> {
+    fn drop(&mut self) {
+        if !self.counted {
+            self.metrics.count(CLIENT_CLOSED);
+        }
+    }
+}
+
+fn arrival(request: &Request) -> Instant {
+    request
+        .extensions()
+        .get::<Arrival>()
+        .map_or_else(Instant::now, |a| a.0)
+}
+
+/// JSON error body: `{"error": "...", "status": N}`.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = json!({ "error": message.into(), "status": status.as_u16() });
+    (status, Json(body)).into_response()
+}
+
+async fn infer(State(app): State<Arc<App>>, request: Request) -> Response {
+    let outcome = Outcome::new(&app.metrics);
+    let arrived = arrival(&request);
+    let input = match read_input(&app, request).await {
+        Ok(input) => input,
+        Err(response) => return outcome.answer(response),
+    };
+    let response = run_inference(&app, arrived, input).await;
+    outcome.answer(response)
+}
+
+async fn infer_root(State(app): State<Arc<App>>, request: Request) -> Response {
+    let outcome = Outcome::new(&app.metrics);
+    let arrived = arrival(&request);
+    let response = run_inference(&app, arrived, None).await;
+    outcome.answer(response)
+}
+
+async fn read_input(app: &App, request: Request) -> Result<Option<String>, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than {} bytes (MAX_BODY_BYTES)",
+                app.max_body_bytes
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > app.max_body_bytes) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(app.max_body_bytes).unwrap_or(usize::MAX);
+    let body = Limited::new(request.into_body(), limit);
+    let bytes: Bytes = match tokio::time::timeout(app.read_timeout, body.collect()).await {
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not received within {:.1} s (READ_TIMEOUT_SECONDS)",
+                    app.read_timeout.as_secs_f64()
+                ),
+            ));
+        }
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
+        Ok(Err(e)) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            ));
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    match serde_json::from_slice::<InferRequest>(&bytes) {
+        Ok(parsed) => Ok(parsed.input),
+        Err(e) if e.is_data() => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "request body has the wrong shape: {e}; expected {{\"input\": \"...\"}} or no body"
+            ),
+        )),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "request body is not valid JSON: {e}; expected {{\"input\": \"...\"}} or no body"
+            ),
+        )),
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+async fn run_inference(app: &App, arrived: Instant, input: Option<String>) -> Response {
+    let queued_at = Instant::now();
+    let (slot, position) = match app.admission.enter() {
+        Ok(Entry::Running(slot)) => (slot, 0),
+        Ok(Entry::Waiting(waiting)) => {
+            let position = waiting.position + 1;
+            match waiting.wait().await {
+                Some(slot) => (slot, position),
+                None => {
+                    return error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the server is shutting down",
+                    );
+                }
+            }
+        }
+        Err(QueueFull) => return queue_full(app),
+    };
+    let queue_wait = queued_at.elapsed();
+    let started = Instant::now();
+    // A zero-length sleep still waits for a timer tick; skip it so INFERENCE_SECONDS=0 measures
+    // the server's own overhead.
+    if !app.inference.is_zero() {
+        tokio::time::sleep(app.inference).await;
+    }
+    let inference = started.elapsed();
+    drop(slot);
+    let duration = arrived.elapsed();
+    app.metrics.duration.observe(duration.as_secs_f64());
+    let chars = input.as_deref().map_or(0, |s| s.chars().count());
+    let body = json!({
+        "result": format!("simulated inference over {chars} input characters"),
+        "pod": app.pod,
+        "queue_ms": millis(queue_wait),
+        "inference_ms": millis(inference),
+        "duration_ms": millis(duration),
+        "queue_position": position,
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+fn queue_full(app: &App) -> Response {
+    let (in_flight, queued) = app.admission.occupancy();
+    let mut response = error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "queue full: {in_flight} requests in inference and {queued} waiting (MAX_QUEUE); retry after {} s",
+            app.retry_after_seconds
+        ),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(app.retry_after_seconds),
+    );
+    response
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    match app.metrics.encode() {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode metrics: {e}"),
+        ),
+    }
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining" })),
+        )
+            .into_response()
+    } else {
+        Json(json!({ "status": "ready" })).into_response()
+    }
+}
+
+fn method_not_allowed(request: &Request, allowed: &'static str) -> Response {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method {} is not allowed on {}; use {allowed}",
+            request.method(),
+            request.uri().path()
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+async fn inference_wrong_method(State(app): State<Arc<App>>, request: Request) -> Response {
+    let allowed = if request.uri().path() == "/" {
+        "GET"
+    } else {
+        "POST"
+    };
+    Outcome::new(&app.metrics).answer(method_not_allowed(&request, allowed))
+}
+
+async fn wrong_method(request: Request) -> Response {
+    method_not_allowed(&request, "GET")
+}
+
+async fn not_found(request: Request<Body>) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {}; routes: POST /infer, GET /, GET /metrics, GET /healthz, GET /readyz",
+            request.uri().path()
+        ),
+    )
+}

@@ -1,0 +1,69 @@
+//! Invalid options are refused before binding, naming the option, with exit code 2.
+
+use crate::support::run_to_exit;
+
+fn assert_refused(args: &[&str], env: &[(&str, &str)], option: &str) {
+    let (status, stdout, stderr) = run_to_exit(args, env);
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "{args:?} {env:?}: {status}; stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains(option),
+        "{args:?} {env:?}: the message does not name {option}: {stderr}"
+    );
+    assert!(
+        !stdout.contains("listening"),
+        "{args:?} {env:?}: bound before refusing: {stdout}"
+    );
+}
+
+#[test]
+fn invalid_environment_variables_exit_2_naming_the_option_before_binding() {
+    let cases: &[(&str, &str)] = &[
+        ("INFERENCE_SECONDS", "abc"),
+        ("INFERENCE_SECONDS", "-1"),
+        ("INFERENCE_SECONDS", "NaN"),
+        ("WORKERS", "0"),
+        ("MAX_QUEUE", "-1"),
+        ("PORT", "70000"),
+        ("KEEP_ALIVE_SECONDS", "soon"),
+        ("MAX_CONNECTION_AGE_SECONDS", "-5"),
+        ("DRAIN_SECONDS", "x"),
+        ("READ_TIMEOUT_SECONDS", "0"),
+        ("LOG_FORMAT", "xml"),
+        ("BIND", "not-an-address"),
+    ];
+    for (var, bad) in cases {
+        assert_refused(&[], &[(var, bad)], var);
+    }
+}
+
+#[test]
+fn invalid_flags_exit_2_naming_the_flag() {
+    assert_refused(&["--workers", "none"], &[], "--workers");
+    assert_refused(&["--inference-seconds", "1e9"], &[], "--inference-seconds");
+    assert_refused(&["--no-such-option"], &[], "--no-such-option");
+}
+
+#[test]
+fn help_lists_every_option_with_its_environment_variable() {
+    let (status, stdout, _) = run_to_exit(&["--help"], &[]);
+    assert!(status.success(), "--help: {status}");
+    for var in [
+        "PORT",
+        "INFERENCE_SECONDS",
+        "WORKERS",
+        "MAX_QUEUE",
+        "KEEP_ALIVE_SECONDS",
+        "MAX_CONNECTION_AGE_SECONDS",
+        "DRAIN_SECONDS",
+        "LOG_FORMAT",
+    ] {
+        assert!(
+            stdout.contains(&format!("[env: {var}")),
+            "--help does not show {var}: {stdout}"
+        );
+    }
+}
