@@ -3,5 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod dashboard;
+pub mod load;
 pub mod plot;
 pub mod timeline;

@@ -1,4 +1,5 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
 mod cli_smoke;
+mod load;
 mod plot;
