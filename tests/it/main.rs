@@ -1,5 +1,6 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
 mod cli_smoke;
+mod dashboard;
 mod load;
 mod plot;
