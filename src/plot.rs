@@ -234,10 +234,15 @@ impl<'a> Prepared<'a> {
         let all_unix = series
             .iter()
             .all(|(_, rows)| rows.first().and_then(|r| r.unix_seconds).is_some());
+        // The origin is the earliest start of a recording (its first row's wall clock minus
+        // its time since the start), so each keeps its own offset from its start.
         let origin = if all_unix {
             series
                 .iter()
-                .filter_map(|(_, rows)| rows.first().and_then(|r| r.unix_seconds))
+                .filter_map(|(_, rows)| {
+                    rows.first()
+                        .and_then(|r| Some(r.unix_seconds? - r.t_seconds))
+                })
                 .fold(f64::INFINITY, f64::min)
         } else {
             0.0
@@ -733,14 +738,14 @@ mod tests {
             ..Default::default()
         }];
         let b = [TimelineRow {
-            t_seconds: 0.0,
-            unix_seconds: Some(1030.0),
+            t_seconds: 1.0,
+            unix_seconds: Some(1031.0),
             load: Some(4.0),
             ..Default::default()
         }];
         let series = [("a", &a[..]), ("b", &b[..])];
         let p = Prepared::new(&series);
-        assert_eq!(p.lines[1].t, vec![30.0]);
+        assert_eq!(p.lines[1].t, vec![31.0]);
         assert!(p.has_autoscaler);
     }
 }

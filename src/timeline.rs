@@ -94,10 +94,19 @@ pub fn csv_header() -> String {
     CSV_COLUMNS.join(",")
 }
 
+/// A number with at most 6 decimals (microseconds for times), without trailing zeros.
+fn num(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
 fn opt_f64(v: Option<f64>) -> String {
-    v.filter(|x| x.is_finite())
-        .map(|x| x.to_string())
-        .unwrap_or_default()
+    v.filter(|x| x.is_finite()).map(num).unwrap_or_default()
 }
 
 fn opt_u64(v: Option<u64>) -> String {
@@ -125,17 +134,17 @@ pub fn csv_line(row: &TimelineRow) -> String {
             pods,
             "{}:{}:{}",
             clean_pod_name(&p.pod),
-            p.queue_depth,
-            p.in_flight
+            num(p.queue_depth),
+            num(p.in_flight)
         );
     }
     [
-        row.t_seconds.to_string(),
+        num(row.t_seconds),
         opt_f64(row.unix_seconds),
         row.replicas_current.to_string(),
         row.replicas_desired.to_string(),
         opt_f64(row.metric_value),
-        row.target.to_string(),
+        num(row.target),
         opt_f64(row.load),
         opt_f64(row.queue_depth),
         opt_f64(row.in_flight),
@@ -430,6 +439,14 @@ mod tests {
             text.push_str(&csv_line(r));
         }
         assert_eq!(parse_csv(&text).unwrap(), rows);
+    }
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(num(1.001580436), "1.00158");
+        assert_eq!(num(1795810785.455492), "1795810785.455492");
+        assert_eq!(num(12.0), "12");
+        assert_eq!(num(0.0), "0");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub struct LoadArgs {
     #[arg(long, env = "KSCALE_LOAD_URL")]
     pub url: Option<String>,
     /// Keep N requests in flight (closed loop: each client sends its next request when the
-    /// previous one is answered).
+    /// previous one is answered, or 250 ms after a 503 or a refused connection).
     #[arg(long, short = 'c', value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(profile::MAX_CLIENTS)))]
     pub concurrency: Option<u32>,
@@ -238,15 +238,20 @@ impl Shared {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.stats().finished(&outcome, latency);
         if let Outcome::Failed {
-            kind: ErrorKind::Refused,
+            kind: ErrorKind::Refused | ErrorKind::Unavailable,
             ..
         } = outcome
         {
-            // Nothing listens: retrying at once would only spin.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Nothing listens, or the queue is full: a client retrying at once would turn into
+            // a flood of failures that says nothing more about the service.
+            tokio::time::sleep(FAILURE_PAUSE).await;
         }
     }
 }
+
+/// How long a closed-loop client waits after a refused connection or a 503 before its next
+/// request (the server's `Retry-After`, a full inference time, would hide the offered load).
+pub const FAILURE_PAUSE: Duration = Duration::from_millis(250);
 
 /// A closed-loop client: sends while its index is below the wanted concurrency.
 async fn client(index: u32, shared: Arc<Shared>, mut wanted: watch::Receiver<u32>) {

@@ -478,3 +478,21 @@ fn a_failing_port_forward_says_why() {
     let msg = format!("{err:#}");
     assert!(msg.contains("not found") && msg.contains("exited"), "{msg}");
 }
+
+#[test]
+fn a_rate_sends_on_schedule_over_few_connections() {
+    let server = Server::start("pod-h", &[("WORKERS", "4"), ("INFERENCE_SECONDS", "0.05")]);
+    let mut a = args(Profile::Rate(20.0));
+    a.duration = Duration::from_secs(2);
+    let report = load(&a, &server.url());
+    assert_eq!(report.stopped_by, StopReason::Duration);
+    // 20/s for 2 s: 40 arrivals; a few fewer if a busy machine delays the loop past the end.
+    assert!((36..=40).contains(&report.sent), "{report:#?}");
+    assert_eq!(report.ok, report.sent, "{report:#?}");
+    assert_eq!(
+        server.metric(r#"inference_requests_total{code="200"}"#) as u64,
+        report.ok
+    );
+    // Answers take 50 ms and arrivals are 50 ms apart: idle connections are reused.
+    assert!(report.connections_opened <= 5, "{report:#?}");
+}
