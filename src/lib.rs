@@ -1,9 +1,19 @@
 //! kscale: an inference service that autoscales on a real inference metric, from a laptop
 //! (minikube) to any cluster. See `ARCHITECTURE.md` for the map of this crate.
 
+pub mod app;
 pub mod cli;
+pub mod cluster;
+pub mod commands;
 pub mod config;
 pub mod dashboard;
+pub mod kubeapi;
 pub mod load;
+pub mod monitoring;
 pub mod plot;
+pub mod preflight;
+pub mod render;
+pub mod session;
 pub mod timeline;
+pub mod tools;
+pub mod ui;

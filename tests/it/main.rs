@@ -4,3 +4,4 @@ mod cli_smoke;
 mod dashboard;
 mod load;
 mod plot;
+mod render;

@@ -1,0 +1,288 @@
+//! The inference app: its image (content-tagged, built once, made available on every node) and
+//! its objects (applied server-side, then rolled out with a deadline).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::render::{FileKind, RenderedFile};
+
+/// Repository name of the server image kscale builds.
+pub const IMAGE_REPOSITORY: &str = "kscale-server";
+
+/// The source tree kscale builds the server image from (this repository by default).
+pub fn default_source_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The files whose content decides the image: the server crate and the lock file.
+fn image_inputs(source: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let server = source.join("server");
+    if !server.join("Dockerfile").is_file() {
+        anyhow::bail!(
+            "{} has no server/Dockerfile: run kscale from its repository, pass --source DIR, or deploy a prebuilt image with --image REF",
+            source.display()
+        );
+    }
+    let mut files = vec![source.join("Cargo.lock")];
+    let mut stack = vec![server];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let path = entry.path();
+            let name = entry.file_name();
+            // Build outputs and editor droppings do not change the image.
+            if name == "target"
+                || name.to_string_lossy().starts_with('.') && name != ".dockerignore"
+            {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `kscale-server:<12 hex digits>`: a tag derived from the content of the server sources, so a
+/// changed server gets a new tag (and a rollout) and an unchanged one gets neither.
+pub fn content_tag(source: &Path) -> anyhow::Result<String> {
+    let mut hash = Sha256::new();
+    for file in image_inputs(source)? {
+        let rel = file.strip_prefix(source).unwrap_or(&file);
+        let bytes =
+            std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+        hash.update(rel.to_string_lossy().as_bytes());
+        hash.update([0]);
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(&bytes);
+    }
+    let digest = hash.finalize();
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{IMAGE_REPOSITORY}:{hex}"))
+}
+
+/// The rendered objects `deploy` applies, in apply order.
+pub fn app_objects(files: &[RenderedFile]) -> Vec<&RenderedFile> {
+    const ORDER: &[&str] = &[
+        "monitoring-namespace.yaml",
+        "app-namespace.yaml",
+        "scrape-config-secret.yaml",
+        "grafana-dashboard.yaml",
+        "deployment.yaml",
+        "service.yaml",
+        "hpa.yaml",
+    ];
+    let mut objs: Vec<&RenderedFile> = files
+        .iter()
+        .filter(|f| f.kind == FileKind::Object)
+        .collect();
+    objs.sort_by_key(|f| {
+        ORDER
+            .iter()
+            .position(|n| *n == f.name)
+            .unwrap_or(ORDER.len())
+    });
+    objs
+}
+
+/// How long `deploy` waits between rollout checks.
+pub const ROLLOUT_POLL: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("server/src")).expect("mkdir");
+        std::fs::create_dir_all(root.join("server/target")).expect("mkdir");
+        std::fs::write(root.join("server/Dockerfile"), "FROM scratch\n").expect("write");
+        std::fs::write(root.join("server/src/main.rs"), "fn main() {}\n").expect("write");
+        std::fs::write(root.join("Cargo.lock"), "# lock\n").expect("write");
+        dir
+    }
+
+    #[test]
+    fn content_tag_follows_the_sources_only() {
+        let dir = tree();
+        let root = dir.path();
+        let first = content_tag(root).expect("tag");
+        assert!(
+            first.starts_with("kscale-server:") && first.len() == "kscale-server:".len() + 12,
+            "{first}"
+        );
+        assert_eq!(content_tag(root).expect("tag"), first, "stable");
+        std::fs::write(root.join("server/target/junk"), "x").expect("write");
+        assert_eq!(
+            content_tag(root).expect("tag"),
+            first,
+            "build outputs do not count"
+        );
+        std::fs::write(
+            root.join("server/src/main.rs"),
+            "fn main() { println!(); }\n",
+        )
+        .expect("write");
+        assert_ne!(
+            content_tag(root).expect("tag"),
+            first,
+            "a changed server gets a new tag"
+        );
+    }
+
+    #[test]
+    fn missing_sources_suggest_image() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let err = content_tag(dir.path())
+            .expect_err("no Dockerfile")
+            .to_string();
+        assert!(err.contains("--image"), "{err}");
+    }
+}
+
+/// What `deploy` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeployReport {
+    /// The image the Deployment runs.
+    pub image: String,
+    /// Whether kscale built it in this run.
+    pub built: bool,
+    /// Each applied object and what the apply did.
+    pub objects: Vec<(String, crate::kubeapi::Applied)>,
+    /// What happened to the adapter's rules.
+    pub adapter: Option<crate::monitoring::ReleaseAction>,
+}
+
+/// Resolves the image to deploy: `--image`, else the content-tagged build, made available to
+/// the cluster (`minikube image load` on every node, or a push to `--registry`).
+pub fn provide_image(
+    s: &crate::session::Session,
+    args: &crate::cli::ImageArgs,
+) -> anyhow::Result<(String, bool)> {
+    use crate::session::blocking;
+    use crate::tools::docker::Docker;
+    use crate::tools::minikube::Minikube;
+
+    if let Some(image) = &args.image {
+        return Ok((image.clone(), false));
+    }
+    if !s.minikube && args.registry.is_none() {
+        anyhow::bail!(
+            "kscale cannot load a locally built image into context {:?}: pass --registry HOST to push it there, or --image REF to deploy a prebuilt image",
+            s.context
+        );
+    }
+    let source = args.source.clone().unwrap_or_else(default_source_dir);
+    let image = content_tag(&source)?;
+    let docker = Docker::new(&s.runner);
+    let step = s.ui.step(&format!("image {image}"));
+    let mut built = false;
+    if s.minikube {
+        let mk = Minikube::new(&s.runner, &s.cfg.cluster.profile);
+        // Images in minikube are listed as docker.io/library/<name>:<tag>.
+        let present = blocking(|| mk.image_list())?.is_some_and(|list| {
+            list.iter()
+                .any(|i| i == &image || i.ends_with(&format!("/{image}")))
+        });
+        if present {
+            step.done("unchanged, already in the cluster");
+            return Ok((image, false));
+        }
+        if blocking(|| docker.image_exists(&image))? != Some(true) {
+            step.progress("docker build");
+            blocking(|| docker.build(&source.join("server/Dockerfile"), &source, &image))?;
+            built = true;
+        }
+        step.progress("minikube image load (every node)");
+        blocking(|| mk.image_load(&image))?;
+        step.done(if built {
+            "built, loaded on every node"
+        } else {
+            "loaded on every node"
+        });
+        return Ok((image, built));
+    }
+    let registry = args
+        .registry
+        .as_deref()
+        .unwrap_or_default()
+        .trim_end_matches('/');
+    let target = format!("{registry}/{image}");
+    if blocking(|| docker.image_exists(&image))? != Some(true) {
+        step.progress("docker build");
+        blocking(|| docker.build(&source.join("server/Dockerfile"), &source, &image))?;
+        built = true;
+    }
+    step.progress("docker push");
+    blocking(|| docker.push(&image, &target))?;
+    step.done(&format!("pushed to {target}"));
+    Ok((target, built))
+}
+
+/// Applies the rendered app objects with server-side apply, then waits for the rollout.
+pub async fn apply_and_roll_out(
+    s: &crate::session::Session,
+    client: Option<&kube::Client>,
+    files: &[RenderedFile],
+) -> anyhow::Result<Vec<(String, crate::kubeapi::Applied)>> {
+    use crate::kubeapi::{self, Applied};
+    let mut applied = Vec::new();
+    let step =
+        s.ui.step("apply app objects (server-side, field manager kscale)");
+    for f in app_objects(files) {
+        let obj = kubeapi::object_from_yaml(&f.content)
+            .with_context(|| format!("rendered {}", f.name))?;
+        let what = kubeapi::describe(&obj);
+        match client {
+            None => {
+                s.ui.plan(&format!(
+                    "apply {what} (server-side, field manager {}):",
+                    kubeapi::FIELD_MANAGER
+                ));
+                s.ui.plan(&f.content);
+                applied.push((what, Applied::Created));
+            }
+            Some(c) => {
+                let result = kubeapi::apply(c, &obj).await?;
+                applied.push((what, result));
+            }
+        }
+    }
+    let changed = applied
+        .iter()
+        .filter(|(_, a)| *a != Applied::Unchanged)
+        .count();
+    step.done(&format!("{} objects, {changed} changed", applied.len()));
+    let Some(client) = client else {
+        return Ok(applied);
+    };
+
+    let (ns, name) = (&s.cfg.app.namespace, &s.cfg.app.name);
+    let step = s.ui.step(&format!("rollout of Deployment {ns}/{name}"));
+    let deadline = Duration::from_secs(s.cfg.timeouts.rollout_seconds);
+    let waited = kubeapi::wait_until("the rollout", deadline, ROLLOUT_POLL, || {
+        kubeapi::rollout_incomplete(client, ns, name)
+    })
+    .await;
+    match waited {
+        Ok(()) => {
+            step.done("complete");
+            Ok(applied)
+        }
+        Err(e) => {
+            step.fail("not complete");
+            let why = kubeapi::diagnose_pods(client, ns, &format!("app={name}")).await;
+            Err(e.context(format!("what is not ready:\n{why}")))
+        }
+    }
+}

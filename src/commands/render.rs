@@ -1,0 +1,34 @@
+//! `kscale render`: every manifest and values file, to stdout or one file each.
+
+use anyhow::Context as _;
+
+use crate::cli::RenderArgs;
+use crate::render;
+use crate::session::Session;
+
+/// Renders without touching a cluster.
+pub fn run(s: &Session, args: &RenderArgs) -> anyhow::Result<()> {
+    let image = match &args.image {
+        Some(i) => i.clone(),
+        None => crate::app::content_tag(&crate::app::default_source_dir())?,
+    };
+    let files = render::render_all(&s.cfg, &s.templates, &image)?;
+    match &args.output_dir {
+        None if s.ui.json() => s.ui.result_json(&serde_json::to_value(&files)?),
+        None => print!("{}", render::to_stream(&files)),
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            for f in &files {
+                let path = dir.join(&f.name);
+                std::fs::write(&path, &f.content)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                s.ui.result(&path.display().to_string());
+            }
+            s.ui.result_json(&serde_json::json!({
+                "files": files.iter().map(|f| dir.join(&f.name).display().to_string()).collect::<Vec<_>>()
+            }));
+        }
+    }
+    Ok(())
+}

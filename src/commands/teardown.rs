@@ -1,0 +1,163 @@
+//! `kscale teardown`: remove what kscale installed, then the cluster. Nothing left is success.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::time::Duration;
+
+use crate::cli::TeardownArgs;
+use crate::kubeapi;
+use crate::monitoring;
+use crate::preflight::{self, Tool};
+use crate::render;
+use crate::session::{Session, blocking};
+use crate::tools::minikube::{Minikube, ProfileState};
+
+/// What teardown removed and what was already gone.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct TeardownReport {
+    /// Removed now.
+    pub removed: Vec<String>,
+    /// Already gone.
+    pub absent: Vec<String>,
+}
+
+/// Asks before deleting a cluster; refuses without `--yes` when nobody can answer.
+fn confirm(s: &Session, profile: &str, yes: bool) -> anyhow::Result<()> {
+    if yes || s.runner.dry_run() {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "refusing to delete minikube profile {profile} without --yes (no terminal to ask); nothing was changed.\n  \
+             hint: `kscale teardown --yes`, or `--keep-cluster` to remove only what kscale installed"
+        );
+    }
+    eprint!("Delete minikube profile {profile} and everything in it? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+        Ok(())
+    } else {
+        anyhow::bail!("teardown cancelled; nothing was changed")
+    }
+}
+
+/// Tears the stack down.
+pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownReport> {
+    let delete_cluster = s.minikube && !args.keep_cluster;
+    let profile = s.cfg.cluster.profile.clone();
+    if delete_cluster {
+        confirm(s, &profile, args.yes)?;
+    }
+    let mut tools = vec![Tool::Helm];
+    if s.minikube {
+        tools.push(Tool::Minikube);
+    }
+    let versions = preflight::check(&s.runner, &tools)?;
+    let mut report = TeardownReport::default();
+
+    if s.minikube {
+        let mk = Minikube::new(&s.runner, &profile);
+        match blocking(|| mk.profile_state())? {
+            Some(ProfileState::Absent) => {
+                report.absent.push(format!("minikube profile {profile}"));
+                s.ui.result(&format!(
+                    "nothing to remove: minikube profile {profile} does not exist"
+                ));
+                return Ok(report);
+            }
+            Some(ProfileState::Present { status, .. }) if status != "Running" && delete_cluster => {
+                // A stopped cluster is deleted whole; its objects go with it.
+                let step = s.ui.step(&format!("delete minikube profile {profile}"));
+                blocking(|| mk.delete())?;
+                step.done("deleted");
+                report.removed.push(format!("minikube profile {profile}"));
+                return Ok(report);
+            }
+            _ => {}
+        }
+    }
+
+    let client = if s.runner.dry_run() {
+        None
+    } else {
+        Some(s.client().await?)
+    };
+    let files = render::render_all(&s.cfg, &s.templates, "kscale-server:teardown")?;
+    let step = s.ui.step("remove the HPA, the app and the scrape job");
+    for name in [
+        "hpa.yaml",
+        "service.yaml",
+        "deployment.yaml",
+        "grafana-dashboard.yaml",
+        "scrape-config-secret.yaml",
+    ] {
+        let Some(f) = files.iter().find(|f| f.name == name) else {
+            continue;
+        };
+        let obj = kubeapi::object_from_yaml(&f.content)?;
+        let what = kubeapi::describe(&obj);
+        match &client {
+            None => s.ui.plan(&format!("delete {what}")),
+            Some(c) => {
+                if kubeapi::delete(c, &obj).await? {
+                    report.removed.push(what);
+                } else {
+                    report.absent.push(what);
+                }
+            }
+        }
+    }
+    step.done("");
+
+    let helm = monitoring::helm(s, versions.helm_version());
+    let timeout = Duration::from_secs(s.cfg.timeouts.helm_seconds);
+    let ns = s.cfg.monitoring.namespace.clone();
+    for spec in monitoring::releases(&s.cfg).iter().rev() {
+        let step =
+            s.ui.step(&format!("uninstall helm release {}", spec.release));
+        let what = format!("helm release {ns}/{}", spec.release);
+        if blocking(|| helm.uninstall(&spec.release, &ns, timeout))? {
+            step.done("removed");
+            report.removed.push(what);
+        } else {
+            step.done("not installed");
+            report.absent.push(what);
+        }
+    }
+    for f in files
+        .iter()
+        .filter(|f| f.name == "monitoring-namespace.yaml" || f.name == "app-namespace.yaml")
+    {
+        let obj = kubeapi::object_from_yaml(&f.content)?;
+        match &client {
+            None => s.ui.plan(&format!("delete {}", kubeapi::describe(&obj))),
+            Some(c) => {
+                if kubeapi::delete(c, &obj).await? {
+                    report.removed.push(kubeapi::describe(&obj));
+                } else {
+                    report.absent.push(kubeapi::describe(&obj));
+                }
+            }
+        }
+    }
+
+    if delete_cluster {
+        let mk = Minikube::new(&s.runner, &profile);
+        let step = s.ui.step(&format!("delete minikube profile {profile}"));
+        blocking(|| mk.delete())?;
+        step.done("deleted");
+        report.removed.push(format!("minikube profile {profile}"));
+    }
+    Ok(report)
+}
+
+/// Prints the teardown report.
+pub fn print(s: &Session, r: &TeardownReport) {
+    for what in &r.removed {
+        s.ui.result(&format!("removed {what}"));
+    }
+    for what in &r.absent {
+        s.ui.result(&format!("already gone: {what}"));
+    }
+}

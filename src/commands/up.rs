@@ -1,0 +1,150 @@
+//! `kscale up`: from nothing to an autoscaling inference service, idempotently.
+
+use crate::cli::UpArgs;
+use crate::cluster::{self, ClusterAction};
+use crate::kubeapi;
+use crate::monitoring::{self, ReleaseAction};
+use crate::preflight::{self, Tool, Versions};
+use crate::render;
+use crate::session::Session;
+
+/// What `up` did, for the summary and `--output json`.
+#[derive(Debug, serde::Serialize)]
+pub struct UpReport {
+    /// Tool versions found.
+    pub versions: Versions,
+    /// What happened to the cluster (`None` with `--context`).
+    pub cluster: Option<ClusterAction>,
+    /// What happened to each helm release.
+    pub releases: Vec<(String, ReleaseAction)>,
+    /// The deploy step.
+    pub deploy: crate::app::DeployReport,
+    /// How to reach each part.
+    pub access: Vec<(String, String)>,
+}
+
+/// Runs every step; stops at the first failure with what failed and how to fix it.
+pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
+    let mut tools = vec![Tool::Helm, Tool::Kubectl];
+    if s.minikube {
+        tools.insert(0, Tool::Minikube);
+    }
+    if args.image.image.is_none() || s.minikube {
+        tools.push(Tool::Docker);
+    }
+    let step = s.ui.step("preflight: tools and versions");
+    let versions = match preflight::check(&s.runner, &tools) {
+        Ok(v) => {
+            step.done(&summary(&v));
+            v
+        }
+        Err(e) => {
+            step.fail("missing or too old");
+            return Err(e);
+        }
+    };
+
+    let cluster = if s.minikube {
+        Some(cluster::ensure(s)?)
+    } else {
+        None
+    };
+    let client = if s.runner.dry_run() {
+        None
+    } else {
+        Some(s.client().await?)
+    };
+    if s.minikube {
+        cluster::ensure_metrics_server(s, client.as_ref()).await?;
+    }
+
+    // The scrape job Secret must exist before the Prometheus it configures.
+    let image_hint = args
+        .image
+        .image
+        .clone()
+        .unwrap_or_else(|| "kscale-server:pending".into());
+    let files = render::render_all(&s.cfg, &s.templates, &image_hint)?;
+    let step = s.ui.step("monitoring namespace and scrape job");
+    for name in ["monitoring-namespace.yaml", "scrape-config-secret.yaml"] {
+        let f = files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| anyhow::anyhow!("{name} was not rendered"))?;
+        let obj = kubeapi::object_from_yaml(&f.content)?;
+        match &client {
+            Some(c) => {
+                kubeapi::apply(c, &obj).await?;
+            }
+            None => {
+                s.ui.plan(&format!("apply {}:", kubeapi::describe(&obj)));
+                s.ui.plan(&f.content);
+            }
+        }
+    }
+    step.done("applied");
+
+    let helm = monitoring::helm(s, versions.helm_version());
+    monitoring::ensure_repo(s, &helm)?;
+    let mut releases = Vec::new();
+    for spec in monitoring::releases(&s.cfg) {
+        let action = monitoring::sync_release(s, &helm, &spec, &files, true)?;
+        releases.push((spec.release.clone(), action));
+    }
+    if let Some(c) = &client {
+        monitoring::wait_apiservice(s, c).await?;
+    }
+
+    let deploy = super::deploy::deploy(
+        s,
+        client.as_ref(),
+        &args.image,
+        versions.helm_version(),
+        true,
+    )
+    .await?;
+    Ok(UpReport {
+        versions,
+        cluster,
+        releases,
+        deploy,
+        access: super::access_lines(s),
+    })
+}
+
+fn summary(v: &Versions) -> String {
+    let parts: Vec<String> = [
+        ("minikube", &v.minikube),
+        ("helm", &v.helm),
+        ("kubectl", &v.kubectl),
+        ("docker", &v.docker),
+    ]
+    .iter()
+    .filter_map(|(n, v)| v.as_ref().map(|v| format!("{n} {v}")))
+    .collect();
+    if parts.is_empty() {
+        "skipped in dry-run".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// Prints the final summary: how to reach the service, Prometheus and Grafana.
+pub fn print(s: &Session, r: &UpReport) {
+    s.ui.result(&format!("kscale: the stack is up on context {}", s.context));
+    s.ui.result(&format!("  image: {}", r.deploy.image));
+    s.ui.result(&format!(
+        "  HPA {}/{} scales on {} (target {} {})",
+        s.cfg.app.namespace,
+        s.cfg.app.name,
+        s.cfg.metric.name,
+        s.cfg.metric.target,
+        match s.cfg.metric.profile {
+            crate::config::MetricProfile::MeanDuration => "s per request",
+            crate::config::MetricProfile::Concurrency => "requests per pod",
+        }
+    ));
+    for (what, how) in &r.access {
+        s.ui.result(&format!("  {what:<10} {how}"));
+    }
+}

@@ -1,0 +1,369 @@
+//! Talking to the Kubernetes API through the `kube` crate: the client for a context,
+//! server-side apply with the `kscale` field manager, deletes, and waits with deadlines that
+//! explain what is not ready.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use kube::{Api, Client};
+use serde_json::Value;
+
+/// Field manager of every object kscale applies.
+pub const FIELD_MANAGER: &str = "kscale";
+
+/// The APIService prometheus-adapter serves external metrics through.
+pub const EXTERNAL_METRICS_APISERVICE: &str = "v1beta1.external.metrics.k8s.io";
+
+/// A client for `context` of the user's kubeconfig (`KUBECONFIG` or `~/.kube/config`).
+pub async fn client_for(context: &str) -> anyhow::Result<Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_kubeconfig(&options).await.with_context(|| {
+        format!("cannot load kube context {context:?} from your kubeconfig (check `kubectl config get-contexts`)")
+    })?;
+    Client::try_from(config)
+        .with_context(|| format!("cannot build a Kubernetes client for context {context:?}"))
+}
+
+/// What a server-side apply did to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Applied {
+    /// It did not exist.
+    Created,
+    /// It changed.
+    Configured,
+    /// It was already as rendered (same resourceVersion).
+    Unchanged,
+}
+
+/// The API resource (plural, scope) of the kinds kscale applies; no discovery round trip needed.
+fn resource_of(gvk: &GroupVersionKind) -> anyhow::Result<(ApiResource, bool)> {
+    let (plural, namespaced) = match (gvk.group.as_str(), gvk.kind.as_str()) {
+        ("apps", "Deployment") => ("deployments", true),
+        ("", "Service") => ("services", true),
+        ("", "Secret") => ("secrets", true),
+        ("", "ConfigMap") => ("configmaps", true),
+        ("", "Namespace") => ("namespaces", false),
+        ("autoscaling", "HorizontalPodAutoscaler") => ("horizontalpodautoscalers", true),
+        _ => anyhow::bail!(
+            "kscale does not apply {}/{} objects",
+            gvk.api_version(),
+            gvk.kind
+        ),
+    };
+    Ok((ApiResource::from_gvk_with_plural(gvk, plural), namespaced))
+}
+
+fn api_for(client: &Client, obj: &DynamicObject) -> anyhow::Result<(Api<DynamicObject>, String)> {
+    let types = obj
+        .types
+        .as_ref()
+        .context("object without apiVersion/kind")?;
+    let gvk = GroupVersionKind::try_from(types).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ar, namespaced) = resource_of(&gvk)?;
+    let name = obj
+        .metadata
+        .name
+        .clone()
+        .context("object without metadata.name")?;
+    let api = if namespaced {
+        let ns = obj
+            .metadata
+            .namespace
+            .as_deref()
+            .context("namespaced object without metadata.namespace")?;
+        Api::namespaced_with(client.clone(), ns, &ar)
+    } else {
+        Api::all_with(client.clone(), &ar)
+    };
+    Ok((api, name))
+}
+
+/// A description like `Deployment default/inference`.
+pub fn describe(obj: &DynamicObject) -> String {
+    let kind = obj
+        .types
+        .as_ref()
+        .map(|t| t.kind.as_str())
+        .unwrap_or("object");
+    match (&obj.metadata.namespace, &obj.metadata.name) {
+        (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
+        (None, Some(n)) => format!("{kind} {n}"),
+        _ => kind.to_string(),
+    }
+}
+
+/// Parses a rendered manifest into an object ready for apply.
+pub fn object_from_yaml(text: &str) -> anyhow::Result<DynamicObject> {
+    let value: Value = crate::render::parse_yaml(text)?;
+    serde_json::from_value(value).context("not a Kubernetes object")
+}
+
+/// Server-side applies `obj` (field manager `kscale`, taking over fields others changed by hand).
+pub async fn apply(client: &Client, obj: &DynamicObject) -> anyhow::Result<Applied> {
+    let (api, name) = api_for(client, obj)?;
+    let what = describe(obj);
+    let before = api
+        .get_opt(&name)
+        .await
+        .with_context(|| format!("cannot read {what}"))?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let after = api
+        .patch(&name, &params, &Patch::Apply(obj))
+        .await
+        .with_context(|| format!("the API server refused {what}"))?;
+    Ok(match before {
+        None => Applied::Created,
+        Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
+            Applied::Unchanged
+        }
+        Some(_) => Applied::Configured,
+    })
+}
+
+/// Deletes `obj`; `Ok(false)` when it was already gone.
+pub async fn delete(client: &Client, obj: &DynamicObject) -> anyhow::Result<bool> {
+    let (api, name) = api_for(client, obj)?;
+    match api.delete(&name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("cannot delete {}", describe(obj))),
+    }
+}
+
+/// Polls `check` every `every` until it returns `Ok(None)` (done) or the deadline passes; then
+/// fails with the last reason it gave. Errors from `check` count as reasons, not as failures,
+/// because components come up in any order.
+pub async fn wait_until<F, Fut>(
+    what: &str,
+    deadline: Duration,
+    every: Duration,
+    mut check: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<String>>>,
+{
+    let start = Instant::now();
+    let mut last;
+    loop {
+        match check().await {
+            Ok(None) => return Ok(()),
+            Ok(Some(reason)) => last = reason,
+            Err(e) => last = format!("{e:#}"),
+        }
+        if start.elapsed() >= deadline {
+            anyhow::bail!("{what} was not ready after {}s: {last}", deadline.as_secs());
+        }
+        tokio::time::sleep(
+            every
+                .min(deadline.saturating_sub(start.elapsed()))
+                .max(Duration::from_millis(50)),
+        )
+        .await;
+    }
+}
+
+/// Why the APIService is not Available, or `None` when it is.
+pub async fn apiservice_unavailable(client: &Client, name: &str) -> anyhow::Result<Option<String>> {
+    let api: Api<APIService> = Api::all(client.clone());
+    let Some(svc) = api.get_opt(name).await? else {
+        return Ok(Some(format!(
+            "APIService {name} does not exist (prometheus-adapter creates it when rules.external is set)"
+        )));
+    };
+    let cond = svc
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Available");
+    Ok(match cond {
+        Some(c) if c.status == "True" => None,
+        Some(c) => Some(format!(
+            "APIService {name} is not Available: {} {}",
+            c.reason.unwrap_or_default(),
+            c.message.unwrap_or_default()
+        )),
+        None => Some(format!("APIService {name} has no Available condition yet")),
+    })
+}
+
+/// Why the resource metrics API (metrics-server) does not serve node metrics yet, or `None`.
+pub async fn resource_metrics_missing(client: &Client) -> anyhow::Result<Option<String>> {
+    let req = http::Request::get("/apis/metrics.k8s.io/v1beta1/nodes").body(Vec::new())?;
+    match client.request::<Value>(req).await {
+        Ok(v) => {
+            let n = v["items"].as_array().map_or(0, Vec::len);
+            Ok(if n > 0 {
+                None
+            } else {
+                Some("metrics.k8s.io answers but has no node metrics yet".into())
+            })
+        }
+        Err(e) => Ok(Some(format!("metrics.k8s.io does not answer yet: {e}"))),
+    }
+}
+
+/// Why a Deployment's rollout is not complete, or `None` when it is (the `kubectl rollout
+/// status` rule: the controller has seen the current generation, and every replica is updated
+/// and available).
+pub async fn rollout_incomplete(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<Option<String>> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let Some(d) = api.get_opt(name).await? else {
+        return Ok(Some(format!(
+            "Deployment {namespace}/{name} does not exist"
+        )));
+    };
+    Ok(rollout_state(&d))
+}
+
+/// The rollout rule on one Deployment object.
+pub fn rollout_state(d: &Deployment) -> Option<String> {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let status = d.status.clone().unwrap_or_default();
+    let observed = status.observed_generation.unwrap_or(0);
+    if observed < generation {
+        return Some(format!(
+            "the controller has not seen generation {generation} yet (observed {observed})"
+        ));
+    }
+    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if updated < want {
+        return Some(format!("{updated} of {want} replicas updated"));
+    }
+    if total > updated {
+        return Some(format!(
+            "{} old replicas pending termination",
+            total - updated
+        ));
+    }
+    if available < updated {
+        return Some(format!(
+            "{available} of {updated} updated replicas available"
+        ));
+    }
+    None
+}
+
+/// What is wrong with the app's pods: phase, container states and recent warning events.
+pub async fn diagnose_pods(client: &Client, namespace: &str, selector: &str) -> String {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let list = match pods.list(&ListParams::default().labels(selector)).await {
+        Ok(l) => l,
+        Err(e) => return format!("(cannot list pods: {e})"),
+    };
+    if list.items.is_empty() {
+        return format!(
+            "no pod matches {selector} in {namespace}: check the ReplicaSet's events (`kubectl describe rs -n {namespace}`)"
+        );
+    }
+    let mut lines = Vec::new();
+    for pod in list.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        lines.push(format!("pod {name}: {}", pod_problem(&pod)));
+        let fields = format!("involvedObject.name={name}");
+        if let Ok(evs) = events.list(&ListParams::default().fields(&fields)).await {
+            for ev in evs
+                .items
+                .iter()
+                .rev()
+                .filter(|e| e.type_.as_deref() == Some("Warning"))
+                .take(3)
+            {
+                lines.push(format!(
+                    "  event {}: {}",
+                    ev.reason.clone().unwrap_or_default(),
+                    ev.message.clone().unwrap_or_default().trim()
+                ));
+            }
+        }
+    }
+    lines.join("\n")
+}
+
+/// A one-line account of a pod's state.
+pub fn pod_problem(pod: &Pod) -> String {
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or_else(|| "Unknown".into());
+    let mut parts = vec![phase];
+    for cs in status.container_statuses.unwrap_or_default() {
+        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
+            let hint = match w.reason.as_deref() {
+                Some("ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff") => {
+                    " (the image is not on this node: `kscale deploy` loads it with `minikube image load`; on other clusters use --registry)"
+                }
+                Some("CrashLoopBackOff") => " (the server exits: see `kubectl logs --previous`)",
+                _ => "",
+            };
+            parts.push(format!(
+                "container {} waiting: {} {}{hint}",
+                cs.name,
+                w.reason.clone().unwrap_or_default(),
+                w.message.clone().unwrap_or_default()
+            ));
+        }
+        if !cs.ready {
+            parts.push(format!(
+                "container {} not ready (restarts {})",
+                cs.name, cs.restart_count
+            ));
+        }
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(generation: i64, status: Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "inference", "generation": generation},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": status,
+        }))
+        .expect("deployment")
+    }
+
+    #[test]
+    fn rollout_waits_for_the_observed_generation() {
+        let stale = deployment(
+            3,
+            serde_json::json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        assert!(rollout_state(&stale).is_some_and(|r| r.contains("generation 3")));
+        let rolling = deployment(
+            3,
+            serde_json::json!({"observedGeneration": 3, "replicas": 3, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        assert!(rollout_state(&rolling).is_some_and(|r| r.contains("old replicas")));
+        let unavailable = deployment(
+            3,
+            serde_json::json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 1}),
+        );
+        assert!(rollout_state(&unavailable).is_some_and(|r| r.contains("1 of 2")));
+        let done = deployment(
+            3,
+            serde_json::json!({"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        assert_eq!(rollout_state(&done), None);
+    }
+}

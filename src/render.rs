@@ -1,0 +1,425 @@
+//! Renders every manifest and helm values file kscale applies, from `templates/` (embedded in the
+//! binary; `--templates DIR` overrides), and checks each Kubernetes object by a typed round trip.
+//!
+//! Invariant: rendering never talks to a cluster, so `kscale render` and `--dry-run` show exactly
+//! what would be applied.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Config, MetricProfile};
+
+/// The scrape job name of the app pods; the adapter's queries select on it.
+pub const SCRAPE_JOB: &str = "kscale-inference";
+/// Secret holding the scrape job (kube-prometheus-stack `additionalScrapeConfigsSecret`).
+pub const SCRAPE_SECRET: &str = "kscale-scrape-config";
+/// Key of the scrape job in [`SCRAPE_SECRET`].
+pub const SCRAPE_SECRET_KEY: &str = "scrape-configs.yaml";
+
+/// Templates compiled into the binary, by file name.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "deployment.yaml",
+        include_str!("../templates/deployment.yaml"),
+    ),
+    ("service.yaml", include_str!("../templates/service.yaml")),
+    ("hpa.yaml", include_str!("../templates/hpa.yaml")),
+    (
+        "scrape-config.yaml",
+        include_str!("../templates/scrape-config.yaml"),
+    ),
+    (
+        "scrape-config-secret.yaml",
+        include_str!("../templates/scrape-config-secret.yaml"),
+    ),
+    (
+        "monitoring-namespace.yaml",
+        include_str!("../templates/monitoring-namespace.yaml"),
+    ),
+    (
+        "prometheus-values.yaml",
+        include_str!("../templates/prometheus-values.yaml"),
+    ),
+    (
+        "prometheus-adapter.yaml",
+        include_str!("../templates/prometheus-adapter.yaml"),
+    ),
+];
+
+/// What a rendered file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// A Kubernetes object kscale applies with server-side apply.
+    Object,
+    /// Values of a helm release.
+    HelmValues,
+    /// A Prometheus configuration fragment (embedded in an object; rendered for review and checks).
+    PrometheusConfig,
+}
+
+/// One rendered file.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedFile {
+    /// File name, e.g. `deployment.yaml`.
+    pub name: String,
+    /// What it is for.
+    pub kind: FileKind,
+    /// The YAML text.
+    pub content: String,
+}
+
+/// The prometheus-adapter external rule kscale installs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AdapterRule {
+    /// `seriesQuery`: which series the adapter lists under the metric name.
+    pub series_query: String,
+    /// `metricsQuery`, with the adapter's `<<.LabelMatchers>>` / `<<.GroupBy>>` placeholders.
+    pub metrics_query: String,
+    /// The external metric name the HPA asks for.
+    pub name: String,
+}
+
+/// The adapter rule for the configured metric profile.
+///
+/// Both queries return exactly one series scoped to the HPA's namespace (the adapter adds
+/// `namespace="<ns>"` through `<<.LabelMatchers>>`), and a number rather than NaN or nothing at
+/// zero traffic: the adapter's external path has no NaN check, and an empty result makes the HPA
+/// hold its scale with `FailedGetExternalMetric`.
+pub fn adapter_rule(cfg: &Config) -> AdapterRule {
+    let sel = format!("job=\"{SCRAPE_JOB}\",<<.LabelMatchers>>");
+    match cfg.metric.profile {
+        MetricProfile::MeanDuration => {
+            let w = cfg.metric.rate_window_seconds;
+            AdapterRule {
+                series_query: format!(
+                    "inference_request_duration_seconds_count{{job=\"{SCRAPE_JOB}\"}}"
+                ),
+                // 0/0 is NaN at idle; `> 0` drops it and `or vector(0)` answers 0 instead.
+                metrics_query: format!(
+                    "(sum(rate(inference_request_duration_seconds_sum{{{sel}}}[{w}s])) by (<<.GroupBy>>) \
+                     / sum(rate(inference_request_duration_seconds_count{{{sel}}}[{w}s])) by (<<.GroupBy>>)) \
+                     > 0 or vector(0)"
+                ),
+                name: cfg.metric.name.clone(),
+            }
+        }
+        MetricProfile::Concurrency => AdapterRule {
+            series_query: format!("inference_queue_depth{{job=\"{SCRAPE_JOB}\"}}"),
+            metrics_query: format!(
+                "sum(inference_requests_in_flight{{{sel}}} + inference_queue_depth{{{sel}}}) by (<<.GroupBy>>) or vector(0)"
+            ),
+            name: cfg.metric.name.clone(),
+        },
+    }
+}
+
+/// A metric target as a Kubernetes quantity: whole numbers as is, fractions in milli-units.
+pub fn quantity(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{}m", (v * 1000.0).round() as i64)
+    }
+}
+
+/// The template set: embedded, or read from a directory that overrides files by name.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    files: Vec<(String, String)>,
+}
+
+impl Templates {
+    /// The templates compiled into kscale.
+    pub fn embedded() -> Self {
+        Self {
+            files: EMBEDDED
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The embedded templates, each replaced by the file of the same name in `dir` when present.
+    /// A file in `dir` that kscale does not know is refused, since it would silently do nothing.
+    pub fn with_overrides(dir: &Path) -> anyhow::Result<Self> {
+        let mut t = Self::embedded();
+        let entries = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read templates directory {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry
+                .with_context(|| format!("cannot read templates directory {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(slot) = t.files.iter_mut().find(|(n, _)| *n == name) else {
+                let known: Vec<&str> = EMBEDDED.iter().map(|(n, _)| *n).collect();
+                anyhow::bail!(
+                    "unknown template {} in {}: kscale knows {}",
+                    name,
+                    dir.display(),
+                    known.join(", ")
+                );
+            };
+            slot.1 = std::fs::read_to_string(entry.path())
+                .with_context(|| format!("cannot read template {}", entry.path().display()))?;
+        }
+        Ok(t)
+    }
+
+    fn get(&self, name: &str) -> anyhow::Result<&str> {
+        self.files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+            .ok_or_else(|| anyhow::anyhow!("template {name} is missing"))
+    }
+}
+
+/// Renders every file kscale would apply for `cfg`, with the server image `image`.
+pub fn render_all(
+    cfg: &Config,
+    templates: &Templates,
+    image: &str,
+) -> anyhow::Result<Vec<RenderedFile>> {
+    let mut ctx =
+        tera::Context::from_serialize(cfg).context("cannot build the template context")?;
+    let rule = adapter_rule(cfg);
+    let scrape_timeout = cfg.metric.scrape_interval_seconds.clamp(1, 10);
+    let mut k = serde_json::json!({
+        "image": image,
+        "drain_seconds": cfg.app.drain_seconds(),
+        "termination_grace_seconds": cfg.app.termination_grace_seconds(),
+        "target_type": match cfg.metric.profile {
+            MetricProfile::MeanDuration => "Value",
+            MetricProfile::Concurrency => "AverageValue",
+        },
+        "target_quantity": quantity(cfg.metric.target),
+        "scrape_job": SCRAPE_JOB,
+        "scrape_timeout_seconds": scrape_timeout,
+        "scrape_secret": SCRAPE_SECRET,
+        "scrape_secret_key": SCRAPE_SECRET_KEY,
+        "prometheus_url": cfg.monitoring.prometheus_url(),
+        "series_query": rule.series_query,
+        "metrics_query": rule.metrics_query,
+    });
+    ctx.insert("k", &k);
+    let scrape = render_one(templates, "scrape-config.yaml", &ctx)?;
+    k["scrape_config"] = Value::String(scrape.clone());
+    ctx.insert("k", &k);
+
+    let mut plan: Vec<(&str, FileKind)> = vec![
+        ("monitoring-namespace.yaml", FileKind::Object),
+        ("scrape-config-secret.yaml", FileKind::Object),
+        ("deployment.yaml", FileKind::Object),
+        ("service.yaml", FileKind::Object),
+        ("hpa.yaml", FileKind::Object),
+        ("prometheus-values.yaml", FileKind::HelmValues),
+        ("prometheus-adapter.yaml", FileKind::HelmValues),
+    ];
+    // `default` always exists and is not kscale's to create or delete.
+    if cfg.app.namespace != "default" {
+        plan.insert(1, ("app-namespace.yaml", FileKind::Object));
+    }
+    let mut out = vec![RenderedFile {
+        name: "scrape-config.yaml".into(),
+        kind: FileKind::PrometheusConfig,
+        content: scrape,
+    }];
+    for (name, kind) in &plan {
+        let content = render_one(templates, name, &ctx)?;
+        // Every file must at least be YAML; objects must also survive the typed round trip.
+        let value =
+            parse_yaml(&content).with_context(|| format!("rendered {name} is not valid YAML"))?;
+        if *kind == FileKind::Object {
+            check_object(&value)
+                .with_context(|| format!("rendered {name} is not a valid Kubernetes object"))?;
+        }
+        out.push(RenderedFile {
+            name: name.to_string(),
+            kind: *kind,
+            content,
+        });
+    }
+    Ok(out)
+}
+
+fn render_one(templates: &Templates, name: &str, ctx: &tera::Context) -> anyhow::Result<String> {
+    let mut tera = tera::Tera::default();
+    tera.add_raw_template(name, templates.get(name)?)
+        .map_err(|e| anyhow::anyhow!("template {name} does not parse: {}", tera_chain(&e)))?;
+    tera.render(name, ctx)
+        .map_err(|e| anyhow::anyhow!("template {name} does not render: {}", tera_chain(&e)))
+}
+
+/// tera's errors hide the useful part (the undefined variable, the line) in their sources.
+fn tera_chain(e: &tera::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Parses one YAML document into JSON values (the form the kube crate and k8s-openapi use).
+pub fn parse_yaml(text: &str) -> anyhow::Result<Value> {
+    serde_saphyr::from_str::<Value>(text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The multi-document YAML stream of every rendered file, as `kscale render` prints it.
+pub fn to_stream(files: &[RenderedFile]) -> String {
+    let mut s = String::new();
+    for f in files {
+        s.push_str(&format!(
+            "---\n# Source: {} ({})\n",
+            f.name,
+            kind_label(f.kind)
+        ));
+        s.push_str(f.content.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
+fn kind_label(k: FileKind) -> &'static str {
+    match k {
+        FileKind::Object => "Kubernetes object",
+        FileKind::HelmValues => "helm values",
+        FileKind::PrometheusConfig => "Prometheus scrape configs",
+    }
+}
+
+/// Deserializes a Kubernetes object into its k8s-openapi type and back, and fails on any field
+/// that did not survive: k8s-openapi ignores unknown keys, so this is what catches a misspelled
+/// key before the API server (or worse, nobody) does.
+pub fn check_object(value: &Value) -> anyhow::Result<()> {
+    use k8s_openapi::api::{apps::v1 as apps, autoscaling::v2 as autoscaling, core::v1 as core};
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .is_empty()
+    {
+        anyhow::bail!("metadata.name is missing");
+    }
+    let back = match (api_version, kind) {
+        ("apps/v1", "Deployment") => round_trip::<apps::Deployment>(value)?,
+        ("v1", "Service") => round_trip::<core::Service>(value)?,
+        ("v1", "Secret") => round_trip::<core::Secret>(value)?,
+        ("v1", "Namespace") => round_trip::<core::Namespace>(value)?,
+        ("v1", "ConfigMap") => round_trip::<core::ConfigMap>(value)?,
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            round_trip::<autoscaling::HorizontalPodAutoscaler>(value)?
+        }
+        _ => anyhow::bail!(
+            "kscale does not know {api_version}/{kind}; add it to render::check_object"
+        ),
+    };
+    let mut dropped = BTreeSet::new();
+    missing_paths(value, &back, String::new(), &mut dropped);
+    if !dropped.is_empty() {
+        anyhow::bail!(
+            "{} {} is unknown to {kind} (misspelled?)",
+            if dropped.len() == 1 {
+                "field"
+            } else {
+                "fields"
+            },
+            dropped.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn round_trip<T>(value: &Value) -> anyhow::Result<Value>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let typed: T =
+        serde_path_to_error::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(serde_json::to_value(&typed)?)
+}
+
+/// Paths present in `input` but absent from `back` (the typed round trip).
+fn missing_paths(input: &Value, back: &Value, path: String, out: &mut BTreeSet<String>) {
+    match (input, back) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                match b.get(k) {
+                    Some(bv) => missing_paths(v, bv, p, out),
+                    // k8s-openapi drops empty optional values on the way back; only real content counts.
+                    None if !is_empty(v) => {
+                        out.insert(p);
+                    }
+                    None => {}
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            for (i, (av, bv)) in a.iter().zip(b).enumerate() {
+                missing_paths(av, bv, format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_whole_or_milli() {
+        assert_eq!(quantity(12.0), "12");
+        assert_eq!(quantity(1.5), "1500m");
+        assert_eq!(quantity(0.25), "250m");
+    }
+
+    #[test]
+    fn round_trip_names_a_misspelled_field() {
+        let v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "x"},
+            "spec": {"type": "NodePort", "ports": [{"port": 80, "targetPrt": 3000}]}
+        });
+        let err = check_object(&v)
+            .expect_err("misspelled key must be refused")
+            .to_string();
+        assert!(err.contains("spec.ports[0].targetPrt"), "{err}");
+    }
+
+    #[test]
+    fn round_trip_refuses_wrong_types() {
+        let v = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x"}, "spec": {"replicas": "one", "selector": {}, "template": {}}
+        });
+        assert!(check_object(&v).is_err());
+    }
+}

@@ -1,0 +1,94 @@
+//! One invocation of kscale: its validated configuration, output layer, process runner, templates
+//! and the cluster it targets.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use crate::cli::{GlobalArgs, OutputFormat};
+use crate::config::{Config, Layers};
+use crate::render::Templates;
+use crate::tools::Runner;
+use crate::ui::Ui;
+
+/// Everything a command needs.
+pub struct Session {
+    /// The validated configuration.
+    pub cfg: Config,
+    /// Output layer.
+    pub ui: Ui,
+    /// External processes.
+    pub runner: Runner,
+    /// Manifest templates.
+    pub templates: Templates,
+    /// The kube context every call targets.
+    pub context: String,
+    /// Whether kscale manages the cluster (a minikube profile) rather than a given `--context`.
+    pub minikube: bool,
+}
+
+impl Session {
+    /// Loads and validates the configuration from its layers. Nothing touches a cluster here, so
+    /// bad configuration is refused before anything changes.
+    pub fn from_args(global: &GlobalArgs) -> anyhow::Result<Self> {
+        let ui = Ui::detect(global.output == OutputFormat::Json);
+        ui.set_verbose(global.verbose > 0);
+        ui.set_dry_run(global.dry_run);
+        let cfg = load_config(global)?;
+        let templates = match &global.templates {
+            Some(dir) => Templates::with_overrides(dir)?,
+            None => Templates::embedded(),
+        };
+        let (context, minikube) = match &global.context {
+            Some(c) if !c.is_empty() => (c.clone(), false),
+            // minikube names the kube context after the profile.
+            _ => (cfg.cluster.profile.clone(), true),
+        };
+        let runner = Runner::new(ui.clone(), global.dry_run);
+        Ok(Self {
+            cfg,
+            ui,
+            runner,
+            templates,
+            context,
+            minikube,
+        })
+    }
+
+    /// A Kubernetes client for the session's context.
+    pub async fn client(&self) -> anyhow::Result<kube::Client> {
+        crate::kubeapi::client_for(&self.context).await
+    }
+}
+
+/// The configuration from defaults, the config file, `KSCALE_*` variables and flags, validated.
+pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let path: Option<PathBuf> = match &global.config {
+        Some(p) => Some(p.clone()),
+        None => Some(PathBuf::from("kscale.toml")).filter(|p| p.is_file()),
+    };
+    let file = match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?;
+            Some((p, text))
+        }
+        None => None,
+    };
+    let mut sets = global.sets.clone();
+    if let Some(profile) = &global.profile {
+        sets.push(("cluster.profile".into(), profile.clone()));
+    }
+    let cfg = Config::load(&Layers {
+        file,
+        env: std::env::vars().collect(),
+        sets,
+    })?;
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Runs blocking work (external processes) without stalling the async runtime.
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}

@@ -1,0 +1,60 @@
+//! docker: the daemon check, image builds and pushes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Cmd, Runner, ToolError};
+
+/// The docker program.
+pub struct Docker<'a> {
+    runner: &'a Runner,
+}
+
+impl<'a> Docker<'a> {
+    /// docker commands.
+    pub fn new(runner: &'a Runner) -> Self {
+        Self { runner }
+    }
+
+    /// The daemon's version; an error that says how to start it when it does not answer.
+    pub fn server_version(&self) -> Result<Option<String>, ToolError> {
+        let cmd = Cmd::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .timeout(Duration::from_secs(30))
+            .hint("start the Docker daemon (Docker Desktop, or `sudo systemctl start docker`) and check that your user may use it");
+        let Some(out) = self.runner.probe(&cmd)? else {
+            return Ok(None);
+        };
+        if !out.success() {
+            return Err(super::failed(&cmd, &out));
+        }
+        Ok(Some(out.stdout.trim().to_string()))
+    }
+
+    /// Whether `image` exists locally; `None` in dry-run.
+    pub fn image_exists(&self, image: &str) -> Result<Option<bool>, ToolError> {
+        let cmd = Cmd::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]);
+        Ok(self.runner.probe(&cmd)?.map(|o| o.success()))
+    }
+
+    /// Builds `dockerfile` with `context` as `image`.
+    pub fn build(&self, dockerfile: &Path, context: &Path, image: &str) -> Result<(), ToolError> {
+        let cmd = Cmd::new("docker")
+            .args(["build", "-f", &dockerfile.display().to_string(), "-t", image, &context.display().to_string()])
+            .env("DOCKER_BUILDKIT", "1")
+            .timeout(Duration::from_secs(1800))
+            .hint("the build log above says which step failed; `docker build -f server/Dockerfile .` reproduces it");
+        self.runner.run(&cmd).map(drop)
+    }
+
+    /// Tags `image` as `target` and pushes it.
+    pub fn push(&self, image: &str, target: &str) -> Result<(), ToolError> {
+        self.runner
+            .run(&Cmd::new("docker").args(["tag", image, target]))?;
+        let cmd = Cmd::new("docker")
+            .args(["push", target])
+            .timeout(Duration::from_secs(1200))
+            .hint("log in to the registry first (`docker login REGISTRY`) and check the --registry value");
+        self.runner.run(&cmd).map(drop)
+    }
+}

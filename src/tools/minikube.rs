@@ -1,0 +1,219 @@
+//! minikube: the local cluster (profile), its addons and its images.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{Cmd, Runner, ToolError};
+use crate::config::ClusterConfig;
+
+/// What minikube knows about a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileState {
+    /// No such profile.
+    Absent,
+    /// The profile exists; `status` is minikube's word for it (Running, Stopped, Starting, Error…).
+    Present {
+        /// minikube's status word.
+        status: String,
+        /// Number of nodes in the profile.
+        nodes: usize,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileList {
+    #[serde(default)]
+    valid: Vec<Profile>,
+    #[serde(default)]
+    invalid: Vec<Profile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Profile {
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    config: Option<ProfileConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProfileConfig {
+    #[serde(default)]
+    nodes: Vec<serde_json::Value>,
+}
+
+/// The minikube program.
+pub struct Minikube<'a> {
+    runner: &'a Runner,
+    profile: String,
+}
+
+impl<'a> Minikube<'a> {
+    /// minikube commands on `profile`.
+    pub fn new(runner: &'a Runner, profile: &str) -> Self {
+        Self {
+            runner,
+            profile: profile.to_string(),
+        }
+    }
+
+    fn cmd(&self) -> Cmd {
+        Cmd::new("minikube")
+    }
+
+    /// The state of the profile; `None` in dry-run.
+    pub fn profile_state(&self) -> Result<Option<ProfileState>, ToolError> {
+        let cmd = self.cmd().args(["profile", "list", "-o", "json"]);
+        let Some(out) = self.runner.probe(&cmd)? else {
+            return Ok(None);
+        };
+        // With no profile at all minikube exits non-zero and prints an error document instead.
+        let Ok(list) = serde_json::from_str::<ProfileList>(&out.stdout) else {
+            if out.success() {
+                return Err(super::failed(
+                    &cmd.hint("minikube printed something kscale cannot read; run it yourself"),
+                    &out,
+                ));
+            }
+            return Ok(Some(ProfileState::Absent));
+        };
+        let found = list
+            .valid
+            .into_iter()
+            .chain(list.invalid)
+            .find(|p| p.name == self.profile);
+        Ok(Some(match found {
+            None => ProfileState::Absent,
+            Some(p) => ProfileState::Present {
+                status: p.status,
+                nodes: p.config.map(|c| c.nodes.len()).unwrap_or(0),
+            },
+        }))
+    }
+
+    /// Creates and starts the profile.
+    pub fn create(&self, c: &ClusterConfig, timeout: Duration) -> Result<(), ToolError> {
+        let mut cmd = self.cmd().args([
+            "start",
+            "-p",
+            &self.profile,
+            "--nodes",
+            &c.nodes.to_string(),
+            "--memory",
+            &c.memory_mb.to_string(),
+            "--cpus",
+            &c.cpus.to_string(),
+            "--driver",
+            &c.driver,
+            "--wait",
+            "all",
+            "--wait-timeout",
+            &format!("{}s", timeout.as_secs()),
+        ]);
+        if !c.kubernetes_version.is_empty() {
+            cmd = cmd.arg("--kubernetes-version").arg(&c.kubernetes_version);
+        }
+        let cmd = cmd
+            .timeout(timeout + Duration::from_secs(60))
+            .hint("see `minikube logs -p PROFILE`; with the docker driver, check that Docker has enough memory for every node");
+        self.runner.run(&cmd).map(drop)
+    }
+
+    /// Starts a stopped profile with its existing settings.
+    pub fn start(&self, timeout: Duration) -> Result<(), ToolError> {
+        let cmd = self
+            .cmd()
+            .args([
+                "start",
+                "-p",
+                &self.profile,
+                "--wait",
+                "all",
+                "--wait-timeout",
+                &format!("{}s", timeout.as_secs()),
+            ])
+            .timeout(timeout + Duration::from_secs(60))
+            .hint("see `minikube logs -p PROFILE`");
+        self.runner.run(&cmd).map(drop)
+    }
+
+    /// Whether an addon is enabled; `None` in dry-run.
+    pub fn addon_enabled(&self, addon: &str) -> Result<Option<bool>, ToolError> {
+        let cmd = self
+            .cmd()
+            .args(["addons", "list", "-p", &self.profile, "-o", "json"]);
+        let Some(out) = self.runner.probe(&cmd)? else {
+            return Ok(None);
+        };
+        if !out.success() {
+            return Err(super::failed(&cmd, &out));
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        Ok(Some(v[addon]["Status"].as_str() == Some("enabled")))
+    }
+
+    /// Enables an addon.
+    pub fn enable_addon(&self, addon: &str) -> Result<(), ToolError> {
+        let cmd = self
+            .cmd()
+            .args(["addons", "enable", addon, "-p", &self.profile]);
+        self.runner.run(&cmd).map(drop)
+    }
+
+    /// Loads a local image into every node (works on multi-node clusters, unlike `docker-env`).
+    pub fn image_load(&self, image: &str) -> Result<(), ToolError> {
+        let cmd = self
+            .cmd()
+            .args(["image", "load", image, "-p", &self.profile])
+            .timeout(Duration::from_secs(600))
+            .hint("check free disk space in the minikube nodes (`minikube ssh -p PROFILE df -h`)");
+        self.runner.run(&cmd).map(drop)
+    }
+
+    /// Images present in the cluster (`minikube image ls`); `None` in dry-run.
+    pub fn image_list(&self) -> Result<Option<Vec<String>>, ToolError> {
+        let cmd = self.cmd().args(["image", "ls", "-p", &self.profile]);
+        let Some(out) = self.runner.probe(&cmd)? else {
+            return Ok(None);
+        };
+        if !out.success() {
+            return Err(super::failed(&cmd, &out));
+        }
+        Ok(Some(
+            out.stdout
+                .lines()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        ))
+    }
+
+    /// Deletes the profile and everything in it.
+    pub fn delete(&self) -> Result<(), ToolError> {
+        let cmd = self
+            .cmd()
+            .args(["delete", "-p", &self.profile])
+            .timeout(Duration::from_secs(300));
+        self.runner.run(&cmd).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_minikube_profile_list() {
+        let text = r#"{"invalid":[],"valid":[{"Name":"kscale","Status":"Running","Config":{"Name":"kscale","Nodes":[{"Name":"","ControlPlane":true},{"Name":"m02","ControlPlane":false}]},"Active":false}]}"#;
+        let list: ProfileList = serde_json::from_str(text).expect("parses");
+        assert_eq!(list.valid[0].name, "kscale");
+        assert_eq!(
+            list.valid[0].config.as_ref().map(|c| c.nodes.len()),
+            Some(2)
+        );
+    }
+}

@@ -1,0 +1,406 @@
+//! The one place kscale runs external programs (minikube, helm, kubectl, docker), through `duct`.
+//!
+//! Invariants: every external process starts here; a failure carries the command line, the exit
+//! status and the tail of stderr, plus a hint; in `--dry-run` nothing is executed (actions are
+//! printed, probes answer "unknown" and callers plan for a fresh machine).
+
+pub mod docker;
+pub mod helm;
+pub mod minikube;
+pub mod version;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::ui::Ui;
+
+/// How many lines of stderr an error keeps.
+const STDERR_TAIL_LINES: usize = 12;
+
+/// A command line to run.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    hint: Option<String>,
+}
+
+impl Cmd {
+    /// A command running `program` (looked up on PATH).
+    pub fn new(program: &str) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+            timeout: None,
+            hint: None,
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    /// Appends arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable for this command only.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Feeds `data` to the command's stdin.
+    pub fn stdin(mut self, data: Vec<u8>) -> Self {
+        self.stdin = Some(data);
+        self
+    }
+
+    /// Kills the command after `d`.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+
+    /// What to tell the user when this command fails.
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+
+    /// The program name.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// The arguments.
+    pub fn arguments(&self) -> &[String] {
+        &self.args
+    }
+}
+
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.program)?;
+        for a in &self.args {
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                write!(f, " '{}'", a.replace('\'', "'\\''"))?;
+            } else {
+                write!(f, " {a}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// Exit code (`None` when killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Whether the command exited 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Why an external command did not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The program is not on PATH.
+    #[error("`{program}` was not found on PATH\n  hint: {hint}")]
+    NotFound {
+        /// Program name.
+        program: String,
+        /// How to install it.
+        hint: String,
+    },
+    /// The program ran and failed.
+    #[error("`{command}` failed with {}{}{}", status_text(*.code), stderr_block(.stderr_tail), hint_line(.hint))]
+    Failed {
+        /// The command line.
+        command: String,
+        /// Exit code, `None` when killed by a signal.
+        code: Option<i32>,
+        /// The last lines of stderr (or stdout when stderr was empty).
+        stderr_tail: String,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// The program ran past its deadline and was killed.
+    #[error("`{command}` did not finish within {}s and was stopped{}", .after.as_secs(), hint_line(.hint))]
+    TimedOut {
+        /// The command line.
+        command: String,
+        /// The deadline.
+        after: Duration,
+        /// What to do about it.
+        hint: Option<String>,
+    },
+    /// Starting or waiting for the process failed.
+    #[error("cannot run `{command}`: {source}")]
+    Io {
+        /// The command line.
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn status_text(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exit code {c}"),
+        None => "a signal".into(),
+    }
+}
+
+fn stderr_block(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  stderr (last lines):\n{}",
+            tail.lines()
+                .map(|l| format!("    {l}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+}
+
+fn hint_line(hint: &Option<String>) -> String {
+    hint.as_ref()
+        .map(|h| format!("\n  hint: {h}"))
+        .unwrap_or_default()
+}
+
+/// The last `n` lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// How to install each tool kscale drives.
+pub fn install_hint(program: &str) -> String {
+    match program {
+        "minikube" => "install minikube: https://minikube.sigs.k8s.io/docs/start/".into(),
+        "helm" => "install helm 3 or 4: https://helm.sh/docs/intro/install/".into(),
+        "kubectl" => "install kubectl: https://kubernetes.io/docs/tasks/tools/".into(),
+        "docker" => {
+            "install Docker Engine or Docker Desktop: https://docs.docker.com/get-docker/".into()
+        }
+        other => format!("install `{other}` and make sure it is on PATH"),
+    }
+}
+
+/// Runs external commands; the only place that does.
+#[derive(Clone)]
+pub struct Runner {
+    ui: Ui,
+    dry_run: bool,
+}
+
+impl Runner {
+    /// A runner reporting through `ui`; in `dry_run` it executes nothing.
+    pub fn new(ui: Ui, dry_run: bool) -> Self {
+        Self { ui, dry_run }
+    }
+
+    /// Whether this runner executes nothing.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The UI this runner reports through.
+    pub fn ui(&self) -> &Ui {
+        &self.ui
+    }
+
+    /// Where `program` is on PATH, if anywhere.
+    pub fn which(&self, program: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join(program))
+            .find(|p| is_executable(p))
+    }
+
+    /// Runs an action: in dry-run it is printed and reported as done. Fails on a non-zero exit.
+    pub fn run(&self, cmd: &Cmd) -> Result<Output, ToolError> {
+        if self.dry_run {
+            self.ui.plan(&format!("$ {cmd}"));
+            return Ok(Output {
+                code: Some(0),
+                ..Output::default()
+            });
+        }
+        let out = self.exec(cmd)?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(failed(cmd, &out))
+        }
+    }
+
+    /// Runs a read-only probe; `None` in dry-run (the caller plans for a fresh machine).
+    /// The output is returned whatever the exit code: probes interpret it themselves.
+    pub fn probe(&self, cmd: &Cmd) -> Result<Option<Output>, ToolError> {
+        if self.dry_run {
+            self.ui
+                .plan(&format!("$ {cmd}    (probe, skipped in dry-run)"));
+            return Ok(None);
+        }
+        self.exec(cmd).map(Some)
+    }
+
+    fn exec(&self, cmd: &Cmd) -> Result<Output, ToolError> {
+        let command = cmd.to_string();
+        if self.which(&cmd.program).is_none() {
+            return Err(ToolError::NotFound {
+                program: cmd.program.clone(),
+                hint: install_hint(&cmd.program),
+            });
+        }
+        self.ui.verbose(&format!("$ {command}"));
+        let mut expr = duct::cmd(&cmd.program, &cmd.args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        for (k, v) in &cmd.env {
+            expr = expr.env(k, v);
+        }
+        if let Some(data) = &cmd.stdin {
+            expr = expr.stdin_bytes(data.clone());
+        }
+        let io = |source| ToolError::Io {
+            command: command.clone(),
+            source,
+        };
+        let output = match cmd.timeout {
+            None => expr.run().map_err(io)?,
+            Some(limit) => {
+                let handle = expr.start().map_err(io)?;
+                match handle.wait_timeout(limit).map_err(io)? {
+                    Some(o) => o.clone(),
+                    None => {
+                        let _ = handle.kill();
+                        return Err(ToolError::TimedOut {
+                            command,
+                            after: limit,
+                            hint: cmd.hint.clone(),
+                        });
+                    }
+                }
+            }
+        };
+        Ok(Output {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        })
+    }
+}
+
+/// The error for a command that exited non-zero.
+pub fn failed(cmd: &Cmd, out: &Output) -> ToolError {
+    let text = if out.stderr.trim().is_empty() {
+        &out.stdout
+    } else {
+        &out.stderr
+    };
+    ToolError::Failed {
+        command: cmd.to_string(),
+        code: out.code,
+        stderr_tail: tail(text.trim_end(), STDERR_TAIL_LINES),
+        hint: cmd.hint.clone(),
+    }
+}
+
+fn is_executable(p: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_what_a_shell_would_split() {
+        let c = Cmd::new("helm").args(["upgrade", "--set", "a=b c", "it's"]);
+        assert_eq!(c.to_string(), "helm upgrade --set 'a=b c' 'it'\\''s'");
+    }
+
+    #[test]
+    fn a_failure_carries_command_status_and_stderr_tail() {
+        let ui = Ui::new(crate::ui::Mode::Quiet);
+        let r = Runner::new(ui, false);
+        let cmd = Cmd::new("sh")
+            .args([
+                "-c",
+                "for i in $(seq 1 20); do echo line$i >&2; done; exit 3",
+            ])
+            .hint("try again");
+        let err = r.run(&cmd).expect_err("exit 3 is a failure");
+        let text = err.to_string();
+        assert!(text.contains("`sh -c"), "{text}");
+        assert!(text.contains("exit code 3"), "{text}");
+        assert!(
+            text.contains("line20") && !text.contains("line8\n"),
+            "{text}"
+        );
+        assert!(text.contains("hint: try again"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_program_says_how_to_install_it() {
+        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), false);
+        let err = r
+            .run(&Cmd::new("kscale-no-such-tool"))
+            .expect_err("missing");
+        assert!(matches!(err, ToolError::NotFound { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_command_past_its_deadline_is_stopped() {
+        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), false);
+        let err = r
+            .run(
+                &Cmd::new("sleep")
+                    .arg("5")
+                    .timeout(Duration::from_millis(100)),
+            )
+            .expect_err("timeout");
+        assert!(matches!(err, ToolError::TimedOut { .. }), "{err}");
+    }
+
+    #[test]
+    fn dry_run_executes_nothing() {
+        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), true);
+        let out = r
+            .run(&Cmd::new("sh").args(["-c", "exit 1"]))
+            .expect("dry-run reports success");
+        assert!(out.success());
+        assert!(r.probe(&Cmd::new("true")).expect("probe").is_none());
+    }
+}

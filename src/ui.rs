@@ -1,0 +1,204 @@
+//! All status output of kscale: results on stdout, progress on stderr.
+//!
+//! A TTY gets a spinner per step with its elapsed time and ✓/✗ when it ends; anything else gets
+//! plain lines. With `--output json` stdout carries exactly one JSON document.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// How output is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Spinners on a terminal.
+    Interactive,
+    /// One line per event (not a terminal).
+    Plain,
+    /// Results as JSON on stdout, progress as plain lines on stderr.
+    Json,
+    /// Nothing on stderr except errors (tests).
+    Quiet,
+}
+
+/// The output layer; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ui {
+    mode: Mode,
+    verbose: Arc<AtomicBool>,
+    dry_run: Arc<AtomicBool>,
+}
+
+impl Ui {
+    /// A UI in `mode`.
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            verbose: Arc::new(AtomicBool::new(false)),
+            dry_run: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Interactive on a terminal, plain lines otherwise, JSON when asked.
+    pub fn detect(json: bool) -> Self {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            Mode::Interactive
+        } else {
+            Mode::Plain
+        };
+        Self::new(mode)
+    }
+
+    /// Echo external commands (`-v`).
+    pub fn set_verbose(&self, on: bool) {
+        self.verbose.store(on, Ordering::Relaxed);
+    }
+
+    /// Marks finished steps as planned, not done (`--dry-run`).
+    pub fn set_dry_run(&self, on: bool) {
+        self.dry_run.store(on, Ordering::Relaxed);
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Whether results go out as JSON.
+    pub fn json(&self) -> bool {
+        self.mode == Mode::Json
+    }
+
+    /// Starts a step; finish it with [`Step::done`] or [`Step::fail`].
+    pub fn step(&self, title: &str) -> Step {
+        let bar = if self.mode == Mode::Interactive {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_message(title.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            Some(bar)
+        } else {
+            if !matches!(self.mode, Mode::Quiet) {
+                eprintln!("… {title}");
+            }
+            None
+        };
+        Step {
+            ui: self.clone(),
+            title: title.to_string(),
+            started: Instant::now(),
+            bar,
+            finished: false,
+        }
+    }
+
+    /// A progress line on stderr (kept clear of spinners).
+    pub fn info(&self, line: &str) {
+        if self.mode != Mode::Quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A warning on stderr.
+    pub fn warn(&self, line: &str) {
+        eprintln!("warning: {line}");
+    }
+
+    /// An external command echoed with `-v`.
+    pub fn verbose(&self, line: &str) {
+        if self.verbose.load(Ordering::Relaxed) {
+            eprintln!("  {line}");
+        }
+    }
+
+    /// One line of a dry-run plan (a result: stdout).
+    pub fn plan(&self, line: &str) {
+        if self.mode != Mode::Quiet {
+            println!("{line}");
+        }
+    }
+
+    /// A result for humans on stdout (ignored in JSON mode, which prints [`Ui::result_json`]).
+    pub fn result(&self, text: &str) {
+        if !matches!(self.mode, Mode::Json | Mode::Quiet) {
+            println!("{text}");
+        }
+    }
+
+    /// The JSON result document on stdout (JSON mode only).
+    pub fn result_json(&self, value: &serde_json::Value) {
+        if self.mode == Mode::Json {
+            let mut out = std::io::stdout().lock();
+            let _ = serde_json::to_writer_pretty(&mut out, value);
+            let _ = writeln!(out);
+        }
+    }
+}
+
+/// A running step of a command.
+#[derive(Debug)]
+pub struct Step {
+    ui: Ui,
+    title: String,
+    started: Instant,
+    bar: Option<ProgressBar>,
+    finished: bool,
+}
+
+impl Step {
+    /// Updates the step's message (e.g. what it is waiting for).
+    pub fn progress(&self, msg: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(format!("{}: {msg}", self.title)),
+            None => self.ui.verbose(&format!("{}: {msg}", self.title)),
+        }
+    }
+
+    /// Ends the step with ✓ and a short result.
+    pub fn done(mut self, result: &str) {
+        self.finish('✓', result);
+    }
+
+    /// Ends the step with ✗ and the reason.
+    pub fn fail(mut self, reason: &str) {
+        self.finish('✗', reason);
+    }
+
+    fn finish(&mut self, mark: char, text: &str) {
+        self.finished = true;
+        let secs = self.started.elapsed().as_secs_f64();
+        let planned = if self.ui.dry_run.load(Ordering::Relaxed) {
+            " [dry-run: planned, not done]"
+        } else {
+            ""
+        };
+        let text = format!("{text}{planned}");
+        let line = if text.is_empty() {
+            format!("{mark} {} ({secs:.1}s)", self.title)
+        } else {
+            format!("{mark} {}: {text} ({secs:.1}s)", self.title)
+        };
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if self.ui.mode != Mode::Quiet || mark == '✗' {
+            eprintln!("{line}");
+        }
+    }
+}
+
+impl Drop for Step {
+    fn drop(&mut self) {
+        // A step dropped without an outcome ended through an error path: say so.
+        if !self.finished {
+            self.finish('✗', "interrupted");
+        }
+    }
+}
