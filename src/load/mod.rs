@@ -446,7 +446,10 @@ pub async fn generate(
     // Sending phase.
     loop {
         let next_step_at = next_step.peek().map(|d| tokio_start + *d);
-        let next_arrival = rate.map(|r| tokio_start + Duration::from_secs_f64(arrivals as f64 / r));
+        // An arrival due at the end (or later) belongs to no run.
+        let next_arrival = rate
+            .map(|r| tokio_start + Duration::from_secs_f64(arrivals as f64 / r))
+            .filter(|at| *at < end);
         tokio::select! {
             _ = tokio::time::sleep_until(end) => {
                 stopped_by = StopReason::Duration;
