@@ -496,3 +496,57 @@ fn a_rate_sends_on_schedule_over_few_connections() {
     // Answers take 50 ms and arrivals are 50 ms apart: idle connections are reused.
     assert!(report.connections_opened <= 5, "{report:#?}");
 }
+
+/// Balances TCP connections (not requests) round-robin over `backends`, as kube-proxy does.
+async fn connection_balancer(
+    backends: Vec<SocketAddr>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind balancer");
+    let addr = listener.local_addr().expect("balancer address");
+    let task = tokio::spawn(async move {
+        let mut next = 0usize;
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            let backend = backends[next % backends.len()];
+            next += 1;
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[test]
+fn new_connections_spread_over_pods_behind_a_connection_balancer() {
+    let x = Server::start("pod-x", &[("WORKERS", "2"), ("INFERENCE_SECONDS", "0.01")]);
+    let y = Server::start("pod-y", &[("WORKERS", "2"), ("INFERENCE_SECONDS", "0.01")]);
+    let rt = runtime();
+    let (kept, renewed) = rt.block_on(async {
+        let (addr, balancer) = connection_balancer(vec![x.addr, y.addr]).await;
+        let url = format!("http://{addr}");
+        let mut a = args(Profile::Concurrency(1));
+        a.max_requests = Some(10);
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let kept = generate(&a, &url, rx.clone()).await.expect("load");
+        a.reconnect_every = 1;
+        let renewed = generate(&a, &url, rx).await.expect("load");
+        balancer.abort();
+        (kept, renewed)
+    });
+    // One kept-alive connection: every request lands on the pod it reached first.
+    assert_eq!(kept.pods.len(), 1, "{kept:#?}");
+    assert_eq!(kept.pods.values().sum::<u64>(), 10);
+    // A connection per request: the balancer alternates pods.
+    assert_eq!(renewed.pods.get("pod-x"), Some(&5), "{renewed:#?}");
+    assert_eq!(renewed.pods.get("pod-y"), Some(&5), "{renewed:#?}");
+    // And each server counted exactly what the load saw answered by it.
+    for (server, pod) in [(&x, "pod-x"), (&y, "pod-y")] {
+        let counted = server.metric(r#"inference_requests_total{code="200"}"#) as u64;
+        let seen = kept.pods.get(pod).copied().unwrap_or(0) + renewed.pods[pod];
+        assert_eq!(counted, seen, "{pod}");
+    }
+}
