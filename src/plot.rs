@@ -38,9 +38,10 @@ pub struct PlotArgs {
     /// recorded at the same time are aligned on their wall-clock column.
     #[arg(required = true, value_name = "FILE.csv")]
     pub files: Vec<PathBuf>,
-    /// Picture to write; the extension chooses the format (`.png` or `.svg`).
-    #[arg(short, long, value_name = "FILE")]
-    pub output: PathBuf,
+    /// Picture to write; the extension chooses the format (`.png` or `.svg`). (Not `--output`,
+    /// which is the global result format.)
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: PathBuf,
     /// Width in pixels.
     #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(200..=10000))]
     pub width: u32,
@@ -90,8 +91,8 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<PathBuf> {
         load_label: args.load_label.clone(),
         title: args.title.clone(),
     };
-    plot_timelines_with(&series, &args.output, &options)?;
-    Ok(args.output.clone())
+    plot_timelines_with(&series, &args.out, &options)?;
+    Ok(args.out.clone())
 }
 
 /// How to draw a picture.

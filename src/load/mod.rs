@@ -29,7 +29,7 @@ pub use stats::{LoadReport, StopReason};
 
 /// `kscale load`: send inference requests with a load profile.
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("profile").required(true).args(["concurrency", "rate", "steps"])))]
+#[command(group(clap::ArgGroup::new("load_profile").required(true).args(["concurrency", "rate", "steps"])))]
 pub struct LoadArgs {
     /// Base URL of the service (e.g. http://127.0.0.1:3000); requests go to `POST <URL>/infer`.
     /// Without it, kscale opens a port-forward to the deployed service.
@@ -485,8 +485,9 @@ pub async fn generate(
                 let line = shared.stats().progress_line(start.elapsed(), shared.in_flight.load(Ordering::SeqCst), &load_label(&profile, start.elapsed()));
                 progress.show(line);
             }
-            // Finished client tasks (a closed loop whose clients all stopped) are reaped here.
-            Some(_) = tasks.join_next(), if rate.is_none() => {}
+            // Finished tasks are reaped as they end, so a long open-loop run holds only the
+            // requests in flight.
+            Some(_) = tasks.join_next() => {}
         }
         if !shared.sending.load(Ordering::SeqCst) {
             stopped_by = StopReason::MaxRequests;

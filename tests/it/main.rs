@@ -3,5 +3,6 @@
 mod cli_smoke;
 mod dashboard;
 mod load;
+mod load_plot_cli;
 mod plot;
 mod render;

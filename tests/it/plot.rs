@@ -11,10 +11,10 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn args(files: Vec<PathBuf>, output: PathBuf, width: u32, height: u32) -> PlotArgs {
+fn args(files: Vec<PathBuf>, out: PathBuf, width: u32, height: u32) -> PlotArgs {
     PlotArgs {
         files,
-        output,
+        out,
         width,
         height,
         metric_label: "mean request duration (s)".into(),
