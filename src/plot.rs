@@ -287,10 +287,26 @@ impl<'a> Prepared<'a> {
     }
 }
 
-/// A y range from 0 to a little above the largest value, never empty.
-fn y_range(max: f64) -> Range<f64> {
+/// How far above the largest value the y axis goes, so that the legend (top left, `entries`
+/// lines) covers no data: the legend's estimated height as a share of the panel's plot area.
+fn headroom(options: &PlotOptions, entries: usize) -> f64 {
+    let h = f64::from(options.height);
+    let lf = label_font(options);
+    let legend_px = entries as f64 * lf * 1.45 + 14.0;
+    // Half the picture, less the title, caption, x labels and margins (see `frame`).
+    let plot_px = h / 2.0
+        - (h * 0.035).max(12.0) / 2.0
+        - (h * 0.025).max(10.0)
+        - (h * 0.06).max(24.0)
+        - 2.0 * (h * 0.015).max(4.0);
+    let free = 1.0 - legend_px / plot_px.max(1.0) - 0.04;
+    (1.0 / free.max(0.33)).clamp(1.1, 3.0)
+}
+
+/// A y range from 0 to `headroom` times the largest value, never empty.
+fn y_range(max: f64, headroom: f64) -> Range<f64> {
     let top = if max.is_finite() && max > 0.0 {
-        max * 1.1
+        max * headroom
     } else {
         1.0
     };
@@ -419,11 +435,22 @@ fn draw_replicas<DB: DrawingBackend>(
         .filter_map(load_of)
         .fold(0.0, f64::max);
     let has_load = max_load > 0.0;
-    let y_top = f64::from(max_replicas.max(1)) + 1.0;
+    let entries = p
+        .lines
+        .iter()
+        .filter(|l| l.rows.iter().any(|r| load_of(r).is_some()))
+        .count()
+        + 2 * p
+            .lines
+            .iter()
+            .filter(|l| has_autoscaler_data(l.rows))
+            .count();
+    let room = headroom(options, entries);
+    let y_top = (f64::from(max_replicas.max(1)) * room).ceil();
     let mut chart = frame(area, options, "Replicas and offered load", has_load)
         .build_cartesian_2d(p.t_range.clone(), 0.0..y_top)
         .map_err(drawing_error)?
-        .set_secondary_coord(p.t_range.clone(), y_range(max_load));
+        .set_secondary_coord(p.t_range.clone(), y_range(max_load, room));
     let lf = label_font(options);
     chart
         .configure_mesh()
@@ -529,8 +556,13 @@ fn draw_metric<DB: DrawingBackend>(
         .flat_map(|r| [r.metric_value.unwrap_or(0.0), r.target])
         .filter(|v| v.is_finite())
         .fold(0.0, f64::max);
+    let entries = 2 * p
+        .lines
+        .iter()
+        .filter(|l| has_autoscaler_data(l.rows))
+        .count();
     let mut chart = frame(area, options, "HPA metric against its target", false)
-        .build_cartesian_2d(p.t_range.clone(), y_range(max))
+        .build_cartesian_2d(p.t_range.clone(), y_range(max, headroom(options, entries)))
         .map_err(drawing_error)?;
     let lf = label_font(options);
     chart
@@ -607,8 +639,16 @@ fn draw_load<DB: DrawingBackend>(
         .flat_map(|l| l.rows.iter())
         .flat_map(|r| [r.load.unwrap_or(0.0), r.send_rate.unwrap_or(0.0)])
         .fold(0.0, f64::max);
+    let entries: usize = p
+        .lines
+        .iter()
+        .map(|l| {
+            usize::from(l.rows.iter().any(|r| r.load.is_some()))
+                + usize::from(l.rows.iter().any(|r| r.send_rate.is_some()))
+        })
+        .sum();
     let mut chart = frame(area, options, "Offered load and send rate", false)
-        .build_cartesian_2d(p.t_range.clone(), y_range(max))
+        .build_cartesian_2d(p.t_range.clone(), y_range(max, headroom(options, entries)))
         .map_err(drawing_error)?;
     let lf = label_font(options);
     chart
@@ -665,7 +705,10 @@ fn draw_latency<DB: DrawingBackend>(
         "Latency of the requests finished per interval",
         false,
     )
-    .build_cartesian_2d(p.t_range.clone(), y_range(max))
+    .build_cartesian_2d(
+        p.t_range.clone(),
+        y_range(max, headroom(options, 2 * p.lines.len())),
+    )
     .map_err(drawing_error)?;
     let lf = label_font(options);
     chart

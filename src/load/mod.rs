@@ -443,6 +443,16 @@ pub async fn generate(
         }
     };
 
+    // A first row at 0 so that the recording starts where the load starts.
+    if let Some(w) = recorder.as_mut() {
+        w.append(&TimelineRow {
+            t_seconds: 0.0,
+            unix_seconds: unix_now(),
+            load: Some(profile.load_at(Duration::ZERO)),
+            ..TimelineRow::default()
+        })?;
+    }
+
     // Sending phase.
     loop {
         let next_step_at = next_step.peek().map(|d| tokio_start + *d);
