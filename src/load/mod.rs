@@ -177,6 +177,26 @@ pub async fn run_against(
     Ok(report)
 }
 
+/// Like [`run`] through a `kubectl port-forward` to the service that `spec` names, opened
+/// for the run and closed after it. kubectl forwards to a single pod: use a NodePort URL with
+/// [`run_against`] to spread the load over pods.
+pub async fn run_via_port_forward(
+    args: &LoadArgs,
+    spec: &port_forward::PortForwardSpec,
+    output: OutputFormat,
+) -> anyhow::Result<LoadReport> {
+    let forward = port_forward::PortForward::open(spec, Duration::from_secs(30)).await?;
+    if !args.quiet {
+        eprintln!(
+            "load: port-forward {} -> service/{}:{} (one pod receives every request)",
+            forward.local_url, spec.service, spec.remote_port
+        );
+    }
+    let report = run_against(args, &forward.local_url, output).await;
+    forward.close().await;
+    report
+}
+
 /// State shared by the controller and every client task.
 struct Shared {
     target: Target,

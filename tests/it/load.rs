@@ -550,3 +550,45 @@ fn new_connections_spread_over_pods_behind_a_connection_balancer() {
         assert_eq!(counted, seen, "{pod}");
     }
 }
+
+#[test]
+fn an_unexpected_status_is_other() {
+    let server = Server::start("pod-i", &[("INFERENCE_SECONDS", "0")]);
+    let mut a = args(Profile::Concurrency(1));
+    a.max_requests = Some(2);
+    // POST /nope/infer: the server answers 404.
+    let report = load(&a, &format!("{}/nope", server.url()));
+    assert_eq!(report.errors.other, 2, "{report:#?}");
+    assert_eq!(count(&report, "404"), 2);
+    assert!(
+        report
+            .other_error_examples
+            .iter()
+            .any(|e| e.contains("404")),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn run_via_port_forward_loads_through_the_forward() {
+    let server = Server::start("pod-j", &[("INFERENCE_SECONDS", "0")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = PortForwardSpec {
+        kubectl: fake_kubectl(dir.path(), server.addr.port()),
+        context: None,
+        namespace: "default".into(),
+        service: "inference".into(),
+        remote_port: 3000,
+    };
+    let mut a = args(Profile::Concurrency(1));
+    a.max_requests = Some(2);
+    let report = runtime()
+        .block_on(kscale::load::run_via_port_forward(
+            &a,
+            &spec,
+            kscale::cli::OutputFormat::Json,
+        ))
+        .expect("load through the forward");
+    assert_eq!(report.ok, 2, "{report:#?}");
+    assert_eq!(report.pods.get("pod-j"), Some(&2));
+}
