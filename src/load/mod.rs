@@ -29,7 +29,7 @@ pub use stats::{LoadReport, StopReason};
 
 /// `kscale load`: send inference requests with a load profile.
 #[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("load_profile").required(true).args(["concurrency", "rate", "steps"])))]
+#[command(group(clap::ArgGroup::new("load_profile").required(true).args(["concurrency", "rate", "steps", "rate_steps"])))]
 pub struct LoadArgs {
     /// Base URL of the service (e.g. http://127.0.0.1:3000); requests go to `POST <URL>/infer`.
     /// Without it, kscale opens a port-forward to the deployed service.
@@ -46,6 +46,9 @@ pub struct LoadArgs {
     /// Change the number of clients over time: TIME:CLIENTS pairs, e.g. `0s:2,60s:8,300s:2`.
     #[arg(long, value_name = "SPEC")]
     pub steps: Option<String>,
+    /// Change the arrival rate over time: TIME:REQUESTS_PER_SECOND pairs, e.g. `0s:0.2,60s:1`.
+    #[arg(long, value_name = "SPEC")]
+    pub rate_steps: Option<String>,
     /// Stop sending after this long (e.g. 90s, 10m).
     #[arg(long, short = 'd', default_value = "60s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -59,7 +62,7 @@ pub struct LoadArgs {
     /// Give up on a request (connection included) after this long; it counts as a timeout.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// With --rate: at most this many requests in flight; arrivals beyond are counted, not sent.
+    /// With --rate or --rate-steps: at most this many requests in flight; arrivals beyond are counted, not sent.
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_in_flight: u64,
@@ -101,15 +104,22 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 impl LoadArgs {
     /// Arguments with a profile and every other option at its default (for callers and tests).
     pub fn with_profile(profile: &Profile) -> LoadArgs {
-        let (concurrency, rate, steps) = match profile {
-            Profile::Concurrency(n) => (Some(*n), None, None),
-            Profile::Rate(r) => (None, Some(*r), None),
+        let (concurrency, rate, steps, rate_steps) = match profile {
+            Profile::Concurrency(n) => (Some(*n), None, None, None),
+            Profile::Rate(r) => (None, Some(*r), None, None),
             Profile::Steps(steps) => {
                 let spec: Vec<String> = steps
                     .iter()
                     .map(|s| format!("{}:{}", s.at.as_secs_f64(), s.clients))
                     .collect();
-                (None, None, Some(spec.join(",")))
+                (None, None, Some(spec.join(",")), None)
+            }
+            Profile::RateSteps(steps) => {
+                let spec: Vec<String> = steps
+                    .iter()
+                    .map(|s| format!("{}:{}", s.at.as_secs_f64(), s.per_second))
+                    .collect();
+                (None, None, None, Some(spec.join(",")))
             }
         };
         LoadArgs {
@@ -117,6 +127,7 @@ impl LoadArgs {
             concurrency,
             rate,
             steps,
+            rate_steps,
             duration: Duration::from_secs(60),
             max_requests: None,
             reconnect_every: 0,
@@ -131,11 +142,16 @@ impl LoadArgs {
 
     /// The load profile the flags describe.
     pub fn profile(&self) -> anyhow::Result<Profile> {
-        match (self.concurrency, self.rate, &self.steps) {
-            (Some(n), None, None) => Ok(Profile::Concurrency(n)),
-            (None, Some(r), None) => Ok(Profile::Rate(r)),
-            (None, None, Some(spec)) => Profile::parse_steps(spec).context("invalid --steps"),
-            _ => anyhow::bail!("give exactly one of --concurrency, --rate and --steps"),
+        match (self.concurrency, self.rate, &self.steps, &self.rate_steps) {
+            (Some(n), None, None, None) => Ok(Profile::Concurrency(n)),
+            (None, Some(r), None, None) => Ok(Profile::Rate(r)),
+            (None, None, Some(spec), None) => Profile::parse_steps(spec).context("invalid --steps"),
+            (None, None, None, Some(spec)) => {
+                Profile::parse_rate_steps(spec).context("invalid --rate-steps")
+            }
+            _ => {
+                anyhow::bail!("give exactly one of --concurrency, --rate, --steps and --rate-steps")
+            }
         }
     }
 }
@@ -424,11 +440,9 @@ pub async fn generate(
         _ => Vec::new(),
     };
     let mut next_step = step_times.into_iter().peekable();
-    let mut arrivals: u64 = 0;
-    let rate = match profile {
-        Profile::Rate(r) => Some(r),
-        _ => None,
-    };
+    let mut arrivals = profile.arrivals();
+    let open_loop = arrivals.is_some();
+    let mut next_arrival_at = arrivals.as_mut().and_then(Iterator::next);
 
     let mut tick = tokio::time::interval_at(tokio_start + args.interval, args.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -477,8 +491,8 @@ pub async fn generate(
     loop {
         let next_step_at = next_step.peek().map(|d| tokio_start + *d);
         // An arrival due at the end (or later) belongs to no run.
-        let next_arrival = rate
-            .map(|r| tokio_start + Duration::from_secs_f64(arrivals as f64 / r))
+        let next_arrival = next_arrival_at
+            .map(|d| tokio_start + d)
             .filter(|at| *at < end);
         tokio::select! {
             _ = tokio::time::sleep_until(end) => {
@@ -500,7 +514,7 @@ pub async fn generate(
                 }
             }
             _ = async { tokio::time::sleep_until(next_arrival.unwrap_or(end)).await }, if next_arrival.is_some() => {
-                arrivals += 1;
+                next_arrival_at = arrivals.as_mut().and_then(Iterator::next);
                 if shared.take_ticket() {
                     if shared.in_flight.load(Ordering::SeqCst) >= args.max_in_flight {
                         shared.stats().client_limited += 1;
@@ -523,7 +537,7 @@ pub async fn generate(
             stopped_by = StopReason::MaxRequests;
             break;
         }
-        if rate.is_none() && tasks.is_empty() && profile.max_concurrency() > 0 {
+        if !open_loop && tasks.is_empty() && profile.max_concurrency() > 0 {
             break;
         }
     }
@@ -580,9 +594,9 @@ pub async fn generate(
 }
 
 fn load_label(profile: &Profile, elapsed: Duration) -> String {
-    match profile {
-        Profile::Rate(r) => format!("{r} req/s"),
-        _ => format!("{} clients", profile.concurrency_at(elapsed).unwrap_or(0)),
+    match profile.rate_at(elapsed) {
+        Some(r) => format!("{r} req/s"),
+        None => format!("{} clients", profile.concurrency_at(elapsed).unwrap_or(0)),
     }
 }
 
@@ -601,6 +615,12 @@ mod tests {
     fn exactly_one_profile_is_required() {
         assert!(Cli::try_parse_from(["x"]).is_err());
         assert!(Cli::try_parse_from(["x", "-c", "2", "--rate", "3"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--steps", "0:1", "--rate-steps", "0:1"]).is_err());
+        let cli = Cli::try_parse_from(["x", "--rate-steps", "0s:1,5s:4"]).unwrap();
+        assert_eq!(
+            cli.load.profile().unwrap().rate_at(Duration::from_secs(6)),
+            Some(4.0)
+        );
         let cli = Cli::try_parse_from(["x", "--steps", "0s:1,10s:3", "-d", "30s"]).unwrap();
         assert_eq!(
             cli.load
@@ -618,6 +638,8 @@ mod tests {
     #[test]
     fn with_profile_round_trips() {
         let p = Profile::parse_steps("0s:1,1500ms:4").unwrap();
+        assert_eq!(LoadArgs::with_profile(&p).profile().unwrap(), p);
+        let p = Profile::parse_rate_steps("0s:0.5,1500ms:4").unwrap();
         assert_eq!(LoadArgs::with_profile(&p).profile().unwrap(), p);
     }
 }

@@ -592,3 +592,34 @@ fn run_via_port_forward_loads_through_the_forward() {
     assert_eq!(report.ok, 2, "{report:#?}");
     assert_eq!(report.pods.get("pod-j"), Some(&2));
 }
+
+#[test]
+fn rate_steps_pause_and_resume_on_schedule() {
+    let server = Server::start("pod-k", &[("WORKERS", "4"), ("INFERENCE_SECONDS", "0.02")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("rate.csv");
+    let mut a = args(Profile::parse_rate_steps("0s:10,1s:0,3s:20").expect("steps"));
+    a.duration = Duration::from_secs(4);
+    a.record = Some(csv.clone());
+    a.interval = Duration::from_millis(250);
+    let report = load(&a, &server.url());
+    // 10 arrivals in the first second, none for two, 20 in the last second.
+    assert!((28..=30).contains(&report.sent), "{report:#?}");
+    assert_eq!(report.ok, report.sent, "{report:#?}");
+    assert_eq!(
+        server.metric(r#"inference_requests_total{code="200"}"#) as u64,
+        report.ok
+    );
+    let rows = kscale::timeline::read_csv(&csv).expect("recording");
+    let paused: Vec<_> = rows
+        .iter()
+        .filter(|r| (1.5..2.8).contains(&r.t_seconds))
+        .collect();
+    assert!(!paused.is_empty(), "{rows:#?}");
+    assert!(
+        paused
+            .iter()
+            .all(|r| r.send_rate == Some(0.0) && r.load == Some(0.0)),
+        "nothing is sent while the rate is 0: {paused:#?}"
+    );
+}
