@@ -1,8 +1,12 @@
 //! `cargo xtask ci`: the whole test gate, the same on a laptop and in CI.
 
-use crate::{deps, run};
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 
-/// fmt check, clippy with `-D warnings` over every target, then every test of the workspace.
+use crate::{deps, project_root, run};
+
+/// fmt check, clippy with `-D warnings` over every target, then every test of the workspace,
+/// closing with one `N passed, N failed` line over all test binaries.
 pub fn ci(_args: &[String]) -> anyhow::Result<()> {
     deps::ensure_test_deps()?;
     run("cargo", &["fmt", "--all", "--", "--check"])?;
@@ -18,11 +22,69 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
-    // Release binaries are what the benches and the pipeline tests drive; build them once here.
+    // Tests of the CLI drive the real server binary; build every binary first.
     run("cargo", &["build", "--workspace", "--locked"])?;
-    run(
-        "cargo",
-        &["test", "--workspace", "--locked", "--no-fail-fast"],
-    )?;
+    let (passed, failed, ok) =
+        test_and_tally(&["test", "--workspace", "--locked", "--no-fail-fast"])?;
+    println!("cargo xtask ci: {passed} passed, {failed} failed");
+    if !ok || failed > 0 {
+        anyhow::bail!("{failed} test(s) failed");
+    }
+    if passed == 0 {
+        anyhow::bail!("no test ran");
+    }
     Ok(())
+}
+
+/// Runs `cargo <args>`, echoing its output, and adds up every `test result:` line.
+fn test_and_tally(args: &[&str]) -> anyhow::Result<(u64, u64, bool)> {
+    eprintln!("$ cargo {}", args.join(" "));
+    let mut child = Command::new("cargo")
+        .args(args)
+        .current_dir(project_root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start cargo: {e}"))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let line = line.map_err(|e| anyhow::anyhow!("cannot read cargo's output: {e}"))?;
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                passed += count(rest, " passed");
+                failed += count(rest, " failed");
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| anyhow::anyhow!("cannot wait for cargo: {e}"))?;
+    Ok((passed, failed, status.success()))
+}
+
+/// The number before `label` in `ok. 12 passed; 0 failed; ...`.
+fn count(summary: &str, label: &str) -> u64 {
+    summary
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .trim_start_matches("ok. ")
+                .trim_start_matches("FAILED. ")
+                .strip_suffix(label.trim_start())
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn counts_cargo_test_summaries() {
+        let s = "ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 1.52s";
+        assert_eq!((count(s, " passed"), count(s, " failed")), (12, 0));
+        let f = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
+        assert_eq!((count(f, " passed"), count(f, " failed")), (3, 2));
+    }
 }
