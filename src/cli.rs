@@ -133,4 +133,6 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the effective configuration (defaults, kscale.toml, environment, flags) as TOML.
     Config,
+    /// Prove every link of the metric chain (pods, Prometheus, adapter, external metrics API, HPA).
+    Metrics(crate::metrics::MetricsArgs),
 }

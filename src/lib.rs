@@ -9,6 +9,7 @@ pub mod config;
 pub mod dashboard;
 pub mod kubeapi;
 pub mod load;
+pub mod metrics;
 pub mod monitoring;
 pub mod plot;
 pub mod preflight;

@@ -62,6 +62,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::teardown::print(&s, &report);
         }
         Command::Render(args) => commands::render::run(&s, args)?,
+        Command::Metrics(args) => {
+            // kube's default retry would retry 503s for minutes; the check has its own --wait.
+            let client = kscale::kubeapi::client_for_checks(&s.context).await?;
+            let report = kscale::metrics::run(client, &s.cfg, args, s.ui.json()).await?;
+            return Ok(ExitCode::from(report.exit_code()));
+        }
         Command::Config => {
             s.ui.result_json(&serde_json::to_value(&s.cfg)?);
             s.ui.result(&toml::to_string_pretty(&s.cfg)?);

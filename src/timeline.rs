@@ -459,6 +459,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_subset_that_metrics_watch_records() {
+        // The header `kscale metrics --watch --record` wrote first (no wall clock, no pods).
+        let text = "t_seconds,replicas_current,replicas_desired,metric_value,target,load,\
+                    queue_depth,in_flight,p50_seconds,p99_seconds,shed\n\
+                    0,1,2,13.5,12,,3,1,,,\n5.2,2,2,,12,,0,2,,,\n";
+        let rows = parse_csv(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].replicas_desired, 2);
+        assert_eq!(rows[0].metric_value, Some(13.5));
+        assert_eq!(rows[1].metric_value, None);
+        assert_eq!(rows[1].in_flight, Some(2.0));
+        assert_eq!(rows[1].unix_seconds, None);
+    }
+
+    #[test]
     fn malformed_cells_name_line_and_column() {
         let err = parse_csv("t_seconds,replicas_current\n0,1\n\n5,two\n").unwrap_err();
         let msg = format!("{err:#}");

@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::admission::{Admission, Entry, QueueFull};
@@ -67,6 +67,23 @@ pub fn router(app: Arc<App>) -> Router {
 struct InferRequest {
     #[serde(default)]
     input: Option<String>,
+}
+
+/// Answer of an inference.
+#[derive(Debug, Serialize)]
+struct InferResponse<'a> {
+    /// What the simulated model produced.
+    result: String,
+    /// The pod that answered (POD_NAME, else the host name).
+    pod: &'a str,
+    /// Time waiting for a worker.
+    queue_ms: f64,
+    /// Time in inference.
+    inference_ms: f64,
+    /// Arrival to answer, as recorded in `inference_request_duration_seconds`.
+    duration_ms: f64,
+    /// Place in the queue on arrival (1 = first waiting); 0 when a worker was free.
+    queue_position: usize,
 }
 
 /// Counts an inference request once: with its status when answered, or as 499 when its handler
@@ -223,14 +240,14 @@ async fn run_inference(app: &App, arrived: Instant, input: Option<String>) -> Re
     let duration = arrived.elapsed();
     app.metrics.duration.observe(duration.as_secs_f64());
     let chars = input.as_deref().map_or(0, |s| s.chars().count());
-    let body = json!({
-        "result": format!("simulated inference over {chars} input characters"),
-        "pod": app.pod,
-        "queue_ms": millis(queue_wait),
-        "inference_ms": millis(inference),
-        "duration_ms": millis(duration),
-        "queue_position": position,
-    });
+    let body = InferResponse {
+        result: format!("simulated inference over {chars} input characters"),
+        pod: &app.pod,
+        queue_ms: millis(queue_wait),
+        inference_ms: millis(inference),
+        duration_ms: millis(duration),
+        queue_position: position,
+    };
     (StatusCode::OK, Json(body)).into_response()
 }
 

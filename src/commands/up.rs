@@ -19,6 +19,8 @@ pub struct UpReport {
     pub releases: Vec<(String, ReleaseAction)>,
     /// The deploy step.
     pub deploy: crate::app::DeployReport,
+    /// The end-to-end metric check (`None` in dry-run).
+    pub metrics: Option<crate::metrics::MetricsReport>,
     /// How to reach each part.
     pub access: Vec<(String, String)>,
 }
@@ -103,11 +105,48 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         true,
     )
     .await?;
+
+    // Last, prove the chain end to end. Right after a deploy the adapter has not listed the new
+    // series yet, so the check retries until its deadline.
+    let metrics = match &client {
+        None => {
+            s.ui.plan("check every link of the metric chain (kscale metrics --wait)");
+            None
+        }
+        Some(_) => {
+            let wait = args.wait.unwrap_or(std::time::Duration::from_secs(
+                s.cfg.timeouts.metric_seconds,
+            ));
+            let step = s.ui.step("end-to-end metric check (pods → Prometheus → adapter → external metrics API → HPA)");
+            let checks_client = crate::kubeapi::client_for_checks(&s.context).await?;
+            let margs = crate::metrics::MetricsArgs {
+                wait: Some(wait),
+                ..Default::default()
+            };
+            let report = crate::metrics::check(
+                checks_client,
+                &s.cfg,
+                &margs,
+                crate::metrics::checks::no_prediction,
+            )
+            .await?;
+            if report.exit_code() != 0 {
+                step.fail("a link is broken");
+                anyhow::bail!(
+                    "the stack is up but the metric chain is not working:\n{}",
+                    report.to_text()
+                );
+            }
+            step.done("every stage passes");
+            Some(report)
+        }
+    };
     Ok(UpReport {
         versions,
         cluster,
         releases,
         deploy,
+        metrics,
         access: super::access_lines(s),
     })
 }

@@ -4,5 +4,8 @@ mod cli_smoke;
 mod dashboard;
 mod load;
 mod load_plot_cli;
+mod metrics_cmd;
+mod pipeline;
 mod plot;
 mod render;
+mod support;

@@ -1,5 +1,6 @@
 //! `cargo xtask`: developer automation. `cargo xtask ci` is the test command of the project.
 
+mod bench_server;
 mod ci;
 mod deps;
 
@@ -11,6 +12,7 @@ usage: cargo xtask <task>
 tasks:
   ci             fmt check, clippy -D warnings and every test; installs what the tests need
   deps           install what the tests need (prometheus, promtool, wrk) when missing
+  bench-server   benchmark the release kscale-server with wrk and print a table [--seconds N]
 ";
 
 fn main() -> ExitCode {
@@ -18,6 +20,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::ci(&args[1..]),
         Some("deps") => deps::ensure_test_deps(),
+        Some("bench-server") => bench_server::bench_server(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

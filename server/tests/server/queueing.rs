@@ -40,8 +40,10 @@ fn assert_rounds(workers: usize, requests: usize) {
         .fold(0.0, f64::max)
         / 1000.0;
     let expected = (rounds - 1) as f64 * INFERENCE;
+    // Half an inference of slack below (clients may start late on a loaded machine, which only
+    // shortens their wait) and almost one above: still far from rounds-2 and from serial.
     assert!(
-        longest_wait >= expected - 0.1 && longest_wait < expected + 0.9 * INFERENCE,
+        longest_wait >= expected - 0.5 * INFERENCE && longest_wait < expected + 0.9 * INFERENCE,
         "longest queue wait {longest_wait:.2} s, expected about {expected} s"
     );
 

@@ -1,0 +1,500 @@
+//! The local metric pipeline with real components: several real `kscale-server` processes on
+//! 127.0.0.1 and a real Prometheus scraping them with the scrape job kscale renders.
+//!
+//! Debian's Prometheus has no Kubernetes service discovery, so the rendered job's
+//! `kubernetes_sd_configs` is replaced by `static_configs` whose targets carry the
+//! `__meta_kubernetes_*` labels pod discovery would set; the job's `relabel_configs` then run
+//! unchanged and produce the same `namespace` and `pod` labels as in a cluster.
+//!
+//! Every child is killed on drop (`kill_on_drop`), also when a test fails. Reusable: the
+//! dashboard PromQL check and the simulator validation start a [`Pipeline`] the same way:
+//!
+//! ```ignore
+//! let mut cfg = Config::default();
+//! cfg.metric.scrape_interval_seconds = 1; // and a short rate window, e.g. 8 s
+//! let scrape = kscale::metrics::rendered_scrape_job(&cfg)?;
+//! let p = Pipeline::start(&scrape, vec![PodSpec::new("default", "inference-0", 1.0)]).await?;
+//! let load = Load::start(&p.addrs_in("default"), 2, Duration::from_secs(120)); // closed loop
+//! let v = p.prometheus.query("sum(inference_queue_depth)").await?.single_finite()?;
+//! ```
+//!
+//! `poll` retries a check with a deadline; `http_request` is a one-shot HTTP/1.1 client;
+//! `kube_stub` is the API server stand-in for commands that talk to Kubernetes.
+
+#![allow(dead_code)] // Each user of the harness uses a different part of it.
+
+pub mod kube_stub;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use kscale::metrics::prom::{self, QueryResult};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+/// How to install what the pipeline needs, for error messages.
+const PROMETHEUS_HINT: &str = "install it with `sudo apt-get install -y prometheus` \
+    (or `cargo xtask deps`); the test runs /usr/bin/prometheus and promtool";
+
+/// One `kscale-server` as a pod would run it.
+#[derive(Debug, Clone)]
+pub struct PodSpec {
+    /// `__meta_kubernetes_namespace`.
+    pub namespace: String,
+    /// `__meta_kubernetes_pod_name` (also the server's POD_NAME).
+    pub pod: String,
+    /// `__meta_kubernetes_pod_label_app`.
+    pub app: String,
+    /// `__meta_kubernetes_pod_container_port_name`.
+    pub port_name: String,
+    /// INFERENCE_SECONDS.
+    pub inference_seconds: f64,
+    /// WORKERS.
+    pub workers: u32,
+    /// MAX_QUEUE.
+    pub max_queue: u32,
+}
+
+impl PodSpec {
+    /// A pod of app `inference` in `namespace` with one worker.
+    pub fn new(namespace: &str, pod: &str, inference_seconds: f64) -> Self {
+        Self {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            app: "inference".into(),
+            port_name: "http".into(),
+            inference_seconds,
+            workers: 1,
+            max_queue: 64,
+        }
+    }
+}
+
+/// A running `kscale-server`.
+pub struct ServerProc {
+    /// What it pretends to be.
+    pub spec: PodSpec,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+/// Finds the `kscale-server` binary: `KSCALE_SERVER_BIN`, else next to this test executable's
+/// directory (`target/<profile>/`), building it with cargo when it is missing.
+pub fn server_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("KSCALE_SERVER_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("cannot find the test executable")?;
+    // target/<profile>/deps/it-<hash> -> target/<profile>/kscale-server
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("unexpected test executable location")?;
+    let bin = dir.join(format!("kscale-server{}", std::env::consts::EXE_SUFFIX));
+    if bin.exists() {
+        return Ok(bin);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let status = std::process::Command::new(&cargo)
+        .args(["build", "-p", "kscale-server", "--manifest-path"])
+        .arg(&manifest)
+        .status()
+        .with_context(|| format!("cannot run {cargo} to build kscale-server"))?;
+    if !status.success() || !bin.exists() {
+        bail!(
+            "kscale-server is not built at {} and `cargo build -p kscale-server` failed ({status}); \
+             build it first (cargo build -p kscale-server) or set KSCALE_SERVER_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+impl ServerProc {
+    /// Starts the server on 127.0.0.1 with a free port and waits for its `listening on` line.
+    pub async fn start(bin: &Path, spec: PodSpec) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin);
+        for var in [
+            "PORT",
+            "BIND",
+            "INFERENCE_SECONDS",
+            "WORKERS",
+            "MAX_QUEUE",
+            "DRAIN_SECONDS",
+            "RUST_LOG",
+            "LOG_FORMAT",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.args(["--bind", "127.0.0.1", "--port", "0"])
+            .env("INFERENCE_SECONDS", spec.inference_seconds.to_string())
+            .env("WORKERS", spec.workers.to_string())
+            .env("MAX_QUEUE", spec.max_queue.to_string())
+            .env("POD_NAME", &spec.pod)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("kscale-server printed no `listening on` line within 30 s")?
+            .context("reading kscale-server's stdout")?
+            .context("kscale-server exited before listening")?;
+        let addr: SocketAddr = line
+            .strip_prefix("listening on ")
+            .with_context(|| format!("unexpected first line from kscale-server: {line:?}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("unparsable address in {line:?}"))?;
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { spec, addr, child })
+    }
+}
+
+/// Finds a free port on 127.0.0.1 (the OS may hand it out again before it is used; callers retry).
+pub fn free_port() -> anyhow::Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
+    Ok(l.local_addr().context("no local address")?.port())
+}
+
+/// Turns the rendered scrape job (a YAML list with one pod-discovery job) into a Prometheus config
+/// with static targets carrying the labels pod discovery would give `servers`.
+pub fn prometheus_config(
+    scrape_job_yaml: &str,
+    servers: &[&ServerProc],
+) -> anyhow::Result<serde_json::Value> {
+    let jobs: Vec<serde_json::Value> =
+        serde_saphyr::from_str(scrape_job_yaml).context("the rendered scrape job is not a list")?;
+    let [job] = jobs.as_slice() else {
+        bail!("expected one scrape job, got {}", jobs.len());
+    };
+    let mut job = job.clone();
+    let obj = job.as_object_mut().context("the scrape job is not a map")?;
+    if obj.remove("kubernetes_sd_configs").is_none() {
+        bail!("the rendered scrape job has no kubernetes_sd_configs to replace");
+    }
+    let targets: Vec<serde_json::Value> = servers
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "targets": [s.addr.to_string()],
+                "labels": {
+                    "__meta_kubernetes_namespace": s.spec.namespace,
+                    "__meta_kubernetes_pod_name": s.spec.pod,
+                    "__meta_kubernetes_pod_label_app": s.spec.app,
+                    "__meta_kubernetes_pod_container_port_name": s.spec.port_name,
+                    "__meta_kubernetes_pod_ip": s.addr.ip().to_string(),
+                    "__meta_kubernetes_pod_ready": "true",
+                }
+            })
+        })
+        .collect();
+    obj.insert("static_configs".into(), serde_json::Value::Array(targets));
+    let interval = obj
+        .get("scrape_interval")
+        .cloned()
+        .unwrap_or_else(|| "1s".into());
+    // JSON is YAML: Prometheus reads this file as is.
+    Ok(serde_json::json!({
+        "global": { "scrape_interval": interval, "evaluation_interval": interval },
+        "scrape_configs": [job],
+    }))
+}
+
+/// A running Prometheus with its own storage directory.
+pub struct PrometheusProc {
+    /// Where its HTTP API listens.
+    pub addr: SocketAddr,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+fn require(tool: &str) -> anyhow::Result<PathBuf> {
+    for dir in std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin")])
+    {
+        let p = dir.join(tool);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("`{tool}` is not installed: {PROMETHEUS_HINT}")
+}
+
+impl PrometheusProc {
+    /// Validates `config` with `promtool check config`, then starts Prometheus on a free port and
+    /// waits until it is ready.
+    pub async fn start(config: &serde_json::Value) -> anyhow::Result<Self> {
+        let prometheus = require("prometheus")?;
+        let promtool = require("promtool")?;
+        let dir = tempfile::tempdir().context("cannot create a temp dir for Prometheus")?;
+        let cfg_path = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg_path, serde_json::to_vec_pretty(config)?)
+            .with_context(|| format!("cannot write {}", cfg_path.display()))?;
+        let check = Command::new(&promtool)
+            .args(["check", "config"])
+            .arg(&cfg_path)
+            .output()
+            .await
+            .context("cannot run promtool")?;
+        if !check.status.success() {
+            bail!(
+                "promtool check config refused the pipeline config:\n{}{}\n{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr),
+                serde_json::to_string_pretty(config)?
+            );
+        }
+        let mut last_err = String::new();
+        // A free port can be taken between probing and binding: try a few.
+        for _ in 0..3 {
+            let port = free_port()?;
+            let log = std::fs::File::create(dir.path().join("prometheus.log"))
+                .context("cannot create the Prometheus log")?;
+            let mut child = Command::new(&prometheus)
+                .arg(format!("--config.file={}", cfg_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(log))
+                .kill_on_drop(true)
+                .spawn()
+                .with_context(|| format!("cannot start {}", prometheus.display()))?;
+            let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Some(status) = child.try_wait().context("waiting for Prometheus")? {
+                    last_err = format!(
+                        "Prometheus exited with {status}: {}",
+                        std::fs::read_to_string(dir.path().join("prometheus.log"))
+                            .unwrap_or_default()
+                    );
+                    break;
+                }
+                if let Ok((200, _)) = http_get(addr, "/-/ready").await {
+                    return Ok(Self { addr, child, dir });
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill().await;
+                    bail!("Prometheus on {addr} not ready within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        bail!("Prometheus did not start: {last_err}")
+    }
+
+    /// Runs an instant query.
+    pub async fn query(&self, promql: &str) -> anyhow::Result<QueryResult> {
+        let (status, body) = http_get(self.addr, &format!("/{}", prom::query_path(promql))).await?;
+        prom::parse_query_response(body.as_bytes())
+            .with_context(|| format!("query {promql} (HTTP {status})"))
+    }
+
+    /// Prometheus's own log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+/// The servers and Prometheus, torn down together on drop.
+pub struct Pipeline {
+    /// The app's processes, in the order of the specs.
+    pub servers: Vec<ServerProc>,
+    /// Prometheus scraping them.
+    pub prometheus: PrometheusProc,
+}
+
+impl Pipeline {
+    /// Starts one server per spec and a Prometheus running `scrape_job_yaml` against them, and
+    /// waits until every target that the job's relabelling keeps has been scraped.
+    pub async fn start(scrape_job_yaml: &str, specs: Vec<PodSpec>) -> anyhow::Result<Self> {
+        let bin = server_binary()?;
+        let mut servers = Vec::with_capacity(specs.len());
+        for spec in specs {
+            servers.push(ServerProc::start(&bin, spec).await?);
+        }
+        let refs: Vec<&ServerProc> = servers.iter().collect();
+        let config = prometheus_config(scrape_job_yaml, &refs)?;
+        let job = config["scrape_configs"][0]["job_name"]
+            .as_str()
+            .context("no job_name")?
+            .to_owned();
+        let prometheus = PrometheusProc::start(&config).await?;
+        let p = Self {
+            servers,
+            prometheus,
+        };
+        // Pods of other apps or ports are dropped by the relabelling: count only the kept ones.
+        let expected = p
+            .servers
+            .iter()
+            .filter(|s| s.spec.app == "inference" && s.spec.port_name == "http")
+            .count();
+        let q = format!("up{{job=\"{job}\"}} == 1");
+        poll(
+            Duration::from_secs(30),
+            Duration::from_millis(250),
+            || async {
+                let r = p.prometheus.query(&q).await?;
+                if r.samples.len() == expected {
+                    Ok(())
+                } else {
+                    bail!("{} of {expected} targets up", r.samples.len())
+                }
+            },
+        )
+        .await
+        .with_context(|| format!("targets not up; Prometheus log:\n{}", p.prometheus.log()))?;
+        Ok(p)
+    }
+
+    /// Addresses of the servers in `namespace`.
+    pub fn addrs_in(&self, namespace: &str) -> Vec<SocketAddr> {
+        self.servers
+            .iter()
+            .filter(|s| s.spec.namespace == namespace)
+            .map(|s| s.addr)
+            .collect()
+    }
+}
+
+/// Retries `f` every `every` until it succeeds or `within` has passed; the error is the last
+/// failure.
+pub async fn poll<T, F, Fut>(within: Duration, every: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() + every > deadline => {
+                return Err(e.context(format!("still failing after {within:?}")));
+            }
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns the status and the body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP handshake")?;
+    let conn = tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(http::header::HOST, addr.to_string());
+    if body.is_some() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?;
+    let res = sender
+        .send_request(req)
+        .await
+        .with_context(|| format!("{method} {path} on {addr}"))?;
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await?.to_bytes();
+    conn.abort();
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
+
+/// `GET path`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "GET", path, None).await
+}
+
+/// Closed-loop load: `clients` tasks per address, each sending `POST /infer` back to back until
+/// stopped (or dropped, or `max` has passed).
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Answers with 200.
+    pub ok: Arc<AtomicU64>,
+    /// Answers with another status, or transport errors.
+    pub failed: Arc<AtomicU64>,
+}
+
+impl Load {
+    /// Starts the clients.
+    pub fn start(addrs: &[SocketAddr], clients: usize, max: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for &addr in addrs {
+            for i in 0..clients {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                tasks.push(tokio::spawn(async move {
+                    let end = Instant::now() + max;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                        let body = format!("{{\"input\":\"client {i}\"}}");
+                        match http_request(addr, "POST", "/infer", Some(&body)).await {
+                            Ok((200, _)) => ok.fetch_add(1, Ordering::Relaxed),
+                            _ => {
+                                // Do not spin on a refused connection.
+                                tokio::time::sleep(Duration::from_millis(50)).await;
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                    }
+                }));
+            }
+        }
+        Self {
+            stop,
+            tasks,
+            ok,
+            failed,
+        }
+    }
+
+    /// Stops the clients (requests in flight are abandoned).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
