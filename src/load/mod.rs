@@ -448,7 +448,9 @@ pub async fn generate(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_tick = start;
     let mut stopped_by = StopReason::Duration;
-    let mut interrupted = false;
+    // A stop sent before the run started counts too.
+    let mut interrupted = *stop.borrow_and_update();
+    let mut stop_open = true;
 
     let record_row = |shared: &Shared, since: Instant, recorder: &mut Option<TimelineWriter>| {
         let elapsed = start.elapsed();
@@ -489,6 +491,10 @@ pub async fn generate(
 
     // Sending phase.
     loop {
+        if interrupted {
+            stopped_by = StopReason::Interrupted;
+            break;
+        }
         let next_step_at = next_step.peek().map(|d| tokio_start + *d);
         // An arrival due at the end (or later) belongs to no run.
         let next_arrival = next_arrival_at
@@ -499,11 +505,16 @@ pub async fn generate(
                 stopped_by = StopReason::Duration;
                 break;
             }
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    stopped_by = StopReason::Interrupted;
-                    interrupted = true;
-                    break;
+            changed = stop.changed(), if stop_open => {
+                // A dropped sender means no stop will come, not a stop.
+                match changed {
+                    Err(_) => stop_open = false,
+                    Ok(()) if *stop.borrow() => {
+                        stopped_by = StopReason::Interrupted;
+                        interrupted = true;
+                        break;
+                    }
+                    Ok(()) => {}
                 }
             }
             _ = shared.sending_ended.notified() => {}
@@ -560,10 +571,14 @@ pub async fn generate(
     while !interrupted && !tasks.is_empty() {
         tokio::select! {
             _ = tasks.join_next() => {}
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    interrupted = true;
-                    stopped_by = StopReason::Interrupted;
+            changed = stop.changed(), if stop_open => {
+                match changed {
+                    Err(_) => stop_open = false,
+                    Ok(()) if *stop.borrow() => {
+                        interrupted = true;
+                        stopped_by = StopReason::Interrupted;
+                    }
+                    Ok(()) => {}
                 }
             }
             _ = tick.tick() => {

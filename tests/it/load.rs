@@ -623,3 +623,17 @@ fn rate_steps_pause_and_resume_on_schedule() {
         "nothing is sent while the rate is 0: {paused:#?}"
     );
 }
+
+#[test]
+fn a_dropped_stop_sender_is_not_a_stop() {
+    let server = Server::start("pod-l", &[("INFERENCE_SECONDS", "0")]);
+    let mut a = args(Profile::Concurrency(1));
+    a.max_requests = Some(3);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    drop(stop_tx);
+    let report = runtime()
+        .block_on(generate(&a, &server.url(), stop_rx))
+        .expect("load runs");
+    assert_eq!(report.stopped_by, StopReason::MaxRequests);
+    assert_eq!(report.ok, 3);
+}
