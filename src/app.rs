@@ -17,7 +17,8 @@ pub fn default_source_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The files whose content decides the image: the server crate and the lock file.
+/// The files whose content decides the image: exactly the Docker build context that
+/// `.dockerignore` lets through (the manifests and `server/src`), plus the Dockerfile.
 fn image_inputs(source: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let server = source.join("server");
     if !server.join("Dockerfile").is_file() {
@@ -26,21 +27,28 @@ fn image_inputs(source: &Path) -> anyhow::Result<Vec<PathBuf>> {
             source.display()
         );
     }
-    let mut files = vec![source.join("Cargo.lock")];
-    let mut stack = vec![server];
+    let mut files: Vec<PathBuf> = [
+        "Cargo.toml",
+        "Cargo.lock",
+        "server/Cargo.toml",
+        "server/Dockerfile",
+        "xtask/Cargo.toml",
+    ]
+    .iter()
+    .map(|f| source.join(f))
+    .filter(|p| p.is_file())
+    .collect();
+    let mut stack = vec![server.join("src")];
     while let Some(dir) = stack.pop() {
+        if !dir.is_dir() {
+            continue;
+        }
         let entries =
             std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
         for entry in entries {
-            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-            let path = entry.path();
-            let name = entry.file_name();
-            // Build outputs and editor droppings do not change the image.
-            if name == "target"
-                || name.to_string_lossy().starts_with('.') && name != ".dockerignore"
-            {
-                continue;
-            }
+            let path = entry
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .path();
             if path.is_dir() {
                 stack.push(path);
             } else {

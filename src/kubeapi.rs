@@ -26,9 +26,14 @@ pub async fn client_for(context: &str) -> anyhow::Result<Client> {
         context: Some(context.to_string()),
         ..Default::default()
     };
-    let config = kube::Config::from_kubeconfig(&options).await.with_context(|| {
+    let mut config = kube::Config::from_kubeconfig(&options).await.with_context(|| {
         format!("cannot load kube context {context:?} from your kubeconfig (check `kubectl config get-contexts`)")
     })?;
+    // kube's default retry policy retries 429/503/504 up to 15 times with backoff growing to
+    // minutes: one poll of an aggregated API that is not up yet (metrics.k8s.io answers 503 for
+    // minutes after the addon is enabled) would stall far past its wait's deadline. kscale's
+    // waits poll on their own, and every step is idempotent, so a transient error is reported.
+    config.default_retry = false;
     Client::try_from(config)
         .with_context(|| format!("cannot build a Kubernetes client for context {context:?}"))
 }
@@ -172,10 +177,15 @@ where
     let start = Instant::now();
     let mut last;
     loop {
-        match check().await {
-            Ok(None) => return Ok(()),
-            Ok(Some(reason)) => last = reason,
-            Err(e) => last = format!("{e:#}"),
+        // A check that hangs (a server that accepts but never answers) must not outlive the wait.
+        let left = deadline
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(100));
+        match tokio::time::timeout(left, check()).await {
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Ok(Some(reason))) => last = reason,
+            Ok(Err(e)) => last = format!("{e:#}"),
+            Err(_) => last = format!("no answer within {}s", left.as_secs_f64().ceil()),
         }
         if start.elapsed() >= deadline {
             anyhow::bail!("{what} was not ready after {}s: {last}", deadline.as_secs());
@@ -357,6 +367,25 @@ mod tests {
             "status": status,
         }))
         .expect("deployment")
+    }
+
+    #[tokio::test]
+    async fn a_hanging_check_does_not_outlive_its_wait() {
+        let start = Instant::now();
+        let err = wait_until(
+            "a hanging thing",
+            Duration::from_millis(200),
+            Duration::from_millis(50),
+            std::future::pending::<anyhow::Result<Option<String>>>,
+        )
+        .await
+        .expect_err("never ready");
+        assert!(err.to_string().contains("no answer within"), "{err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

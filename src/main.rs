@@ -20,19 +20,58 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        tokio::select! {
-            result = run(cli) => match result {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
+        // The listener is a task of its own, so it runs while the command blocks on a child.
+        let (interrupted_tx, mut interrupted) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = interrupted_tx.send(());
+            }
+        });
+        let result = tokio::select! {
+            result = run(cli) => result,
+            _ = &mut interrupted => return interrupted_exit(),
+        };
+        match result {
+            Ok(code) => code,
+            Err(e) => {
+                // A terminal's Ctrl-C also reaches the external command kscale waits on, which
+                // then dies of it, often before the listener above has run: that failure is the
+                // interruption, not an error of its own.
+                if killed_by_signal(&e)
+                    && tokio::time::timeout(INTERRUPT_GRACE, &mut interrupted)
+                        .await
+                        .is_ok_and(|r| r.is_ok())
+                {
+                    return interrupted_exit();
                 }
-            },
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("\ninterrupted: kscale stopped; every step is idempotent, so re-running the command continues from here");
-                ExitCode::from(130)
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
             }
         }
+    })
+}
+
+/// How long a failure of a child killed by a signal waits for kscale's own Ctrl-C to arrive.
+const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+fn interrupted_exit() -> ExitCode {
+    eprintln!(
+        "\ninterrupted: kscale stopped; every step is idempotent, so re-running the command continues from here"
+    );
+    ExitCode::from(130)
+}
+
+/// Whether the error is an external command that died of a signal (or of SIGINT, as a shell
+/// reports it: exit 130).
+fn killed_by_signal(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<kscale::tools::ToolError>(),
+            Some(kscale::tools::ToolError::Failed {
+                code: None | Some(130),
+                ..
+            })
+        )
     })
 }
 

@@ -126,7 +126,8 @@ pub fn check(runner: &Runner, tools: &[Tool]) -> anyhow::Result<Versions> {
             "preflight failed, nothing was changed:\n{}",
             problems
                 .iter()
-                .map(|p| format!("  - {p}"))
+                // Multi-line problems (stderr tails, hints) stay indented under their bullet.
+                .map(|p| format!("  - {}", p.replace('\n', "\n    ")))
                 .collect::<Vec<_>>()
                 .join("\n")
         )

@@ -42,6 +42,11 @@ fn confirm(s: &Session, profile: &str, yes: bool) -> anyhow::Result<()> {
     }
 }
 
+/// Whether minikube's status word means the cluster answers (1.34+ says "OK" for a healthy one).
+fn running(status: &str) -> bool {
+    matches!(status, "Running" | "OK")
+}
+
 /// Tears the stack down.
 pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownReport> {
     let delete_cluster = s.minikube && !args.keep_cluster;
@@ -66,7 +71,15 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
                 ));
                 return Ok(report);
             }
-            Some(ProfileState::Present { status, .. }) if status != "Running" && delete_cluster => {
+            Some(ProfileState::Present { status, .. }) if !running(&status) && !delete_cluster => {
+                // Nothing can be removed through the API of a cluster that does not run.
+                anyhow::bail!(
+                    "minikube profile {profile} is {status}, so kscale cannot remove its objects; nothing was changed.\n  \
+                     hint: start it with `minikube start -p {profile}` and run `kscale teardown --keep-cluster` again, \
+                     or delete the whole cluster with `kscale teardown --yes`"
+                );
+            }
+            Some(ProfileState::Present { status, .. }) if !running(&status) => {
                 // A stopped cluster is deleted whole; its objects go with it.
                 let step = s.ui.step(&format!("delete minikube profile {profile}"));
                 blocking(|| mk.delete())?;

@@ -5,6 +5,7 @@ mod dashboard;
 mod load;
 mod load_plot_cli;
 mod metrics_cmd;
+mod orchestration;
 mod pipeline;
 mod plot;
 mod render;
