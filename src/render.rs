@@ -48,6 +48,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         "prometheus-adapter.yaml",
         include_str!("../templates/prometheus-adapter.yaml"),
     ),
+    (
+        "grafana-dashboard.json",
+        include_str!("../templates/grafana-dashboard.json"),
+    ),
+    (
+        "grafana-dashboard.yaml",
+        include_str!("../templates/grafana-dashboard.yaml"),
+    ),
 ];
 
 /// What a rendered file is for.
@@ -60,6 +68,8 @@ pub enum FileKind {
     HelmValues,
     /// A Prometheus configuration fragment (embedded in an object; rendered for review and checks).
     PrometheusConfig,
+    /// A Grafana dashboard (embedded in a ConfigMap; rendered for review and checks).
+    GrafanaDashboard,
 }
 
 /// One rendered file.
@@ -208,6 +218,10 @@ pub fn render_all(
     ctx.insert("k", &k);
     let scrape = render_one(templates, "scrape-config.yaml", &ctx)?;
     k["scrape_config"] = Value::String(scrape.clone());
+    let dashboard = render_one(templates, "grafana-dashboard.json", &ctx)?;
+    serde_json::from_str::<Value>(&dashboard)
+        .context("the rendered grafana-dashboard.json is not valid JSON")?;
+    k["dashboard_json"] = Value::String(dashboard.clone());
     ctx.insert("k", &k);
 
     let mut plan: Vec<(&str, FileKind)> = vec![
@@ -216,6 +230,7 @@ pub fn render_all(
         ("deployment.yaml", FileKind::Object),
         ("service.yaml", FileKind::Object),
         ("hpa.yaml", FileKind::Object),
+        ("grafana-dashboard.yaml", FileKind::Object),
         ("prometheus-values.yaml", FileKind::HelmValues),
         ("prometheus-adapter.yaml", FileKind::HelmValues),
     ];
@@ -223,11 +238,18 @@ pub fn render_all(
     if cfg.app.namespace != "default" {
         plan.insert(1, ("app-namespace.yaml", FileKind::Object));
     }
-    let mut out = vec![RenderedFile {
-        name: "scrape-config.yaml".into(),
-        kind: FileKind::PrometheusConfig,
-        content: scrape,
-    }];
+    let mut out = vec![
+        RenderedFile {
+            name: "scrape-config.yaml".into(),
+            kind: FileKind::PrometheusConfig,
+            content: scrape,
+        },
+        RenderedFile {
+            name: "grafana-dashboard.json".into(),
+            kind: FileKind::GrafanaDashboard,
+            content: dashboard,
+        },
+    ];
     for (name, kind) in &plan {
         let content = render_one(templates, name, &ctx)?;
         // Every file must at least be YAML; objects must also survive the typed round trip.
@@ -290,6 +312,7 @@ fn kind_label(k: FileKind) -> &'static str {
         FileKind::Object => "Kubernetes object",
         FileKind::HelmValues => "helm values",
         FileKind::PrometheusConfig => "Prometheus scrape configs",
+        FileKind::GrafanaDashboard => "Grafana dashboard",
     }
 }
 

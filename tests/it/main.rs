@@ -1,8 +1,12 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
 mod cli_smoke;
+mod dashboard;
+mod load;
+mod load_plot_cli;
 mod metrics_cmd;
 mod orchestration;
 mod pipeline;
+mod plot;
 mod render;
 mod support;
