@@ -181,7 +181,7 @@ fn report_text_csv_and_json() {
     };
     let r = build_report(&c, &args).unwrap();
     assert_eq!(r.runs.len(), 2);
-    assert_eq!(r.runs[1].label, "fast");
+    assert_eq!(r.runs[1].label, "fast (concurrency)");
     assert_eq!(r.runs[1].params.profile, MetricProfile::Concurrency);
     let text = summary_text(&r);
     assert!(text.contains("first scale-up decision"), "{text}");
