@@ -152,7 +152,7 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
     config.validate()?;
     // Label each run by its metric profile, so a picture's legend says which signal is which.
     let mut configs = vec![(
-        format!("this config ({})", config.metric.profile),
+        format!("config ({})", config.metric.profile),
         config.clone(),
     )];
     if let Some(path) = &args.compare {
