@@ -56,6 +56,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "grafana-dashboard.yaml",
         include_str!("../templates/grafana-dashboard.yaml"),
     ),
+    (
+        "app-namespace.yaml",
+        include_str!("../templates/app-namespace.yaml"),
+    ),
 ];
 
 /// What a rendered file is for.

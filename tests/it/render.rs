@@ -344,3 +344,23 @@ fn scrape_job_passes_a_real_promtool_check() {
         .expect("promtool");
     assert!(!bad.status.success());
 }
+
+#[test]
+fn an_app_outside_default_gets_its_namespace_and_default_never_does() {
+    let cfg = Config::load(&Layers {
+        sets: vec![("app.namespace".into(), "inference-lab".into())],
+        ..Default::default()
+    })
+    .expect("loads");
+    let files = rendered(&cfg);
+    let ns: core::Namespace = typed(&files, "app-namespace.yaml");
+    assert_eq!(ns.metadata.name.as_deref(), Some("inference-lab"));
+    let hpa: HorizontalPodAutoscaler = typed(&files, "hpa.yaml");
+    assert_eq!(hpa.metadata.namespace.as_deref(), Some("inference-lab"));
+    assert!(
+        !rendered(&Config::default())
+            .iter()
+            .any(|f| f.name == "app-namespace.yaml"),
+        "`default` is not kscale's to create or delete"
+    );
+}
