@@ -13,6 +13,7 @@
 mod build;
 mod certs;
 mod cluster;
+mod helm;
 mod metrics;
 mod netns;
 mod process;
@@ -35,7 +36,8 @@ commands:
   supervise --namespace <NS> --selector <LABELS> --server <PATH> [--first-port <PORT>] [--max-seconds <S>]
            (re)start the pod supervisor: each Running pod matching gets `<PATH> --bind 10.203.0.2
            --port <PORT>` with the pod's env, and a Prometheus target labelled namespace/pod
-  env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder
+  env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder, the
+           folder of the pinned helm (`up` and `build` install it)
 
 options of `up`:
   --hpa-sync-period <DURATION>              HPA controller sync period [default: 5s]
@@ -196,6 +198,7 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
         Some("up") => {
             let options = parse_up_args(&args[1..])?;
             let started = Instant::now();
+            helm::ensure(&layout.cache)?;
             cluster::up(&layout, &options)?;
             eprintln!(
                 "controlplane: up in {:.1}s; use it with:\n  export KUBECONFIG={}\n  kubectl --context {CONTEXT} get nodes",
@@ -206,11 +209,14 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
         }
         Some("down") => cluster::down(&layout),
         Some("status") => cluster::status(&layout),
-        Some("build") => build::ensure_programs(&layout).map(|programs| {
+        Some("build") => {
+            let programs = build::ensure_programs(&layout)?;
             for path in programs.all() {
                 println!("{}", path.display());
             }
-        }),
+            println!("{}", helm::ensure(&layout.cache)?.display());
+            Ok(())
+        }
         Some("supervise") => {
             let spec = parse_supervise_args(&args[1..])?;
             cluster::supervise(&layout, &args[1..], &spec)
@@ -234,6 +240,10 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
             println!(
                 "export KSCALE_HARNESS_TARGETS={}",
                 metrics::targets_dir(&layout).display()
+            );
+            println!(
+                "export KSCALE_HARNESS_HELM_DIR={}",
+                helm::dir(&layout.cache).display()
             );
             Ok(())
         }
