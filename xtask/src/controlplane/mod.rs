@@ -191,6 +191,20 @@ fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
     })
 }
 
+/// Builds (or finds cached) every program the control-plane tests start, helm included, so
+/// `cargo xtask ci` fails before the tests when one cannot be built.
+pub fn build_for_tests() -> anyhow::Result<()> {
+    let layout = Layout::from_env()?;
+    build::ensure_programs(&layout)?;
+    helm::ensure(&layout.cache)?;
+    Ok(())
+}
+
+/// Stops the harness whatever state a test run left it in.
+pub fn down() -> anyhow::Result<()> {
+    cluster::down(&Layout::from_env()?)
+}
+
 /// Entry point of `cargo xtask controlplane ...`.
 pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
     let layout = Layout::from_env()?;
