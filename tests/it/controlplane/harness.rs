@@ -7,8 +7,28 @@ use std::time::{Duration, Instant};
 
 use crate::support::server_binary;
 
-/// App settings every deploy of these tests uses (the defaults, on the harness image).
+/// The image every deploy of these tests names (kwok runs no container; the supervisor does).
 pub const IMAGE: &str = "kscale-server:harness";
+
+/// Settings of every kscale run here, so one scale cycle takes about a minute: 1 s inferences,
+/// a 10 s rate window (the adapter rule is rendered from the same settings), a 2 s mean-duration
+/// target, no scale-up and 15 s scale-down stabilization, at most 4 pods.
+pub const SETS: &[&str] = &[
+    "app.inference_seconds=1",
+    "metric.scrape_interval_seconds=1",
+    "metric.rate_window_seconds=10",
+    "metric.target=2",
+    "hpa.max_replicas=4",
+    "hpa.scale_up.stabilization_window_seconds=0",
+    "hpa.scale_down.stabilization_window_seconds=15",
+];
+
+fn with_sets(cmd: &mut Command) -> &mut Command {
+    for set in SETS {
+        cmd.args(["--set", set]);
+    }
+    cmd
+}
 
 /// Runs `cargo xtask <args>` from the repository; the output, or the failure with both streams.
 pub fn xtask(args: &[&str]) -> Result<String, String> {
@@ -53,7 +73,7 @@ impl Harness {
     pub fn start(hpa_downscale_stabilization: &str) -> Self {
         let work = tempfile::tempdir().expect("temp dir");
         let rendered = work.path().join("rendered");
-        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+        let out = with_sets(&mut Command::new(env!("CARGO_BIN_EXE_kscale")))
             .args(["render", "--image", IMAGE, "--output-dir"])
             .arg(&rendered)
             .current_dir(work.path())
@@ -135,17 +155,22 @@ impl Harness {
         }
     }
 
-    /// Runs kscale against the harness context; the output with both streams.
-    pub fn kscale(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kscale"))
-            .args(args)
+    /// `kscale <args>` against the harness context with [`SETS`], not started yet.
+    pub fn kscale_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
+        cmd.args(args)
             .args(["--context", "kscale-harness"])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("PATH", &self.path)
             .env_remove("KSCALE_CONFIG")
-            .current_dir(self.work.path())
-            .output()
-            .expect("run kscale")
+            .current_dir(self.work.path());
+        with_sets(&mut cmd);
+        cmd
+    }
+
+    /// Runs kscale against the harness context; the output with both streams.
+    pub fn kscale(&self, args: &[&str]) -> Output {
+        self.kscale_cmd(args).output().expect("run kscale")
     }
 
     /// `kubectl <args> -o json` against the harness, parsed.

@@ -5,6 +5,7 @@
 //! they share one cluster and the last one breaks it on purpose.
 
 mod harness;
+mod load;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -196,6 +197,23 @@ fn step_metrics_pass(h: &Harness) {
 
 fn step_metrics_fail_without_adapter(h: &Harness) {
     h.stop_component("prometheus-adapter");
+    // The aggregator notices a gone backend on its next availability check, not at once; until
+    // then only stage 5 fails. Wait for it so the stage-4 hint is what is checked.
+    h.until(
+        "the APIService reports the adapter unavailable",
+        Duration::from_secs(120),
+        || {
+            let svc = h.get(&["apiservice", "v1beta1.external.metrics.k8s.io"]);
+            let available = svc["status"]["conditions"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["type"] == "Available"))
+                .map(|c| c["status"].clone());
+            match available {
+                Some(s) if s == "False" => Ok(()),
+                other => Err(format!("Available={other:?}")),
+            }
+        },
+    );
     let out = h.kscale(&["metrics", "--wait", "20s"]);
     let report = text(&out);
     assert!(
@@ -220,10 +238,171 @@ fn step_metrics_fail_without_adapter(h: &Harness) {
     assert!(report.contains("3 of 6 stages passed"), "{report}");
 }
 
+/// `<pod IP>:<containerPort>` of each Running app pod not being deleted.
+fn pod_addresses(h: &Harness) -> Vec<String> {
+    let pods = h.get(&["pods", "-n", "default", "-l", "app=inference"]);
+    pods["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .filter_map(|p| p["status"]["podIP"].as_str())
+                .map(|ip| format!("{ip}:3000"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn replicas(h: &Harness) -> i64 {
+    h.get(&["deployment", "inference", "-n", "default"])["spec"]["replicas"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+/// Whether every address answers `GET /healthz` (its pod got a real server).
+fn all_serve(addresses: &[String]) -> Result<(), String> {
+    use std::io::{Read as _, Write as _};
+    for addr in addresses {
+        let sock = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)
+            .map_err(|e| format!("{addr}: {e}"))?;
+        if !head.starts_with(b"HTTP/1.1 200") {
+            return Err(format!("{addr}: {}", String::from_utf8_lossy(&head)));
+        }
+    }
+    Ok(())
+}
+
+/// A child process killed on drop (the timeline recorder).
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Load on, the real HPA scales the Deployment up, kwok creates pods, the supervisor gives them
+/// servers; load off, it scales back to one after the stabilization window.
+fn step_hpa_loop(h: &Harness) {
+    // Back to one worker per pod (the deploy step left two).
+    let out = h.kscale(&["deploy", "--image", IMAGE]);
+    assert!(
+        out.status.success(),
+        "kscale deploy failed:\n{}",
+        text(&out)
+    );
+    rolled_out(h);
+    h.until(
+        "one replica before the load",
+        Duration::from_secs(120),
+        || match replicas(h) {
+            1 => Ok(()),
+            n => Err(format!("{n} replicas")),
+        },
+    );
+    let csv = h.work.path().join("timeline.csv");
+    let csv_arg = csv.to_string_lossy().into_owned();
+    let log = std::fs::File::create(h.work.path().join("watch.log")).expect("watch log");
+    let recorder = h
+        .kscale_cmd(&[
+            "metrics",
+            "--watch",
+            "--watch-for",
+            "5m",
+            "--interval",
+            "2s",
+            "--record",
+            &csv_arg,
+        ])
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start kscale metrics --watch");
+    let recorder = ChildGuard(recorder);
+
+    let started = std::time::Instant::now();
+    let h2 = (h.kubeconfig.clone(), h.path.clone());
+    let load = load::Load::start(8, Duration::from_secs(300), move || {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&h2.0)
+            .args(["get", "pods", "-n", "default", "-l", "app=inference", "-o"])
+            .arg("jsonpath={range .items[?(@.status.phase==\"Running\")]}{.status.podIP}{\"\\n\"}{end}")
+            .env("PATH", &h2.1)
+            .output();
+        out.map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(|ip| format!("{ip}:3000"))
+                .collect()
+        })
+        .unwrap_or_default()
+    });
+    let peak = h.until(
+        "scale-up under load",
+        Duration::from_secs(180),
+        || match replicas(h) {
+            n if n >= 3 => Ok(n),
+            n => Err(format!("{n} replicas")),
+        },
+    );
+    let up_after = started.elapsed();
+    h.until("every new pod serves", Duration::from_secs(120), || {
+        let addresses = pod_addresses(h);
+        if (addresses.len() as i64) < peak {
+            return Err(format!("{} of {peak} pods Running", addresses.len()));
+        }
+        all_serve(&addresses)
+    });
+    let served = load.ok.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(served > 0, "the load got no answer");
+    drop(load);
+    let unloaded = std::time::Instant::now();
+    h.until(
+        "scale-down without load",
+        Duration::from_secs(180),
+        || match replicas(h) {
+            1 => Ok(()),
+            n => Err(format!("{n} replicas")),
+        },
+    );
+    let down_after = unloaded.elapsed();
+    eprintln!(
+        "hpa loop: {peak} replicas {:.0} s after the load started, 1 replica {:.0} s after it stopped ({served} answers)",
+        up_after.as_secs_f64(),
+        down_after.as_secs_f64()
+    );
+    drop(recorder);
+    let timeline = std::fs::read_to_string(&csv).unwrap_or_default();
+    assert!(
+        timeline.lines().count() > 5,
+        "the recorded timeline is short:\n{timeline}\n{}",
+        std::fs::read_to_string(h.work.path().join("watch.log")).unwrap_or_default()
+    );
+    if let Some(dir) = std::env::var_os("CONTROLPLANE_TIMELINE_OUT") {
+        let _ = std::fs::copy(
+            &csv,
+            std::path::Path::new(&dir).join("scaling-controlplane.csv"),
+        );
+    }
+}
+
 #[test]
 fn kscale_against_a_real_control_plane() {
     let h = Harness::start("20s");
     step_deploy(&h);
     step_metrics_pass(&h);
+    step_hpa_loop(&h);
     step_metrics_fail_without_adapter(&h);
 }
