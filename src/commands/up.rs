@@ -132,6 +132,8 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
             .await?;
             if report.exit_code() != 0 {
                 step.fail("a link is broken");
+                // A JSON consumer still gets the report of what is broken.
+                s.ui.result_json(&serde_json::json!({ "ok": false, "metrics": &report }));
                 anyhow::bail!(
                     "the stack is up but the metric chain is not working:\n{}",
                     report.to_text()

@@ -8,6 +8,8 @@
 mod config_errors;
 mod deploy;
 mod failures;
+pub mod metric_chain;
+mod metric_check;
 pub mod stub_api;
 mod teardown;
 mod up;
@@ -262,6 +264,7 @@ impl Env {
                 )),
             }
         });
+        metric_chain::install(&api, state.clone());
         let env = vec![
             (
                 "PATH".into(),

@@ -45,11 +45,11 @@ pub struct Request<'a> {
     /// URL path.
     pub path: &'a str,
     /// Query parameters.
-    #[allow(dead_code, reason = "for routes of later tests that read selectors")]
     pub query: &'a HashMap<String, String>,
 }
 
 /// A test-supplied answer: `Some((status, body))` to answer, `None` to fall through to the store.
+/// A JSON string body is sent as `text/plain` (a pod's `/metrics` through the proxy).
 pub type Route = Arc<dyn Fn(&Request, &Store) -> Option<(u16, Value)> + Send + Sync>;
 
 /// The objects and what was asked.
@@ -68,6 +68,34 @@ impl Store {
     /// Every stored object path.
     pub fn paths(&self) -> Vec<String> {
         self.objects.keys().cloned().collect()
+    }
+
+    /// The object at `path`, as a GET returns it.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.objects.get(path).map(|o| present(self, path, o))
+    }
+
+    /// The objects directly under the collection `prefix` (a path without trailing slash), as a
+    /// list returns them.
+    pub fn list(&self, prefix: &str) -> Vec<Value> {
+        let prefix = format!("{}/", prefix.trim_end_matches('/'));
+        self.objects
+            .iter()
+            .filter(|(p, _)| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
+            .map(|(p, o)| present(self, p, o))
+            .collect()
+    }
+
+    /// What the routes answer to a GET of `path`, as a computed answer that depends on another
+    /// (the HPA's status on the external metrics API) sees it, overrides included.
+    pub fn route_get(&self, path: &str) -> Option<(u16, Value)> {
+        let query = HashMap::new();
+        let req = Request {
+            method: &Method::GET,
+            path,
+            query: &query,
+        };
+        self.routes.iter().find_map(|r| r(&req, self))
     }
 
     fn next_rv(&mut self) -> String {
@@ -162,7 +190,8 @@ fn present(store: &Store, path: &str, obj: &Value) -> Value {
     obj
 }
 
-fn labels_match(obj: &Value, selector: &str) -> bool {
+/// Whether `obj` has every `key=value` label of `selector`.
+pub fn labels_match(obj: &Value, selector: &str) -> bool {
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
         let (k, v) = term.split_once('=').unwrap_or((term, ""));
         obj["metadata"]["labels"][k].as_str() == Some(v.trim_start_matches('='))
@@ -375,7 +404,18 @@ async fn serve(
         handle(&mut store, &method, uri.path(), &query, &body)
     };
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, axum::Json(value)).into_response()
+    match value {
+        Value::String(text) => (
+            code,
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            text,
+        )
+            .into_response(),
+        value => (code, axum::Json(value)).into_response(),
+    }
 }
 
 impl StubApi {

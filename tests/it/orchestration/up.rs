@@ -19,7 +19,13 @@ fn fresh_up_runs_every_step_in_order() {
             "svc/prometheus-grafana",
             "minikube service inference -n default -p kscale --url",
         ])
-        .stderr_has(&["preflight", "created", "installed", "rollout"]);
+        .stderr_has(&[
+            "preflight",
+            "created",
+            "installed",
+            "rollout",
+            "end-to-end metric check (pods → Prometheus → adapter → external metrics API → HPA): every stage passes",
+        ]);
     insta::assert_snapshot!("fresh_up_commands", env.log().join("\n"));
     insta::assert_snapshot!("fresh_up_api_writes", mutating_requests(&env).join("\n"));
 
