@@ -4,6 +4,7 @@
 //! kscale's own rule, and a real `kscale-server` per pod. One test walks the steps in order, since
 //! they share one cluster and the last one breaks it on purpose.
 
+mod compare;
 mod harness;
 mod load;
 
@@ -330,6 +331,7 @@ fn step_hpa_loop(h: &Harness) {
         .expect("start kscale metrics --watch");
     let recorder = ChildGuard(recorder);
 
+    let mut trace = compare::Trace::new();
     let started = std::time::Instant::now();
     let h2 = (h.kubeconfig.clone(), h.path.clone());
     let load = load::Load::start(8, Duration::from_secs(300), move || {
@@ -349,34 +351,47 @@ fn step_hpa_loop(h: &Harness) {
         })
         .unwrap_or_default()
     });
-    let peak = h.until(
-        "scale-up under load",
-        Duration::from_secs(180),
-        || match replicas(h) {
+    let peak = h.until("scale-up under load", Duration::from_secs(180), || {
+        trace.observe(h);
+        match replicas(h) {
             n if n >= 3 => Ok(n),
             n => Err(format!("{n} replicas")),
-        },
-    );
+        }
+    });
     let up_after = started.elapsed();
     h.until("every new pod serves", Duration::from_secs(120), || {
+        trace.observe(h);
         let addresses = pod_addresses(h);
         if (addresses.len() as i64) < peak {
             return Err(format!("{} of {peak} pods Running", addresses.len()));
         }
         all_serve(&addresses)
     });
+    // Keep the load on for a while at the new size, so the timeline shows the steady state.
+    let hold = up_after + Duration::from_secs(30);
+    h.until(
+        "the load held at the new size",
+        Duration::from_secs(120),
+        || {
+            trace.observe(h);
+            if started.elapsed() >= hold {
+                Ok(())
+            } else {
+                Err(format!("{} replicas", replicas(h)))
+            }
+        },
+    );
     let served = load.ok.load(std::sync::atomic::Ordering::Relaxed);
     assert!(served > 0, "the load got no answer");
     drop(load);
     let unloaded = std::time::Instant::now();
-    h.until(
-        "scale-down without load",
-        Duration::from_secs(180),
-        || match replicas(h) {
+    h.until("scale-down without load", Duration::from_secs(180), || {
+        trace.observe(h);
+        match replicas(h) {
             1 => Ok(()),
             n => Err(format!("{n} replicas")),
-        },
-    );
+        }
+    });
     let down_after = unloaded.elapsed();
     eprintln!(
         "hpa loop: {peak} replicas {:.0} s after the load started, 1 replica {:.0} s after it stopped ({served} answers)",
@@ -390,12 +405,36 @@ fn step_hpa_loop(h: &Harness) {
         "the recorded timeline is short:\n{timeline}\n{}",
         std::fs::read_to_string(h.work.path().join("watch.log")).unwrap_or_default()
     );
+    let rows = compare::replay(&trace.syncs(), 20);
+    let report = compare::to_csv(&rows);
+    let differing: Vec<&compare::Compared> =
+        rows.iter().filter(|r| r.kscale != r.sync.desired).collect();
+    let worst = differing
+        .iter()
+        .map(|r| (r.kscale - r.sync.desired).abs())
+        .max()
+        .unwrap_or(0);
+    eprintln!(
+        "hpa compare: {} observed syncs, kscale::hpa differs on {} (worst by {worst} replicas)\n{report}",
+        rows.len(),
+        differing.len()
+    );
     if let Some(dir) = std::env::var_os("CONTROLPLANE_TIMELINE_OUT") {
-        let _ = std::fs::copy(
-            &csv,
-            std::path::Path::new(&dir).join("scaling-controlplane.csv"),
-        );
+        let dir = std::path::Path::new(&dir);
+        let _ = std::fs::copy(&csv, dir.join("scaling-controlplane.csv"));
+        let _ = std::fs::write(dir.join("hpa-controlplane-compare.csv"), &report);
     }
+    assert!(
+        rows.iter().any(|r| r.sync.desired > r.sync.current)
+            && rows.iter().any(|r| r.sync.desired < r.sync.current),
+        "the trace holds no scale-up and scale-down decision of the controller:\n{report}"
+    );
+    assert!(
+        differing.len() * 4 <= rows.len() && worst <= 1,
+        "kscale::hpa disagrees with kube-controller-manager on {} of {} syncs (worst by {worst}):\n{report}",
+        differing.len(),
+        rows.len()
+    );
 }
 
 #[test]
