@@ -131,6 +131,10 @@ pub enum Command {
     Teardown(TeardownArgs),
     /// Write every manifest and helm values file kscale would apply; no cluster needed.
     Render(RenderArgs),
+    /// Send inference requests with a load profile (constant, rate, or steps) and report latencies.
+    Load(crate::load::LoadArgs),
+    /// Draw an autoscaling timeline (`metrics --record`, `load --record`) as PNG or SVG.
+    Plot(crate::plot::PlotArgs),
     /// Simulate the autoscaler on a load profile before deploying: reaction time, latency, shedding.
     Simulate(crate::simulate::SimulateArgs),
     /// Print the effective configuration (defaults, kscale.toml, environment, flags) as TOML.

@@ -19,6 +19,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Load(args) = &cli.command {
+        // `load` handles Ctrl-C itself: it stops sending and still reports what it sent.
+        return runtime.block_on(async {
+            let s = match Session::from_args(&cli.global) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            match commands::load::run(&s, args, cli.global.output).await {
+                Ok(report) => ExitCode::from(commands::load::exit_code(&report)),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        });
+    }
     runtime.block_on(async {
         // The listener is a task of its own, so it runs while the command blocks on a child.
         let (interrupted_tx, mut interrupted) = tokio::sync::oneshot::channel::<()>();
@@ -113,6 +132,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             return Ok(ExitCode::from(report.exit_code()));
+        }
+        Command::Load(_) => unreachable!("load runs outside the interrupt select"),
+        Command::Plot(args) => {
+            let path = kscale::plot::run(args)?;
+            s.ui.result(&format!("wrote {}", path.display()));
+            s.ui.result_json(&serde_json::json!({ "file": path }));
         }
         Command::Simulate(args) => {
             kscale::simulate::run(&s.cfg, args, s.ui.json())?;

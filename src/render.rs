@@ -52,6 +52,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         "prometheus-adapter-config.yaml",
         include_str!("../templates/prometheus-adapter-config.yaml"),
     ),
+    (
+        "grafana-dashboard.json",
+        include_str!("../templates/grafana-dashboard.json"),
+    ),
+    (
+        "grafana-dashboard.yaml",
+        include_str!("../templates/grafana-dashboard.yaml"),
+    ),
 ];
 
 /// What a rendered file is for.
@@ -65,6 +73,8 @@ pub enum FileKind {
     /// Configuration of a Prometheus-side program: the scrape job (embedded in an object), the
     /// adapter's own config file (for an adapter run outside the chart). Rendered for review and checks.
     PrometheusConfig,
+    /// A Grafana dashboard (embedded in a ConfigMap; rendered for review and checks).
+    GrafanaDashboard,
 }
 
 /// One rendered file.
@@ -213,6 +223,10 @@ pub fn render_all(
     ctx.insert("k", &k);
     let scrape = render_one(templates, "scrape-config.yaml", &ctx)?;
     k["scrape_config"] = Value::String(scrape.clone());
+    let dashboard = render_one(templates, "grafana-dashboard.json", &ctx)?;
+    serde_json::from_str::<Value>(&dashboard)
+        .context("the rendered grafana-dashboard.json is not valid JSON")?;
+    k["dashboard_json"] = Value::String(dashboard.clone());
     ctx.insert("k", &k);
 
     let mut plan: Vec<(&str, FileKind)> = vec![
@@ -221,6 +235,7 @@ pub fn render_all(
         ("deployment.yaml", FileKind::Object),
         ("service.yaml", FileKind::Object),
         ("hpa.yaml", FileKind::Object),
+        ("grafana-dashboard.yaml", FileKind::Object),
         ("prometheus-values.yaml", FileKind::HelmValues),
         ("prometheus-adapter.yaml", FileKind::HelmValues),
         ("prometheus-adapter-config.yaml", FileKind::PrometheusConfig),
@@ -229,11 +244,18 @@ pub fn render_all(
     if cfg.app.namespace != "default" {
         plan.insert(1, ("app-namespace.yaml", FileKind::Object));
     }
-    let mut out = vec![RenderedFile {
-        name: "scrape-config.yaml".into(),
-        kind: FileKind::PrometheusConfig,
-        content: scrape,
-    }];
+    let mut out = vec![
+        RenderedFile {
+            name: "scrape-config.yaml".into(),
+            kind: FileKind::PrometheusConfig,
+            content: scrape,
+        },
+        RenderedFile {
+            name: "grafana-dashboard.json".into(),
+            kind: FileKind::GrafanaDashboard,
+            content: dashboard,
+        },
+    ];
     for (name, kind) in &plan {
         let content = render_one(templates, name, &ctx)?;
         // Every file must at least be YAML; objects must also survive the typed round trip.
@@ -296,6 +318,7 @@ fn kind_label(k: FileKind) -> &'static str {
         FileKind::Object => "Kubernetes object",
         FileKind::HelmValues => "helm values",
         FileKind::PrometheusConfig => "Prometheus configuration",
+        FileKind::GrafanaDashboard => "Grafana dashboard",
     }
 }
 

@@ -1,6 +1,17 @@
 //! The autoscaling timeline: one row per observation, shared by `kscale metrics --watch --record`,
-//! `kscale simulate` and `kscale plot`.
+//! `kscale load --record`, `kscale simulate` and `kscale plot`.
+//!
+//! On disk a timeline is a CSV file with a header row. Columns are found by name, so a file may
+//! leave columns out (they take their defaults) or carry columns this version does not know
+//! (they are ignored); only `t_seconds` is required. An empty cell is "not known". Per-pod samples
+//! share one `pods` cell: `name:queue_depth:in_flight` entries separated by `;`.
 
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 /// One observation of the autoscaling loop.
@@ -31,6 +42,20 @@ pub struct TimelineRow {
     /// Per-pod `(name, queue depth, in flight)`.
     #[serde(default)]
     pub pods: Vec<PodSample>,
+    /// Wall-clock time of the row (seconds since the Unix epoch), so that timelines recorded by
+    /// different processes (`kscale metrics` and `kscale load`) can be put on one time axis.
+    #[serde(default)]
+    pub unix_seconds: Option<f64>,
+    /// Requests the load generator started per second since the previous row.
+    #[serde(default)]
+    pub send_rate: Option<f64>,
+    /// Requests answered with a 2xx status since the previous row.
+    #[serde(default)]
+    pub ok: Option<u64>,
+    /// Requests that failed for another reason than a 503 since the previous row (refused,
+    /// timeout, other statuses, broken connections).
+    #[serde(default)]
+    pub errors: Option<u64>,
 }
 
 /// Queue depth and in-flight requests of one pod at one time.
@@ -42,4 +67,454 @@ pub struct PodSample {
     pub queue_depth: f64,
     /// Requests in inference.
     pub in_flight: f64,
+}
+
+/// The CSV columns, in the order they are written.
+pub const CSV_COLUMNS: &[&str] = &[
+    "t_seconds",
+    "unix_seconds",
+    "replicas_current",
+    "replicas_desired",
+    "metric_value",
+    "target",
+    "load",
+    "queue_depth",
+    "in_flight",
+    "p50_seconds",
+    "p99_seconds",
+    "shed",
+    "send_rate",
+    "ok",
+    "errors",
+    "pods",
+];
+
+/// The header line of a timeline CSV file (without the newline).
+pub fn csv_header() -> String {
+    CSV_COLUMNS.join(",")
+}
+
+/// A number with at most 6 decimals (microseconds for times), without trailing zeros.
+fn num(x: f64) -> String {
+    let s = format!("{x:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn opt_f64(v: Option<f64>) -> String {
+    v.filter(|x| x.is_finite()).map(num).unwrap_or_default()
+}
+
+fn opt_u64(v: Option<u64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+/// A pod name as it may appear in the `pods` cell: the separators of the file are replaced.
+fn clean_pod_name(name: &str) -> String {
+    name.chars()
+        .map(|c| match c {
+            ',' | ';' | ':' | '\n' | '\r' | '"' => '_',
+            c => c,
+        })
+        .collect()
+}
+
+/// One row as a CSV line (without the newline), in [`CSV_COLUMNS`] order.
+pub fn csv_line(row: &TimelineRow) -> String {
+    let mut pods = String::new();
+    for (i, p) in row.pods.iter().enumerate() {
+        if i > 0 {
+            pods.push(';');
+        }
+        let _ = write!(
+            pods,
+            "{}:{}:{}",
+            clean_pod_name(&p.pod),
+            num(p.queue_depth),
+            num(p.in_flight)
+        );
+    }
+    [
+        num(row.t_seconds),
+        opt_f64(row.unix_seconds),
+        row.replicas_current.to_string(),
+        row.replicas_desired.to_string(),
+        opt_f64(row.metric_value),
+        num(row.target),
+        opt_f64(row.load),
+        opt_f64(row.queue_depth),
+        opt_f64(row.in_flight),
+        opt_f64(row.p50_seconds),
+        opt_f64(row.p99_seconds),
+        opt_u64(row.shed),
+        opt_f64(row.send_rate),
+        opt_u64(row.ok),
+        opt_u64(row.errors),
+        pods,
+    ]
+    .join(",")
+}
+
+/// Writes a whole timeline to `path`, replacing the file.
+pub fn write_csv(path: &Path, rows: &[TimelineRow]) -> anyhow::Result<()> {
+    let mut w = TimelineWriter::create(path)?;
+    for row in rows {
+        w.append(row)?;
+    }
+    Ok(())
+}
+
+/// Writes timeline rows one at a time, flushing each so that a recording interrupted by Ctrl-C
+/// keeps every row written so far.
+#[derive(Debug)]
+pub struct TimelineWriter {
+    file: File,
+    path: PathBuf,
+}
+
+impl TimelineWriter {
+    /// Creates (or truncates) `path` and writes the header.
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let mut file = File::create(path)
+            .with_context(|| format!("cannot create timeline file {}", path.display()))?;
+        writeln!(file, "{}", csv_header())
+            .with_context(|| format!("cannot write to timeline file {}", path.display()))?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens `path` for appending rows, writing the header when the file is new or empty. An
+    /// existing file must have this version's header, else rows would land under other columns.
+    pub fn append_to(path: &Path) -> anyhow::Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open timeline file {} to append", path.display()))?;
+        let mut existing = String::new();
+        file.seek(SeekFrom::Start(0))
+            .and_then(|_| (&mut file).take(4096).read_to_string(&mut existing))
+            .with_context(|| format!("cannot read timeline file {}", path.display()))?;
+        if existing.is_empty() {
+            writeln!(file, "{}", csv_header())
+                .with_context(|| format!("cannot write to timeline file {}", path.display()))?;
+        } else {
+            let first = existing.lines().next().unwrap_or_default().trim_end();
+            if first != csv_header() {
+                anyhow::bail!(
+                    "{} is not a timeline file of this kscale version (its header is `{first}`); \
+                     record to a new file",
+                    path.display()
+                );
+            }
+            let mut last = [0u8; 1];
+            file.seek(SeekFrom::End(-1))
+                .and_then(|_| file.read_exact(&mut last))
+                .with_context(|| format!("cannot read timeline file {}", path.display()))?;
+            if last[0] != b'\n' {
+                // A previous writer was cut mid-line: start on a fresh line so that only that
+                // one row is damaged.
+                writeln!(file).with_context(|| format!("cannot write to {}", path.display()))?;
+            }
+        }
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Appends one row and flushes it.
+    pub fn append(&mut self, row: &TimelineRow) -> anyhow::Result<()> {
+        writeln!(self.file, "{}", csv_line(row))
+            .and_then(|_| self.file.flush())
+            .with_context(|| format!("cannot write to timeline file {}", self.path.display()))
+    }
+}
+
+/// Reads a timeline CSV file. Errors name the file, the line (counting from 1, the header
+/// included) and the column.
+pub fn read_csv(path: &Path) -> anyhow::Result<Vec<TimelineRow>> {
+    let file = File::open(path)
+        .with_context(|| format!("cannot open timeline file {}", path.display()))?;
+    let mut text = String::new();
+    BufReader::new(file)
+        .read_to_string(&mut text)
+        .with_context(|| format!("cannot read timeline file {}", path.display()))?;
+    parse_csv(&text).with_context(|| format!("invalid timeline file {}", path.display()))
+}
+
+/// Parses timeline CSV text (see the module documentation for the format).
+pub fn parse_csv(text: &str) -> anyhow::Result<Vec<TimelineRow>> {
+    let mut lines = text.as_bytes().lines().enumerate();
+    let header = loop {
+        match lines.next() {
+            None => anyhow::bail!(
+                "line 1: the file is empty; expected a header `{}`",
+                csv_header()
+            ),
+            Some((i, line)) => {
+                let line = line.with_context(|| format!("line {}: not text", i + 1))?;
+                if !line.trim().is_empty() {
+                    break (i + 1, line);
+                }
+            }
+        }
+    };
+    let (header_line, header) = header;
+    let names: Vec<String> = header.split(',').map(|s| s.trim().to_owned()).collect();
+    if !names.iter().any(|n| n == "t_seconds") {
+        anyhow::bail!(
+            "line {header_line}: the header has no `t_seconds` column (found `{header}`); \
+             expected `{}`",
+            csv_header()
+        );
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        let number = i + 1;
+        let line = line.with_context(|| format!("line {number}: not text"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').collect();
+        if cells.len() != names.len() {
+            anyhow::bail!(
+                "line {number}: {} fields, but the header (line {header_line}) has {}",
+                cells.len(),
+                names.len()
+            );
+        }
+        let mut row = TimelineRow::default();
+        for (name, cell) in names.iter().zip(&cells) {
+            set_field(&mut row, name, cell.trim())
+                .with_context(|| format!("line {number}: column `{name}`"))?;
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn parse_f64(cell: &str) -> anyhow::Result<Option<f64>> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let v: f64 = cell
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{cell}` is not a number"))?;
+    if !v.is_finite() {
+        return Ok(None);
+    }
+    Ok(Some(v))
+}
+
+fn parse_u64(cell: &str) -> anyhow::Result<Option<u64>> {
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    cell.parse()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("`{cell}` is not a whole number"))
+}
+
+fn parse_u32(cell: &str) -> anyhow::Result<u32> {
+    Ok(match parse_u64(cell)? {
+        None => 0,
+        Some(v) => u32::try_from(v).map_err(|_| anyhow::anyhow!("`{cell}` is too large"))?,
+    })
+}
+
+fn parse_pods(cell: &str) -> anyhow::Result<Vec<PodSample>> {
+    let mut pods = Vec::new();
+    for entry in cell.split(';').filter(|e| !e.is_empty()) {
+        let mut parts = entry.rsplitn(3, ':');
+        let (Some(in_flight), Some(queue), Some(pod)) = (parts.next(), parts.next(), parts.next())
+        else {
+            anyhow::bail!("`{entry}` is not `pod:queue_depth:in_flight`");
+        };
+        let num = |s: &str| -> anyhow::Result<f64> {
+            s.parse()
+                .map_err(|_| anyhow::anyhow!("`{entry}`: `{s}` is not a number"))
+        };
+        pods.push(PodSample {
+            pod: pod.to_owned(),
+            queue_depth: num(queue)?,
+            in_flight: num(in_flight)?,
+        });
+    }
+    Ok(pods)
+}
+
+fn set_field(row: &mut TimelineRow, name: &str, cell: &str) -> anyhow::Result<()> {
+    match name {
+        "t_seconds" => {
+            row.t_seconds =
+                parse_f64(cell)?.ok_or_else(|| anyhow::anyhow!("the time must be given"))?;
+        }
+        "unix_seconds" => row.unix_seconds = parse_f64(cell)?,
+        "replicas_current" => row.replicas_current = parse_u32(cell)?,
+        "replicas_desired" => row.replicas_desired = parse_u32(cell)?,
+        "metric_value" => row.metric_value = parse_f64(cell)?,
+        "target" => row.target = parse_f64(cell)?.unwrap_or(0.0),
+        "load" => row.load = parse_f64(cell)?,
+        "queue_depth" => row.queue_depth = parse_f64(cell)?,
+        "in_flight" => row.in_flight = parse_f64(cell)?,
+        "p50_seconds" => row.p50_seconds = parse_f64(cell)?,
+        "p99_seconds" => row.p99_seconds = parse_f64(cell)?,
+        "shed" => row.shed = parse_u64(cell)?,
+        "send_rate" => row.send_rate = parse_f64(cell)?,
+        "ok" => row.ok = parse_u64(cell)?,
+        "errors" => row.errors = parse_u64(cell)?,
+        "pods" => row.pods = parse_pods(cell)?,
+        // Columns of a newer version: keep reading what this version understands.
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<TimelineRow> {
+        vec![
+            TimelineRow {
+                t_seconds: 0.0,
+                unix_seconds: Some(1_800_000_000.5),
+                replicas_current: 1,
+                replicas_desired: 2,
+                metric_value: Some(14.25),
+                target: 12.0,
+                load: Some(4.0),
+                queue_depth: Some(3.0),
+                in_flight: Some(1.0),
+                pods: vec![PodSample {
+                    pod: "inference-7d9f-abc".into(),
+                    queue_depth: 3.0,
+                    in_flight: 1.0,
+                }],
+                ..Default::default()
+            },
+            TimelineRow {
+                t_seconds: 5.5,
+                replicas_current: 2,
+                replicas_desired: 2,
+                metric_value: None,
+                target: 12.0,
+                p50_seconds: Some(10.0),
+                p99_seconds: Some(21.0),
+                shed: Some(2),
+                send_rate: Some(0.8),
+                ok: Some(4),
+                errors: Some(0),
+                pods: vec![
+                    PodSample {
+                        pod: "a".into(),
+                        queue_depth: 0.0,
+                        in_flight: 1.0,
+                    },
+                    PodSample {
+                        pod: "b".into(),
+                        queue_depth: 2.0,
+                        in_flight: 1.0,
+                    },
+                ],
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trips_through_csv() {
+        let rows = sample();
+        let mut text = csv_header();
+        for r in &rows {
+            text.push('\n');
+            text.push_str(&csv_line(r));
+        }
+        assert_eq!(parse_csv(&text).unwrap(), rows);
+    }
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(num(1.001580436), "1.00158");
+        assert_eq!(num(1795810785.455492), "1795810785.455492");
+        assert_eq!(num(12.0), "12");
+        assert_eq!(num(0.0), "0");
+    }
+
+    #[test]
+    fn columns_are_found_by_name_and_missing_ones_default() {
+        let rows = parse_csv("load,t_seconds,future_column\n3,1.5,x\n").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].t_seconds, 1.5);
+        assert_eq!(rows[0].load, Some(3.0));
+        assert_eq!(rows[0].replicas_current, 0);
+    }
+
+    #[test]
+    fn reads_the_subset_that_metrics_watch_records() {
+        // The header `kscale metrics --watch --record` wrote first (no wall clock, no pods).
+        let text = "t_seconds,replicas_current,replicas_desired,metric_value,target,load,\
+                    queue_depth,in_flight,p50_seconds,p99_seconds,shed\n\
+                    0,1,2,13.5,12,,3,1,,,\n5.2,2,2,,12,,0,2,,,\n";
+        let rows = parse_csv(text).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].replicas_desired, 2);
+        assert_eq!(rows[0].metric_value, Some(13.5));
+        assert_eq!(rows[1].metric_value, None);
+        assert_eq!(rows[1].in_flight, Some(2.0));
+        assert_eq!(rows[1].unix_seconds, None);
+    }
+
+    #[test]
+    fn malformed_cells_name_line_and_column() {
+        let err = parse_csv("t_seconds,replicas_current\n0,1\n\n5,two\n").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("line 4"), "{msg}");
+        assert!(msg.contains("replicas_current"), "{msg}");
+        assert!(msg.contains("`two`"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_field_count_names_the_line() {
+        let msg = format!("{:#}", parse_csv("t_seconds,load\n0,1\n1\n").unwrap_err());
+        assert!(msg.contains("line 3") && msg.contains("1 fields"), "{msg}");
+    }
+
+    #[test]
+    fn a_header_without_time_is_refused() {
+        let msg = format!("{:#}", parse_csv("a,b\n1,2\n").unwrap_err());
+        assert!(msg.contains("line 1") && msg.contains("t_seconds"), "{msg}");
+        assert!(parse_csv("").is_err());
+    }
+
+    #[test]
+    fn appending_keeps_one_header_and_refuses_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        let rows = sample();
+        TimelineWriter::append_to(&path)
+            .unwrap()
+            .append(&rows[0])
+            .unwrap();
+        TimelineWriter::append_to(&path)
+            .unwrap()
+            .append(&rows[1])
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.matches("t_seconds").count(), 1, "{text}");
+        assert_eq!(read_csv(&path).unwrap(), rows);
+
+        let other = dir.path().join("other.csv");
+        std::fs::write(&other, "a,b\n").unwrap();
+        let msg = format!("{:#}", TimelineWriter::append_to(&other).unwrap_err());
+        assert!(msg.contains("not a timeline file"), "{msg}");
+    }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each is a thin orchestration of the modules that do the work.
 
 pub mod deploy;
+pub mod load;
 pub mod render;
 pub mod teardown;
 pub mod up;

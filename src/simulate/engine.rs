@@ -813,6 +813,7 @@ impl Sim<'_> {
             p99_seconds: p99,
             shed: Some(self.row_shed),
             pods,
+            ..TimelineRow::default()
         });
         self.row_latencies.clear();
         self.row_shed = 0;

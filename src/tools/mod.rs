@@ -1,12 +1,14 @@
 //! The one place kscale runs external programs (minikube, helm, kubectl, docker), through `duct`.
 //!
-//! Invariants: every external process starts here; a failure carries the command line, the exit
+//! Invariants: every external process starts here (long-lived ones, like `kubectl port-forward`,
+//! in `port_forward`); a failure carries the command line, the exit
 //! status and the tail of stderr, plus a hint; in `--dry-run` nothing is executed (actions are
 //! printed, probes answer "unknown" and callers plan for a fresh machine).
 
 pub mod docker;
 pub mod helm;
 pub mod minikube;
+pub mod port_forward;
 pub mod version;
 
 use std::fmt;

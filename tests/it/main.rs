@@ -2,8 +2,12 @@
 
 mod cli_smoke;
 mod controlplane;
+mod dashboard;
+mod load;
+mod load_plot_cli;
 mod metrics_cmd;
 mod orchestration;
 mod pipeline;
+mod plot;
 mod render;
 mod support;

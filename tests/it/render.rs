@@ -43,8 +43,8 @@ fn every_object_survives_a_typed_round_trip() {
             .collect();
         assert_eq!(
             objects.len(),
-            5,
-            "namespace, secret, deployment, service, hpa"
+            6,
+            "namespace, secret, deployment, service, hpa, dashboard"
         );
         for f in objects {
             let v = render::parse_yaml(&f.content).expect("yaml");

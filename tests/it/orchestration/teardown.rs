@@ -21,6 +21,7 @@ fn teardown_yes_removes_everything_in_order() {
             "DELETE /apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/inference",
             "DELETE /api/v1/namespaces/default/services/inference",
             "DELETE /apis/apps/v1/namespaces/default/deployments/inference",
+            "DELETE /api/v1/namespaces/monitoring/configmaps/kscale-inference-dashboard",
             "DELETE /api/v1/namespaces/monitoring/secrets/kscale-scrape-config",
             "DELETE /api/v1/namespaces/monitoring",
         ],

@@ -1,0 +1,660 @@
+//! `kscale load`: drive the inference service with a load profile, show progress live, and
+//! report what was sent and what came back.
+//!
+//! Bounded by `--duration` and `--max-requests`; Ctrl-C stops at once and still reports. When the
+//! sending phase ends by itself, requests in flight are waited for (each bounded by `--timeout`)
+//! so that the counts match the server's own.
+
+pub mod conn;
+pub mod profile;
+pub mod stats;
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::cli::OutputFormat;
+use crate::timeline::{TimelineRow, TimelineWriter};
+use conn::{Conn, ErrorKind, Outcome, Target};
+pub use profile::Profile;
+use stats::Stats;
+pub use stats::{LoadReport, StopReason};
+
+/// `kscale load`: send inference requests with a load profile.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("load_profile").required(true).args(["concurrency", "rate", "steps", "rate_steps"])))]
+pub struct LoadArgs {
+    /// Base URL of the service (e.g. http://127.0.0.1:3000); requests go to `POST <URL>/infer`.
+    /// Without it, kscale opens a port-forward to the deployed service.
+    #[arg(long, env = "KSCALE_LOAD_URL")]
+    pub url: Option<String>,
+    /// Keep N requests in flight (closed loop: each client sends its next request when the
+    /// previous one is answered, or 250 ms after a 503 or a refused connection).
+    #[arg(long, short = 'c', value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(profile::MAX_CLIENTS)))]
+    pub concurrency: Option<u32>,
+    /// Start R requests per second, whatever the answers take (open loop).
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Change the number of clients over time: TIME:CLIENTS pairs, e.g. `0s:2,60s:8,300s:2`.
+    #[arg(long, value_name = "SPEC")]
+    pub steps: Option<String>,
+    /// Change the arrival rate over time: TIME:REQUESTS_PER_SECOND pairs, e.g. `0s:0.2,60s:1`.
+    #[arg(long, value_name = "SPEC")]
+    pub rate_steps: Option<String>,
+    /// Stop sending after this long (e.g. 90s, 10m).
+    #[arg(long, short = 'd', default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop sending after this many requests.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Open a new connection every N requests (0: keep each connection as long as the server
+    /// allows). kube-proxy balances connections, not requests: new connections reach new pods.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reconnect_every: u64,
+    /// Give up on a request (connection included) after this long; it counts as a timeout.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// With --rate or --rate-steps: at most this many requests in flight; arrivals beyond are counted, not sent.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_in_flight: u64,
+    /// The `input` text of every request.
+    #[arg(long, default_value = "hello")]
+    pub input: String,
+    /// Write the load side's timeline (send rate, latencies, errors per interval) to this CSV.
+    #[arg(long, value_name = "FILE.csv")]
+    pub record: Option<PathBuf>,
+    /// Interval of the progress line and of the recorded rows.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
+        _ => humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?,
+    };
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of requests per second"))?;
+    if !(r.is_finite() && r > 0.0 && r <= 100_000.0) {
+        return Err("must be more than 0 and at most 100000 requests/s".into());
+    }
+    Ok(r)
+}
+
+impl LoadArgs {
+    /// Arguments with a profile and every other option at its default (for callers and tests).
+    pub fn with_profile(profile: &Profile) -> LoadArgs {
+        let (concurrency, rate, steps, rate_steps) = match profile {
+            Profile::Concurrency(n) => (Some(*n), None, None, None),
+            Profile::Rate(r) => (None, Some(*r), None, None),
+            Profile::Steps(steps) => {
+                let spec: Vec<String> = steps
+                    .iter()
+                    .map(|s| format!("{}:{}", s.at.as_secs_f64(), s.clients))
+                    .collect();
+                (None, None, Some(spec.join(",")), None)
+            }
+            Profile::RateSteps(steps) => {
+                let spec: Vec<String> = steps
+                    .iter()
+                    .map(|s| format!("{}:{}", s.at.as_secs_f64(), s.per_second))
+                    .collect();
+                (None, None, None, Some(spec.join(",")))
+            }
+        };
+        LoadArgs {
+            url: None,
+            concurrency,
+            rate,
+            steps,
+            rate_steps,
+            duration: Duration::from_secs(60),
+            max_requests: None,
+            reconnect_every: 0,
+            timeout: Duration::from_secs(120),
+            max_in_flight: 1024,
+            input: "hello".into(),
+            record: None,
+            interval: Duration::from_secs(1),
+            quiet: true,
+        }
+    }
+
+    /// The load profile the flags describe.
+    pub fn profile(&self) -> anyhow::Result<Profile> {
+        match (self.concurrency, self.rate, &self.steps, &self.rate_steps) {
+            (Some(n), None, None, None) => Ok(Profile::Concurrency(n)),
+            (None, Some(r), None, None) => Ok(Profile::Rate(r)),
+            (None, None, Some(spec), None) => Profile::parse_steps(spec).context("invalid --steps"),
+            (None, None, None, Some(spec)) => {
+                Profile::parse_rate_steps(spec).context("invalid --rate-steps")
+            }
+            _ => {
+                anyhow::bail!("give exactly one of --concurrency, --rate, --steps and --rate-steps")
+            }
+        }
+    }
+}
+
+/// Runs `kscale load --url …`: drives the URL until the profile ends or Ctrl-C, then prints the
+/// report on stdout. Without `--url` the caller must open a port-forward and use [`run_against`].
+pub async fn run(args: &LoadArgs, output: OutputFormat) -> anyhow::Result<LoadReport> {
+    let Some(url) = args.url.as_deref() else {
+        anyhow::bail!(
+            "no --url given and no port-forward was opened: pass --url http://HOST:PORT of the \
+             inference service"
+        );
+    };
+    run_against(args, url, output).await
+}
+
+/// Like [`run`] against `base_url` (e.g. a port-forward's `http://127.0.0.1:PORT`).
+pub async fn run_against(
+    args: &LoadArgs,
+    base_url: &str,
+    output: OutputFormat,
+) -> anyhow::Result<LoadReport> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = stop_tx.send(true);
+        }
+    });
+    let report = generate(args, base_url, stop_rx).await;
+    ctrl_c.abort();
+    let report = report?;
+    match output {
+        OutputFormat::Text => print!("{}", report.to_text()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?
+        ),
+    }
+    Ok(report)
+}
+
+/// Like [`run`] through a `kubectl port-forward` to the service that `spec` names, opened
+/// for the run and closed after it. kubectl forwards to a single pod: use a NodePort URL with
+/// [`run_against`] to spread the load over pods.
+pub async fn run_via_port_forward(
+    args: &LoadArgs,
+    spec: &crate::tools::port_forward::PortForwardSpec,
+    output: OutputFormat,
+) -> anyhow::Result<LoadReport> {
+    let forward =
+        crate::tools::port_forward::PortForward::open(spec, Duration::from_secs(30)).await?;
+    if !args.quiet {
+        eprintln!(
+            "load: port-forward {} -> service/{}:{} (one pod receives every request)",
+            forward.local_url, spec.service, spec.remote_port
+        );
+    }
+    let report = run_against(args, &forward.local_url, output).await;
+    forward.close().await;
+    report
+}
+
+/// State shared by the controller and every client task.
+struct Shared {
+    target: Target,
+    stats: Mutex<Stats>,
+    in_flight: AtomicU64,
+    opened: AtomicU64,
+    issued: AtomicU64,
+    max_requests: u64,
+    sending: AtomicBool,
+    sending_ended: Notify,
+    timeout: Duration,
+    reconnect_every: u64,
+    /// Idle connections of the open-loop (rate) profile.
+    pool: Mutex<Vec<Conn>>,
+}
+
+impl Shared {
+    fn stats(&self) -> MutexGuard<'_, Stats> {
+        // A panicking client task cannot leave the counts half-updated in a way that matters
+        // more than losing the whole report.
+        self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stop_sending(&self) {
+        if self.sending.swap(false, Ordering::SeqCst) {
+            self.sending_ended.notify_waiters();
+        }
+    }
+
+    /// Permission to start one more request.
+    fn take_ticket(&self) -> bool {
+        if !self.sending.load(Ordering::SeqCst) {
+            return false;
+        }
+        let n = self.issued.fetch_add(1, Ordering::SeqCst);
+        if n >= self.max_requests {
+            self.stop_sending();
+            return false;
+        }
+        if n + 1 == self.max_requests {
+            self.stop_sending();
+        }
+        true
+    }
+
+    async fn one_request(&self, slot: &mut Option<Conn>) {
+        self.stats().started();
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let outcome = conn::request(
+            slot,
+            &self.target,
+            self.timeout,
+            self.reconnect_every,
+            &self.opened,
+        )
+        .await;
+        let latency = started.elapsed();
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.stats().finished(&outcome, latency);
+        if let Outcome::Failed {
+            kind: ErrorKind::Refused | ErrorKind::Unavailable,
+            ..
+        } = outcome
+        {
+            // Nothing listens, or the queue is full: a client retrying at once would turn into
+            // a flood of failures that says nothing more about the service.
+            tokio::time::sleep(FAILURE_PAUSE).await;
+        }
+    }
+}
+
+/// How long a closed-loop client waits after a refused connection or a 503 before its next
+/// request (the server's `Retry-After`, a full inference time, would hide the offered load).
+pub const FAILURE_PAUSE: Duration = Duration::from_millis(250);
+
+/// A closed-loop client: sends while its index is below the wanted concurrency.
+async fn client(index: u32, shared: Arc<Shared>, mut wanted: watch::Receiver<u32>) {
+    let mut slot: Option<Conn> = None;
+    loop {
+        if !shared.sending.load(Ordering::SeqCst) {
+            break;
+        }
+        if index >= *wanted.borrow_and_update() {
+            // An idle client holds no connection, so the pod it was on is released.
+            slot = None;
+            if wanted.changed().await.is_err() {
+                break;
+            }
+            continue;
+        }
+        if !shared.take_ticket() {
+            break;
+        }
+        shared.one_request(&mut slot).await;
+    }
+}
+
+/// One open-loop request, on a pooled connection when one is idle.
+async fn pooled_request(shared: Arc<Shared>) {
+    let mut slot = shared.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    shared.one_request(&mut slot).await;
+    if let Some(c) = slot.filter(Conn::is_open) {
+        shared
+            .pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(c);
+    }
+}
+
+fn unix_now() -> Option<f64> {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+/// Live progress: a spinner line on a terminal, plain lines (every 5 s at most) otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    plain_every: Option<Duration>,
+    last_plain: Option<Instant>,
+}
+
+impl Progress {
+    fn new(quiet: bool, interval: Duration) -> Self {
+        if quiet {
+            return Self {
+                bar: None,
+                plain_every: None,
+                last_plain: None,
+            };
+        }
+        if std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Self {
+                bar: Some(bar),
+                plain_every: None,
+                last_plain: None,
+            }
+        } else {
+            Self {
+                bar: None,
+                plain_every: Some(interval.max(Duration::from_secs(5))),
+                last_plain: None,
+            }
+        }
+    }
+
+    fn show(&mut self, line: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(line);
+        } else if let Some(every) = self.plain_every
+            && self.last_plain.is_none_or(|t| t.elapsed() >= every)
+        {
+            eprintln!("{line}");
+            self.last_plain = Some(Instant::now());
+        }
+    }
+
+    fn note(&self, line: &str) {
+        if let Some(bar) = &self.bar {
+            bar.suspend(|| eprintln!("{line}"));
+        } else if self.plain_every.is_some() {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Drives `base_url` with the profile of `args` until it ends, `stop` turns true (then requests
+/// in flight are abandoned), or `--max-requests` were sent. Progress goes to stderr unless
+/// `args.quiet`; nothing is printed on stdout.
+pub async fn generate(
+    args: &LoadArgs,
+    base_url: &str,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<LoadReport> {
+    let profile = args.profile()?;
+    let target = Target::from_base_url(base_url, &args.input)?;
+    if args.interval < Duration::from_millis(100) {
+        anyhow::bail!("--interval must be at least 100ms");
+    }
+    let mut recorder = match &args.record {
+        Some(path) => Some(TimelineWriter::create(path)?),
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        target: target.clone(),
+        stats: Mutex::new(Stats::default()),
+        in_flight: AtomicU64::new(0),
+        opened: AtomicU64::new(0),
+        issued: AtomicU64::new(0),
+        max_requests: args.max_requests.unwrap_or(u64::MAX),
+        sending: AtomicBool::new(args.max_requests != Some(0)),
+        sending_ended: Notify::new(),
+        timeout: args.timeout,
+        reconnect_every: args.reconnect_every,
+        pool: Mutex::new(Vec::new()),
+    });
+    let mut progress = Progress::new(args.quiet, args.interval);
+    let start = Instant::now();
+    let tokio_start = tokio::time::Instant::now();
+    let end = tokio_start + args.duration;
+    let mut tasks = JoinSet::new();
+
+    // Closed loop: one task per client the profile ever wants; the ones above the current
+    // count wait.
+    let (wanted_tx, wanted_rx) =
+        watch::channel(profile.concurrency_at(Duration::ZERO).unwrap_or(0));
+    for i in 0..profile.max_concurrency() {
+        tasks.spawn(client(i, shared.clone(), wanted_rx.clone()));
+    }
+    drop(wanted_rx);
+    let mut wanted_tx = Some(wanted_tx);
+    let step_times: Vec<Duration> = match &profile {
+        Profile::Steps(steps) => steps.iter().skip(1).map(|s| s.at).collect(),
+        _ => Vec::new(),
+    };
+    let mut next_step = step_times.into_iter().peekable();
+    let mut arrivals = profile.arrivals();
+    let open_loop = arrivals.is_some();
+    let mut next_arrival_at = arrivals.as_mut().and_then(Iterator::next);
+
+    let mut tick = tokio::time::interval_at(tokio_start + args.interval, args.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = start;
+    let mut stopped_by = StopReason::Duration;
+    // A stop sent before the run started counts too.
+    let mut interrupted = *stop.borrow_and_update();
+    let mut stop_open = true;
+
+    let record_row = |shared: &Shared, since: Instant, recorder: &mut Option<TimelineWriter>| {
+        let elapsed = start.elapsed();
+        let interval = shared.stats().take_interval();
+        if let Some(w) = recorder.as_mut() {
+            let dt = since.elapsed().as_secs_f64().max(1e-3);
+            let row = TimelineRow {
+                t_seconds: elapsed.as_secs_f64(),
+                unix_seconds: unix_now(),
+                load: Some(if shared.sending.load(Ordering::SeqCst) {
+                    profile.load_at(elapsed)
+                } else {
+                    0.0
+                }),
+                p50_seconds: interval.p50_seconds,
+                p99_seconds: interval.p99_seconds,
+                shed: Some(interval.shed),
+                send_rate: Some(interval.sent as f64 / dt),
+                ok: Some(interval.ok),
+                errors: Some(interval.errors),
+                ..TimelineRow::default()
+            };
+            w.append(&row)
+        } else {
+            Ok(())
+        }
+    };
+
+    // A first row at 0 so that the recording starts where the load starts.
+    if let Some(w) = recorder.as_mut() {
+        w.append(&TimelineRow {
+            t_seconds: 0.0,
+            unix_seconds: unix_now(),
+            load: Some(profile.load_at(Duration::ZERO)),
+            ..TimelineRow::default()
+        })?;
+    }
+
+    // Sending phase.
+    loop {
+        if interrupted {
+            stopped_by = StopReason::Interrupted;
+            break;
+        }
+        let next_step_at = next_step.peek().map(|d| tokio_start + *d);
+        // An arrival due at the end (or later) belongs to no run.
+        let next_arrival = next_arrival_at
+            .map(|d| tokio_start + d)
+            .filter(|at| *at < end);
+        tokio::select! {
+            _ = tokio::time::sleep_until(end) => {
+                stopped_by = StopReason::Duration;
+                break;
+            }
+            changed = stop.changed(), if stop_open => {
+                // A dropped sender means no stop will come, not a stop.
+                match changed {
+                    Err(_) => stop_open = false,
+                    Ok(()) if *stop.borrow() => {
+                        stopped_by = StopReason::Interrupted;
+                        interrupted = true;
+                        break;
+                    }
+                    Ok(()) => {}
+                }
+            }
+            _ = shared.sending_ended.notified() => {}
+            _ = async { tokio::time::sleep_until(next_step_at.unwrap_or(end)).await }, if next_step_at.is_some() => {
+                next_step.next();
+                if let Some(tx) = &wanted_tx {
+                    let _ = tx.send(profile.concurrency_at(start.elapsed()).unwrap_or(0));
+                }
+            }
+            _ = async { tokio::time::sleep_until(next_arrival.unwrap_or(end)).await }, if next_arrival.is_some() => {
+                next_arrival_at = arrivals.as_mut().and_then(Iterator::next);
+                if shared.take_ticket() {
+                    if shared.in_flight.load(Ordering::SeqCst) >= args.max_in_flight {
+                        shared.stats().client_limited += 1;
+                    } else {
+                        tasks.spawn(pooled_request(shared.clone()));
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                record_row(&shared, last_tick, &mut recorder)?;
+                last_tick = Instant::now();
+                let line = shared.stats().progress_line(start.elapsed(), shared.in_flight.load(Ordering::SeqCst), &load_label(&profile, start.elapsed()));
+                progress.show(line);
+            }
+            // Finished tasks are reaped as they end, so a long open-loop run holds only the
+            // requests in flight.
+            Some(_) = tasks.join_next() => {}
+        }
+        if !shared.sending.load(Ordering::SeqCst) {
+            stopped_by = StopReason::MaxRequests;
+            break;
+        }
+        if !open_loop && tasks.is_empty() && profile.max_concurrency() > 0 {
+            break;
+        }
+    }
+    shared.stop_sending();
+    // Waiting clients wake up and see that sending ended.
+    wanted_tx.take();
+
+    // Drain: let requests in flight finish (each is bounded by --timeout) unless interrupted.
+    if !interrupted && shared.in_flight.load(Ordering::SeqCst) > 0 {
+        progress.note(&format!(
+            "load: stopped sending ({}); waiting for {} requests in flight (Ctrl-C to abandon them)",
+            match stopped_by {
+                StopReason::MaxRequests => "max requests sent",
+                _ => "duration reached",
+            },
+            shared.in_flight.load(Ordering::SeqCst)
+        ));
+    }
+    let drain_deadline = tokio::time::Instant::now() + args.timeout + Duration::from_secs(5);
+    while !interrupted && !tasks.is_empty() {
+        tokio::select! {
+            _ = tasks.join_next() => {}
+            changed = stop.changed(), if stop_open => {
+                match changed {
+                    Err(_) => stop_open = false,
+                    Ok(()) if *stop.borrow() => {
+                        interrupted = true;
+                        stopped_by = StopReason::Interrupted;
+                    }
+                    Ok(()) => {}
+                }
+            }
+            _ = tick.tick() => {
+                record_row(&shared, last_tick, &mut recorder)?;
+                last_tick = Instant::now();
+                let line = shared.stats().progress_line(start.elapsed(), shared.in_flight.load(Ordering::SeqCst), "draining");
+                progress.show(line);
+            }
+            _ = tokio::time::sleep_until(drain_deadline) => break,
+        }
+    }
+    let unfinished = shared.in_flight.load(Ordering::SeqCst);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    record_row(&shared, last_tick, &mut recorder)?;
+    progress.finish();
+    let elapsed = start.elapsed();
+    let stats = shared.stats();
+    Ok(LoadReport::new(
+        &stats,
+        &target.url,
+        profile.describe(),
+        stopped_by,
+        elapsed,
+        unfinished,
+        shared.opened.load(Ordering::SeqCst),
+    ))
+}
+
+fn load_label(profile: &Profile, elapsed: Duration) -> String {
+    match profile.rate_at(elapsed) {
+        Some(r) => format!("{r} req/s"),
+        None => format!("{} clients", profile.concurrency_at(elapsed).unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+
+    #[test]
+    fn exactly_one_profile_is_required() {
+        assert!(Cli::try_parse_from(["x"]).is_err());
+        assert!(Cli::try_parse_from(["x", "-c", "2", "--rate", "3"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--steps", "0:1", "--rate-steps", "0:1"]).is_err());
+        let cli = Cli::try_parse_from(["x", "--rate-steps", "0s:1,5s:4"]).unwrap();
+        assert_eq!(
+            cli.load.profile().unwrap().rate_at(Duration::from_secs(6)),
+            Some(4.0)
+        );
+        let cli = Cli::try_parse_from(["x", "--steps", "0s:1,10s:3", "-d", "30s"]).unwrap();
+        assert_eq!(
+            cli.load
+                .profile()
+                .unwrap()
+                .concurrency_at(Duration::from_secs(11)),
+            Some(3)
+        );
+        assert_eq!(cli.load.duration, Duration::from_secs(30));
+        assert!(Cli::try_parse_from(["x", "--rate", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "-c", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "-c", "1", "--timeout", "0s"]).is_err());
+    }
+
+    #[test]
+    fn with_profile_round_trips() {
+        let p = Profile::parse_steps("0s:1,1500ms:4").unwrap();
+        assert_eq!(LoadArgs::with_profile(&p).profile().unwrap(), p);
+        let p = Profile::parse_rate_steps("0s:0.5,1500ms:4").unwrap();
+        assert_eq!(LoadArgs::with_profile(&p).profile().unwrap(), p);
+    }
+}
