@@ -393,6 +393,16 @@ fn step_hpa_loop(h: &Harness) {
         }
     });
     let down_after = unloaded.elapsed();
+    // A short tail at one replica, so the recorded timeline shows where it settled.
+    let tail = std::time::Instant::now() + Duration::from_secs(15);
+    h.until("the timeline's tail", Duration::from_secs(60), || {
+        trace.observe(h);
+        match replicas(h) {
+            n if n != 1 => Err(format!("scaled again to {n} replicas without load")),
+            _ if std::time::Instant::now() >= tail => Ok(()),
+            _ => Err("recording".into()),
+        }
+    });
     eprintln!(
         "hpa loop: {peak} replicas {:.0} s after the load started, 1 replica {:.0} s after it stopped ({served} answers)",
         up_after.as_secs_f64(),
