@@ -26,6 +26,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "deployment.yaml",
         include_str!("../templates/deployment.yaml"),
     ),
+    (
+        "app-namespace.yaml",
+        include_str!("../templates/app-namespace.yaml"),
+    ),
     ("service.yaml", include_str!("../templates/service.yaml")),
     ("hpa.yaml", include_str!("../templates/hpa.yaml")),
     (
