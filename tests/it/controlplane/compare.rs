@@ -84,6 +84,35 @@ impl Trace {
     }
 }
 
+/// Moves each observed sync back onto the controller's sync grid (`period` apart): a sample sees
+/// a sync up to one poll (plus a kubectl call) late, and that lateness is enough to move a
+/// recommendation in or out of a stabilization window. The grid's phase is the offset with the
+/// least total lateness (a sum, so the first sample, which shows a status older than the trace,
+/// does not drag it).
+pub fn snap(syncs: &[Sample], period: f64) -> Vec<Sample> {
+    let offsets: Vec<f64> = syncs.iter().map(|s| s.t.rem_euclid(period)).collect();
+    let lateness = |phase: f64| {
+        offsets
+            .iter()
+            .map(|o| (o - phase).rem_euclid(period))
+            .sum::<f64>()
+    };
+    let Some(phase) = offsets
+        .iter()
+        .copied()
+        .min_by(|a, b| lateness(*a).total_cmp(&lateness(*b)))
+    else {
+        return Vec::new();
+    };
+    syncs
+        .iter()
+        .map(|s| Sample {
+            t: s.t - (s.t - phase).rem_euclid(period),
+            ..s.clone()
+        })
+        .collect()
+}
+
 /// One observed sync with kscale's decision next to the controller's.
 #[derive(Debug, Clone)]
 pub struct Compared {
@@ -148,6 +177,26 @@ pub fn to_csv(rows: &[Compared]) -> String {
         ));
     }
     out
+}
+
+#[test]
+fn late_observations_snap_back_onto_the_sync_grid() {
+    let at = |t: f64| Sample {
+        t,
+        value: Some(1.0),
+        current: 1,
+        desired: 1,
+        ready: 1,
+    };
+    // The first sample shows a status from before the trace: it must not move the grid.
+    let snapped: Vec<f64> = snap(&[at(0.3), at(2.3), at(7.9), at(12.2), at(17.6)], 5.0)
+        .iter()
+        .map(|s| s.t)
+        .collect();
+    let want = [-2.8, 2.2, 7.2, 12.2, 17.2];
+    for (got, want) in snapped.iter().zip(want) {
+        assert!((got - want).abs() < 1e-9, "{snapped:?}");
+    }
 }
 
 #[test]

@@ -415,7 +415,7 @@ fn step_hpa_loop(h: &Harness) {
         "the recorded timeline is short:\n{timeline}\n{}",
         std::fs::read_to_string(h.work.path().join("watch.log")).unwrap_or_default()
     );
-    let rows = compare::replay(&trace.syncs(), 20);
+    let rows = compare::replay(&compare::snap(&trace.syncs(), 5.0), 20);
     let report = compare::to_csv(&rows);
     let differing: Vec<&compare::Compared> =
         rows.iter().filter(|r| r.kscale != r.sync.desired).collect();
@@ -439,8 +439,15 @@ fn step_hpa_loop(h: &Harness) {
             && rows.iter().any(|r| r.sync.desired < r.sync.current),
         "the trace holds no scale-up and scale-down decision of the controller:\n{report}"
     );
+    // Observed times stay uncertain by a few hundred milliseconds even on the grid, so a
+    // recommendation exactly at a stabilization window's edge may fall on either side: at most
+    // one scale-down sync may differ. Every scale-up and steady decision must match.
+    let off_edge: Vec<&&compare::Compared> = differing
+        .iter()
+        .filter(|r| r.sync.desired >= r.sync.current)
+        .collect();
     assert!(
-        differing.len() * 4 <= rows.len() && worst <= 1,
+        rows.len() >= 8 && differing.len() <= 1 && off_edge.is_empty(),
         "kscale::hpa disagrees with kube-controller-manager on {} of {} syncs (worst by {worst}):\n{report}",
         differing.len(),
         rows.len()
