@@ -38,22 +38,6 @@ pub async fn client_for(context: &str) -> anyhow::Result<Client> {
         .with_context(|| format!("cannot build a Kubernetes client for context {context:?}"))
 }
 
-/// Like [`client_for`], without kube's default retry of 429/503/504 (up to 15 retries with
-/// backoff): checks report a 503 from an aggregated API or a service proxy at once and do their
-/// own deadline-bounded retrying.
-pub async fn client_for_checks(context: &str) -> anyhow::Result<Client> {
-    let options = kube::config::KubeConfigOptions {
-        context: Some(context.to_string()),
-        ..Default::default()
-    };
-    let mut config = kube::Config::from_kubeconfig(&options).await.with_context(|| {
-        format!("cannot load kube context {context:?} from your kubeconfig (check `kubectl config get-contexts`)")
-    })?;
-    config.default_retry = false;
-    Client::try_from(config)
-        .with_context(|| format!("cannot build a Kubernetes client for context {context:?}"))
-}
-
 /// What a server-side apply did to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -122,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Render(args) => commands::render::run(&s, args)?,
         Command::Metrics(args) => {
             // kube's default retry would retry 503s for minutes; the check has its own --wait.
-            let client = kscale::kubeapi::client_for_checks(&s.context).await?;
+            let client = kscale::kubeapi::client_for(&s.context).await?;
             let report = kscale::metrics::run_with(
                 client,
                 &s.cfg,

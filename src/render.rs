@@ -26,10 +26,6 @@ const EMBEDDED: &[(&str, &str)] = &[
         "deployment.yaml",
         include_str!("../templates/deployment.yaml"),
     ),
-    (
-        "app-namespace.yaml",
-        include_str!("../templates/app-namespace.yaml"),
-    ),
     ("service.yaml", include_str!("../templates/service.yaml")),
     ("hpa.yaml", include_str!("../templates/hpa.yaml")),
     (
@@ -63,6 +59,10 @@ const EMBEDDED: &[(&str, &str)] = &[
     (
         "grafana-dashboard.yaml",
         include_str!("../templates/grafana-dashboard.yaml"),
+    ),
+    (
+        "app-namespace.yaml",
+        include_str!("../templates/app-namespace.yaml"),
     ),
 ];
 

@@ -113,18 +113,17 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
             s.ui.plan("check every link of the metric chain (kscale metrics --wait)");
             None
         }
-        Some(_) => {
+        Some(client) => {
             let wait = args.wait.unwrap_or(std::time::Duration::from_secs(
                 s.cfg.timeouts.metric_seconds,
             ));
             let step = s.ui.step("end-to-end metric check (pods → Prometheus → adapter → external metrics API → HPA)");
-            let checks_client = crate::kubeapi::client_for_checks(&s.context).await?;
             let margs = crate::metrics::MetricsArgs {
                 wait: Some(wait),
                 ..Default::default()
             };
             let report = crate::metrics::check(
-                checks_client,
+                client.clone(),
                 &s.cfg,
                 &margs,
                 crate::metrics::predict::metric_proposal,

@@ -1,9 +1,9 @@
 //! What load to offer over time: a fixed number of clients, a fixed arrival rate, or steps of
 //! either.
 //!
-//! Interim parser: `src/loadprofile.rs` (written on another branch, with the same `TIME:VALUE`
-//! syntax for `--steps` and `--rate-steps`) should own the parsing on merge; the engine only
-//! needs [`Profile::concurrency_at`], [`Profile::arrivals`] and [`Profile::load_at`].
+//! The `TIME:VALUE` syntax of `--steps` and `--rate-steps` is parsed by `crate::loadprofile`,
+//! shared with `kscale simulate`; this module adds what a real load needs (whole clients, bounds,
+//! a load defined from the start) and the schedule the engine follows.
 
 use std::time::Duration;
 
@@ -205,30 +205,29 @@ impl Iterator for Arrivals {
     }
 }
 
-/// Parses `TIME:VALUE` pairs separated by commas; times increase and the first is 0.
+/// Parses `TIME:VALUE` pairs with the shared syntax (`crate::loadprofile`), then checks each
+/// value and that the load is defined from the start.
 fn parse_pairs<T>(
     spec: &str,
     value_name: &str,
     parse_value: impl Fn(&str) -> Result<T, String>,
 ) -> anyhow::Result<Vec<(Duration, T)>> {
-    let mut steps: Vec<(Duration, T)> = Vec::new();
-    for (i, part) in spec.split(',').map(str::trim).enumerate() {
-        let n = i + 1;
-        let Some((time, value)) = part.split_once(':') else {
-            anyhow::bail!("step {n} `{part}` is not TIME:{value_name} (for example `60s:8`)");
-        };
-        let at = parse_time(time.trim())
-            .map_err(|e| anyhow::anyhow!("step {n} `{part}`: time `{time}`: {e}"))?;
+    use crate::loadprofile::{LoadKind, LoadProfile};
+    let kind = if value_name == "RATE" {
+        LoadKind::Rate
+    } else {
+        LoadKind::Concurrency
+    };
+    let parsed = LoadProfile::parse(spec, kind).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut steps = Vec::with_capacity(parsed.steps.len());
+    for (i, step) in parsed.steps.iter().enumerate() {
+        // The shared parser has checked the syntax; the value text is re-read for this module's
+        // own rules (whole clients, bounds) so their messages name the step.
+        let part = spec.split(',').nth(i).map(str::trim).unwrap_or_default();
+        let value_text = part.split_once(':').map_or("", |(_, v)| v.trim());
         let value =
-            parse_value(value.trim()).map_err(|e| anyhow::anyhow!("step {n} `{part}`: {e}"))?;
-        if let Some((prev, _)) = steps.last()
-            && at <= *prev
-        {
-            anyhow::bail!(
-                "step {n} `{part}` starts no later than the step before it: times must increase"
-            );
-        }
-        steps.push((at, value));
+            parse_value(value_text).map_err(|e| anyhow::anyhow!("step {} `{part}`: {e}", i + 1))?;
+        steps.push((Duration::from_secs_f64(step.at_seconds), value));
     }
     match steps.first() {
         None => anyhow::bail!("no steps given; write TIME:{value_name} pairs like `0s:2,60s:8`"),
@@ -238,16 +237,6 @@ fn parse_pairs<T>(
         ),
         Some(_) => Ok(steps),
     }
-}
-
-fn parse_time(s: &str) -> anyhow::Result<Duration> {
-    if let Ok(secs) = s.parse::<f64>() {
-        if !(secs.is_finite() && secs >= 0.0) {
-            anyhow::bail!("must be a duration of 0 or more");
-        }
-        return Ok(Duration::from_secs_f64(secs));
-    }
-    humantime::parse_duration(s).map_err(|e| anyhow::anyhow!("{e} (use e.g. `90s`, `2m`)"))
 }
 
 #[cfg(test)]
@@ -295,7 +284,7 @@ mod tests {
             "a zero rate never sends"
         );
         let msg = format!("{:#}", Profile::parse_rate_steps("0s:-1").unwrap_err());
-        assert!(msg.contains("step 1") && msg.contains("0 to"), "{msg}");
+        assert!(msg.contains("step 1") && msg.contains("`-1`"), "{msg}");
     }
 
     #[test]
@@ -307,12 +296,12 @@ mod tests {
     #[test]
     fn bad_steps_say_which_step_is_wrong() {
         for (spec, needle) in [
-            ("", "step 1 `` is not TIME:CLIENTS"),
-            ("0s:2,60s", "step 2 `60s` is not TIME:CLIENTS"),
-            ("0s:2,1m:x", "`x` is not a whole number"),
+            ("", "empty load profile"),
+            ("0s:2,60s", "step 2 `60s`: expected TIME:VALUE"),
+            ("0s:2,1m:x", "step 2 `1m:x`: bad value `x`"),
             ("0s:2,1m:3,30s:1", "step 3"),
             ("10s:2", "must start at 0s"),
-            ("0s:2,abc:3", "time `abc`"),
+            ("0s:2,abc:3", "bad time `abc`"),
             ("0s:20000", "at most"),
         ] {
             let msg = format!("{:#}", Profile::parse_steps(spec).unwrap_err());

@@ -150,7 +150,11 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
             .context("the built-in default load profile does not parse")?,
     };
     config.validate()?;
-    let mut configs = vec![("config".to_string(), config.clone())];
+    // Label each run by its metric profile, so a picture's legend says which signal is which.
+    let mut configs = vec![(
+        format!("config ({})", config.metric.profile),
+        config.clone(),
+    )];
     if let Some(path) = &args.compare {
         // The same layering as `kscale up` (profile defaults under the file), without env or flags.
         let text = std::fs::read_to_string(path)
@@ -164,7 +168,7 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
             || path.display().to_string(),
             |s| s.to_string_lossy().into_owned(),
         );
-        configs.push((label, other));
+        configs.push((format!("{label} ({})", other.metric.profile), other));
     }
     let duration = args.duration.as_secs_f64();
     let started = std::time::Instant::now();

@@ -181,7 +181,7 @@ fn report_text_csv_and_json() {
     };
     let r = build_report(&c, &args).unwrap();
     assert_eq!(r.runs.len(), 2);
-    assert_eq!(r.runs[1].label, "fast");
+    assert_eq!(r.runs[1].label, "fast (concurrency)");
     assert_eq!(r.runs[1].params.profile, MetricProfile::Concurrency);
     let text = summary_text(&r);
     assert!(text.contains("first scale-up decision"), "{text}");
@@ -195,9 +195,13 @@ fn report_text_csv_and_json() {
         lines.len(),
         1 + r.runs[0].timeline.len() + r.runs[1].timeline.len()
     );
-    assert!(lines[1].starts_with("config,5,"), "{}", lines[1]);
+    assert!(
+        lines[1].starts_with("config (mean-duration),5,"),
+        "{}",
+        lines[1]
+    );
     let json = serde_json::to_value(&r).unwrap();
-    assert_eq!(json["runs"][1]["label"], "fast");
+    assert_eq!(json["runs"][1]["label"], "fast (concurrency)");
     assert!(json["runs"][0]["timeline"].as_array().unwrap().len() > 10);
 
     let bad = SimulateArgs {

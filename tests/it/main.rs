@@ -10,4 +10,5 @@ mod orchestration;
 mod pipeline;
 mod plot;
 mod render;
+mod sim_validation;
 mod support;

@@ -366,3 +366,23 @@ fn the_adapter_config_file_carries_the_same_rule_as_the_helm_values() {
         assert_eq!(rules[0]["name"]["as"], rule.name.as_str());
     }
 }
+
+#[test]
+fn an_app_outside_default_gets_its_namespace_and_default_never_does() {
+    let cfg = Config::load(&Layers {
+        sets: vec![("app.namespace".into(), "inference-lab".into())],
+        ..Default::default()
+    })
+    .expect("loads");
+    let files = rendered(&cfg);
+    let ns: core::Namespace = typed(&files, "app-namespace.yaml");
+    assert_eq!(ns.metadata.name.as_deref(), Some("inference-lab"));
+    let hpa: HorizontalPodAutoscaler = typed(&files, "hpa.yaml");
+    assert_eq!(hpa.metadata.namespace.as_deref(), Some("inference-lab"));
+    assert!(
+        !rendered(&Config::default())
+            .iter()
+            .any(|f| f.name == "app-namespace.yaml"),
+        "`default` is not kscale's to create or delete"
+    );
+}
