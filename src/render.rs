@@ -49,6 +49,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         include_str!("../templates/prometheus-adapter.yaml"),
     ),
     (
+        "prometheus-adapter-config.yaml",
+        include_str!("../templates/prometheus-adapter-config.yaml"),
+    ),
+    (
         "grafana-dashboard.json",
         include_str!("../templates/grafana-dashboard.json"),
     ),
@@ -70,7 +74,8 @@ pub enum FileKind {
     Object,
     /// Values of a helm release.
     HelmValues,
-    /// A Prometheus configuration fragment (embedded in an object; rendered for review and checks).
+    /// Configuration of a Prometheus-side program: the scrape job (embedded in an object), the
+    /// adapter's own config file (for an adapter run outside the chart). Rendered for review and checks.
     PrometheusConfig,
     /// A Grafana dashboard (embedded in a ConfigMap; rendered for review and checks).
     GrafanaDashboard,
@@ -237,6 +242,7 @@ pub fn render_all(
         ("grafana-dashboard.yaml", FileKind::Object),
         ("prometheus-values.yaml", FileKind::HelmValues),
         ("prometheus-adapter.yaml", FileKind::HelmValues),
+        ("prometheus-adapter-config.yaml", FileKind::PrometheusConfig),
     ];
     // `default` always exists and is not kscale's to create or delete.
     if cfg.app.namespace != "default" {
@@ -315,7 +321,7 @@ fn kind_label(k: FileKind) -> &'static str {
     match k {
         FileKind::Object => "Kubernetes object",
         FileKind::HelmValues => "helm values",
-        FileKind::PrometheusConfig => "Prometheus scrape configs",
+        FileKind::PrometheusConfig => "Prometheus configuration",
         FileKind::GrafanaDashboard => "Grafana dashboard",
     }
 }

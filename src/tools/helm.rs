@@ -76,7 +76,13 @@ impl<'a> Helm<'a> {
             "list",
             "-n",
             namespace,
-            "-a",
+            // Every status, spelled so both helm 3 (`-a`) and helm 4 (no `-a`, all by default)
+            // accept it: a pending or failed release must be seen, not reinstalled over.
+            "--deployed",
+            "--failed",
+            "--pending",
+            "--superseded",
+            "--uninstalling",
             "-o",
             "json",
             "--filter",

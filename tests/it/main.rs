@@ -1,6 +1,7 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
 mod cli_smoke;
+mod controlplane;
 mod dashboard;
 mod load;
 mod load_plot_cli;

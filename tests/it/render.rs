@@ -346,6 +346,28 @@ fn scrape_job_passes_a_real_promtool_check() {
 }
 
 #[test]
+fn the_adapter_config_file_carries_the_same_rule_as_the_helm_values() {
+    for cfg in [Config::default(), concurrency()] {
+        let files = rendered(&cfg);
+        assert_eq!(
+            file(&files, "prometheus-adapter-config.yaml").kind,
+            FileKind::PrometheusConfig
+        );
+        let own = render::parse_yaml(&file(&files, "prometheus-adapter-config.yaml").content)
+            .expect("adapter config is YAML");
+        let values = render::parse_yaml(&file(&files, "prometheus-adapter.yaml").content)
+            .expect("adapter values are YAML");
+        let rules = own["externalRules"].as_array().expect("externalRules list");
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0], values["rules"]["external"][0]);
+        let rule = render::adapter_rule(&cfg);
+        assert_eq!(rules[0]["metricsQuery"], rule.metrics_query.as_str());
+        assert_eq!(rules[0]["seriesQuery"], rule.series_query.as_str());
+        assert_eq!(rules[0]["name"]["as"], rule.name.as_str());
+    }
+}
+
+#[test]
 fn an_app_outside_default_gets_its_namespace_and_default_never_does() {
     let cfg = Config::load(&Layers {
         sets: vec![("app.namespace".into(), "inference-lab".into())],

@@ -24,8 +24,13 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
     )?;
     // Tests of the CLI drive the real server binary; build every binary first.
     run("cargo", &["build", "--workspace", "--locked"])?;
-    let (passed, failed, ok) =
-        test_and_tally(&["test", "--workspace", "--locked", "--no-fail-fast"])?;
+    // The control-plane tests start and stop the harness themselves; a cold Go build (~10 min)
+    // happens here rather than inside a test, and `down` runs even when the tests fail.
+    crate::controlplane::build_for_tests()?;
+    let tests = test_and_tally(&["test", "--workspace", "--locked", "--no-fail-fast"]);
+    let down = crate::controlplane::down();
+    let (passed, failed, ok) = tests?;
+    down?;
     println!("cargo xtask ci: {passed} passed, {failed} failed");
     if !ok || failed > 0 {
         anyhow::bail!("{failed} test(s) failed");

@@ -15,8 +15,8 @@ use super::{CONTEXT, HpaSettings, Layout, UpOptions};
 /// The API server's port on [`NS_IP`].
 pub const API_PORT: u16 = 6443;
 const SERVICE_CIDR: &str = "10.203.128.0/20";
-/// kwok gives fake pods addresses from here; nothing listens on them.
-const POD_CIDR: &str = "10.203.64.1/20";
+/// kwok's form of [`netns::POD_CIDR`] (it hands out addresses after the one given).
+const KWOK_CIDR: &str = "10.203.64.1/20";
 /// The fake nodes kwok keeps Ready.
 pub const NODES: [&str; 2] = ["kwok-node-0", "kwok-node-1"];
 
@@ -289,7 +289,7 @@ fn kwok_args(layout: &Layout, programs: &Programs) -> Vec<String> {
         "--manage-all-nodes=false".into(),
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
         "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom".into(),
-        format!("--cidr={POD_CIDR}"),
+        format!("--cidr={KWOK_CIDR}"),
         format!("--node-ip={NS_IP}"),
         "--server-address=127.0.0.1:10247".into(),
         // Leases are the node heartbeat the node lifecycle controller reads; without them the

@@ -13,6 +13,7 @@
 mod build;
 mod certs;
 mod cluster;
+mod helm;
 mod metrics;
 mod netns;
 mod process;
@@ -35,7 +36,8 @@ commands:
   supervise --namespace <NS> --selector <LABELS> --server <PATH> [--first-port <PORT>] [--max-seconds <S>]
            (re)start the pod supervisor: each Running pod matching gets `<PATH> --bind 10.203.0.2
            --port <PORT>` with the pod's env, and a Prometheus target labelled namespace/pod
-  env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder
+  env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder, the
+           folder of the pinned helm (`up` and `build` install it)
 
 options of `up`:
   --hpa-sync-period <DURATION>              HPA controller sync period [default: 5s]
@@ -189,6 +191,20 @@ fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
     })
 }
 
+/// Builds (or finds cached) every program the control-plane tests start, helm included, so
+/// `cargo xtask ci` fails before the tests when one cannot be built.
+pub fn build_for_tests() -> anyhow::Result<()> {
+    let layout = Layout::from_env()?;
+    build::ensure_programs(&layout)?;
+    helm::ensure(&layout.cache)?;
+    Ok(())
+}
+
+/// Stops the harness whatever state a test run left it in.
+pub fn down() -> anyhow::Result<()> {
+    cluster::down(&Layout::from_env()?)
+}
+
 /// Entry point of `cargo xtask controlplane ...`.
 pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
     let layout = Layout::from_env()?;
@@ -196,6 +212,7 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
         Some("up") => {
             let options = parse_up_args(&args[1..])?;
             let started = Instant::now();
+            helm::ensure(&layout.cache)?;
             cluster::up(&layout, &options)?;
             eprintln!(
                 "controlplane: up in {:.1}s; use it with:\n  export KUBECONFIG={}\n  kubectl --context {CONTEXT} get nodes",
@@ -206,11 +223,14 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
         }
         Some("down") => cluster::down(&layout),
         Some("status") => cluster::status(&layout),
-        Some("build") => build::ensure_programs(&layout).map(|programs| {
+        Some("build") => {
+            let programs = build::ensure_programs(&layout)?;
             for path in programs.all() {
                 println!("{}", path.display());
             }
-        }),
+            println!("{}", helm::ensure(&layout.cache)?.display());
+            Ok(())
+        }
         Some("supervise") => {
             let spec = parse_supervise_args(&args[1..])?;
             cluster::supervise(&layout, &args[1..], &spec)
@@ -234,6 +254,10 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
             println!(
                 "export KSCALE_HARNESS_TARGETS={}",
                 metrics::targets_dir(&layout).display()
+            );
+            println!(
+                "export KSCALE_HARNESS_HELM_DIR={}",
+                helm::dir(&layout.cache).display()
             );
             Ok(())
         }

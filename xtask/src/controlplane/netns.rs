@@ -14,6 +14,10 @@ const VETH_NS: &str = "kscale-h1";
 pub const HOST_IP: &str = "10.203.0.1";
 /// The namespace's address: where the API server and the adapter listen.
 pub const NS_IP: &str = "10.203.0.2";
+/// kwok hands out pod IPs from here; the supervisor puts each Running pod's IP on the namespace's
+/// loopback, and the host routes the range through the veth, so the API server's pod proxy and
+/// the host both reach a pod's server at `<pod IP>:<containerPort>` as in a real cluster.
+pub const POD_CIDR: &str = "10.203.64.0/20";
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip").args(args).output().map_err(|e| {
@@ -55,7 +59,32 @@ pub fn create() -> anyhow::Result<()> {
     ])?;
     ip(&["-n", NETNS, "link", "set", VETH_NS, "up"])?;
     ip(&["-n", NETNS, "link", "set", "lo", "up"])?;
+    ip(&["route", "add", POD_CIDR, "via", NS_IP])?;
     Ok(())
+}
+
+/// Puts a pod's IP on the namespace loopback (the caller runs inside the namespace); an address
+/// already there (a reused IP) is fine.
+pub fn add_pod_ip(pod_ip: &str) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(["addr", "add", &format!("{pod_ip}/32"), "dev", "lo"])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run `ip addr add` ({e}): install iproute2"))?;
+    if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("File exists") {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "`ip addr add {pod_ip}/32 dev lo` failed with {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    )
+}
+
+/// Removes a pod's IP from the namespace loopback; a missing address is not an error.
+pub fn remove_pod_ip(pod_ip: &str) {
+    let _ = Command::new("ip")
+        .args(["addr", "del", &format!("{pod_ip}/32"), "dev", "lo"])
+        .output();
 }
 
 /// Process ids of everything still running inside the namespace.

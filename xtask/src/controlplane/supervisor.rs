@@ -34,6 +34,10 @@ pub struct PodView {
     pub name: String,
     /// Plain `value` env vars of the first container (the server reads its settings from env).
     pub env: Vec<(String, String)>,
+    /// The pod IP kwok gave it, if any: the server listens there, as the pod proxy expects.
+    pub ip: Option<String>,
+    /// The first container's first `containerPort` (the server's port on the pod IP).
+    pub port: Option<u16>,
 }
 
 /// The pods that should have a server: phase Running and not being deleted.
@@ -60,15 +64,24 @@ pub fn running_pods(list: &serde_json::Value) -> Vec<PodView> {
                         .collect()
                 })
                 .unwrap_or_default();
-            Some(PodView { name, env })
+            let ip = pod["status"]["podIP"].as_str().map(str::to_string);
+            let port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok());
+            Some(PodView {
+                name,
+                env,
+                ip,
+                port,
+            })
         })
         .collect()
 }
 
 /// The file-based target list entry of one pod's server.
-pub fn target_json(namespace: &str, pod: &str, port: u16) -> String {
+pub fn target_json(namespace: &str, pod: &str, address: &str, port: u16) -> String {
     serde_json::json!([{
-        "targets": [format!("{NS_IP}:{port}")],
+        "targets": [format!("{address}:{port}")],
         "labels": {"namespace": namespace, "pod": pod},
     }])
     .to_string()
@@ -76,6 +89,7 @@ pub fn target_json(namespace: &str, pod: &str, port: u16) -> String {
 
 struct Server {
     child: Child,
+    address: String,
     port: u16,
 }
 
@@ -88,6 +102,8 @@ struct Supervisor<'a> {
     /// Servers sent SIGTERM, with the time they were, reaped (or killed after 30 s) later.
     stopping: Vec<(Child, Instant)>,
     next_port: u16,
+    /// Whether pod IPs go on the namespace loopback (off in unit tests, which run outside it).
+    pod_ips: bool,
 }
 
 impl Supervisor<'_> {
@@ -117,11 +133,21 @@ impl Supervisor<'_> {
     }
 
     fn start(&mut self, pod: &PodView) -> anyhow::Result<()> {
-        let port = self.next_port;
-        self.next_port = self
-            .next_port
-            .checked_add(1)
-            .ok_or_else(|| anyhow::anyhow!("ran out of ports above {}", self.spec.first_port))?;
+        // A pod with an IP gets its server on <pod IP>:<containerPort>, like a real pod; one
+        // without (never seen with kwok) falls back to a port of its own on the namespace address.
+        let (address, port) = match (&pod.ip, pod.port, self.pod_ips) {
+            (Some(ip), Some(port), true) => {
+                super::netns::add_pod_ip(ip)?;
+                (ip.clone(), port)
+            }
+            _ => {
+                let port = self.next_port;
+                self.next_port = self.next_port.checked_add(1).ok_or_else(|| {
+                    anyhow::anyhow!("ran out of ports above {}", self.spec.first_port)
+                })?;
+                (NS_IP.to_string(), port)
+            }
+        };
         let log = self.logs.join(format!("{}.log", pod.name));
         let out = std::fs::File::create(&log)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", log.display()))?;
@@ -130,22 +156,31 @@ impl Supervisor<'_> {
             .map_err(|e| anyhow::anyhow!("cannot reopen {}: {e}", log.display()))?;
         let child = Command::new(&self.spec.server)
             .envs(pod.env.iter().map(|(k, v)| (k, v)))
-            .args(["--bind", NS_IP, "--port", &port.to_string()])
+            .args(["--bind", &address, "--port", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
             .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.spec.server.display()))?;
         let file = self.target_file(&pod.name);
-        std::fs::write(&file, target_json(&self.spec.namespace, &pod.name, port))
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+        std::fs::write(
+            &file,
+            target_json(&self.spec.namespace, &pod.name, &address, port),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
         eprintln!(
-            "supervisor: pod {} -> server pid {} on {NS_IP}:{port}",
+            "supervisor: pod {} -> server pid {} on {address}:{port}",
             pod.name,
             child.id()
         );
-        self.servers
-            .insert(pod.name.clone(), Server { child, port });
+        self.servers.insert(
+            pod.name.clone(),
+            Server {
+                child,
+                address,
+                port,
+            },
+        );
         Ok(())
     }
 
@@ -153,13 +188,17 @@ impl Supervisor<'_> {
         let _ = std::fs::remove_file(self.target_file(pod));
         if let Some(server) = self.servers.remove(pod) {
             eprintln!(
-                "supervisor: pod {pod} gone -> SIGTERM server pid {} (port {})",
+                "supervisor: pod {pod} gone -> SIGTERM server pid {} ({}:{})",
                 server.child.id(),
+                server.address,
                 server.port
             );
             let _ = Command::new("kill")
                 .args(["-TERM", &server.child.id().to_string()])
                 .status();
+            if self.pod_ips && server.address != NS_IP {
+                super::netns::remove_pod_ip(&server.address);
+            }
             self.stopping.push((server.child, Instant::now()));
         }
     }
@@ -224,6 +263,7 @@ pub fn run(spec: &Spec, kubeconfig: &Path, targets: &Path, logs: &Path) -> anyho
         servers: BTreeMap::new(),
         stopping: Vec::new(),
         next_port: spec.first_port,
+        pod_ips: true,
     };
     let deadline = Instant::now() + spec.max_runtime;
     while Instant::now() < deadline {
@@ -249,8 +289,8 @@ mod tests {
     #[test]
     fn only_running_pods_not_being_deleted_get_a_server_with_their_env() {
         let list = serde_json::json!({"items": [
-            {"metadata": {"name": "a"}, "status": {"phase": "Running"},
-             "spec": {"containers": [{"env": [
+            {"metadata": {"name": "a"}, "status": {"phase": "Running", "podIP": "10.203.64.7"},
+             "spec": {"containers": [{"ports": [{"containerPort": 3000}], "env": [
                  {"name": "WORKERS", "value": "2"},
                  {"name": "FROM_REF", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
              ]}]}},
@@ -264,7 +304,9 @@ mod tests {
             pods,
             vec![PodView {
                 name: "a".into(),
-                env: vec![("WORKERS".into(), "2".into())]
+                env: vec![("WORKERS".into(), "2".into())],
+                ip: Some("10.203.64.7".into()),
+                port: Some(3000),
             }]
         );
     }
@@ -272,8 +314,8 @@ mod tests {
     #[test]
     fn a_target_carries_the_pod_discovery_labels() {
         let v: serde_json::Value =
-            serde_json::from_str(&target_json("ai", "web-1", 20001)).unwrap();
-        assert_eq!(v[0]["targets"][0], "10.203.0.2:20001");
+            serde_json::from_str(&target_json("ai", "web-1", "10.203.64.7", 3000)).unwrap();
+        assert_eq!(v[0]["targets"][0], "10.203.64.7:3000");
         assert_eq!(v[0]["labels"]["namespace"], "ai");
         assert_eq!(v[0]["labels"]["pod"], "web-1");
     }
@@ -307,10 +349,13 @@ mod tests {
             servers: BTreeMap::new(),
             stopping: Vec::new(),
             next_port: spec.first_port,
+            pod_ips: false,
         };
         let pod = |name: &str| PodView {
             name: name.into(),
             env: vec![],
+            ip: Some("10.203.64.9".into()),
+            port: Some(3000),
         };
         s.sync(&[pod("a"), pod("b")]).unwrap();
         assert_eq!(s.servers.len(), 2);
