@@ -1,5 +1,5 @@
 //! Installs the real programs the tests run (Prometheus and promtool from Debian, wrk for
-//! benchmarks) when they are missing. A machine without them fails loudly here, not in a test.
+//! benchmarks, iproute2/openssl/curl for the control-plane harness) when they are missing. A machine without them fails loudly here, not in a test.
 
 use std::process::Command;
 
@@ -8,6 +8,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("prometheus", "prometheus"),
     ("promtool", "prometheus"),
     ("wrk", "wrk"),
+    // The control-plane harness: network namespaces, certificates, health probes.
+    ("ip", "iproute2"),
+    ("openssl", "openssl"),
+    ("curl", "curl"),
 ];
 
 fn have(program: &str) -> bool {
