@@ -734,8 +734,18 @@ impl Config {
             let Some(rest) = name.strip_prefix("KSCALE_") else {
                 continue;
             };
-            // Global flags share the prefix (KSCALE_CONFIG, KSCALE_CONTEXT, KSCALE_PROFILE).
-            if matches!(rest, "CONFIG" | "CONTEXT" | "PROFILE" | "TEMPLATES") {
+            // Only a configuration section's prefix is checked strictly, so a typo in a key is
+            // caught while other variables sharing the prefix (the global flags' KSCALE_CONTEXT,
+            // `kscale load`'s KSCALE_LOAD_URL, the test harness' settings) pass through.
+            const SECTIONS: &[&str] = &[
+                "CLUSTER_",
+                "APP_",
+                "METRIC_",
+                "HPA_",
+                "MONITORING_",
+                "TIMEOUTS_",
+            ];
+            if !SECTIONS.iter().any(|p| rest.starts_with(p)) {
                 continue;
             }
             let Some(key) = keys
@@ -1091,5 +1101,34 @@ mod tests {
         })
         .expect_err("unknown env");
         assert!(err.to_string().contains("KSCALE_APP_WORKRS"), "{err}");
+    }
+
+    #[test]
+    fn other_variables_sharing_the_prefix_are_not_configuration() {
+        let env = vec![
+            (
+                "KSCALE_LOAD_URL".to_string(),
+                "http://127.0.0.1:3000".to_string(),
+            ),
+            (
+                "KSCALE_CONTROLPLANE_CACHE".to_string(),
+                "/tmp/x".to_string(),
+            ),
+            ("KSCALE_CONTEXT".to_string(), "other".to_string()),
+        ];
+        assert!(
+            Config::load(&Layers {
+                env,
+                ..Default::default()
+            })
+            .is_ok()
+        );
+        let typo = vec![("KSCALE_HPA_MAX_REPLICA".to_string(), "3".to_string())];
+        let err = Config::load(&Layers {
+            env: typo,
+            ..Default::default()
+        })
+        .expect_err("typo in a section");
+        assert!(err.to_string().contains("KSCALE_HPA_MAX_REPLICA"), "{err}");
     }
 }
