@@ -1,8 +1,6 @@
 //! `kscale metrics --watch`: a live view of the autoscaling loop, optionally recorded as timeline
 //! rows in CSV.
 
-use std::io::Write as _;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -77,57 +75,14 @@ pub fn format_row(r: &TimelineRow) -> String {
     )
 }
 
-/// The CSV header of [`csv_row`].
-pub const CSV_HEADER: &str = "t_seconds,replicas_current,replicas_desired,metric_value,target,load,queue_depth,in_flight,p50_seconds,p99_seconds,shed";
-
-/// A timeline row as CSV (per-pod samples are not recorded). A minimal writer until
-/// `crate::timeline` grows its own CSV functions.
-pub fn csv_row(r: &TimelineRow) -> String {
-    fn o(v: Option<f64>) -> String {
-        v.map(|v| v.to_string()).unwrap_or_default()
-    }
-    format!(
-        "{},{},{},{},{},{},{},{},{},{},{}",
-        r.t_seconds,
-        r.replicas_current,
-        r.replicas_desired,
-        o(r.metric_value),
-        r.target,
-        o(r.load),
-        o(r.queue_depth),
-        o(r.in_flight),
-        o(r.p50_seconds),
-        o(r.p99_seconds),
-        r.shed.map(|v| v.to_string()).unwrap_or_default()
-    )
-}
-
-/// Appends a row, writing the header first when the file is new or empty.
-pub fn append_csv(path: &Path, row: &TimelineRow) -> anyhow::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {} for appending", path.display()))?;
-    let empty = f
-        .metadata()
-        .with_context(|| format!("cannot stat {}", path.display()))?
-        .len()
-        == 0;
-    let mut text = String::new();
-    if empty {
-        text.push_str(CSV_HEADER);
-        text.push('\n');
-    }
-    text.push_str(&csv_row(row));
-    text.push('\n');
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write to {}", path.display()))
-}
-
 /// Refreshes every `--interval` until Ctrl-C or `--watch-for`.
 pub async fn watch(checker: &Checker<'_>, args: &MetricsArgs, json: bool) -> anyhow::Result<()> {
     let start = Instant::now();
+    // Opened once: the timeline module owns the format, the header check and per-row flushing.
+    let mut recorder = match &args.record {
+        Some(path) => Some(crate::timeline::TimelineWriter::append_to(path)?),
+        None => None,
+    };
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -140,8 +95,8 @@ pub async fn watch(checker: &Checker<'_>, args: &MetricsArgs, json: bool) -> any
         } else {
             println!("{}", format_row(&row));
         }
-        if let Some(path) = &args.record {
-            append_csv(path, &row)?;
+        if let Some(recorder) = recorder.as_mut() {
+            recorder.append(&row)?;
         }
         let mut wait = args.interval;
         if let Some(limit) = args.watch_for {

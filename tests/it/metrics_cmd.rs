@@ -524,13 +524,22 @@ async fn watch_records_timeline_rows() {
     assert!(r.passed);
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], kscale::metrics::watch::CSV_HEADER);
+    assert_eq!(lines[0], kscale::timeline::csv_header());
     assert!(lines.len() >= 3, "a header and at least two rows: {text}");
-    let cols: Vec<&str> = lines[1].split(',').collect();
+    let rows = kscale::timeline::parse_csv(&text).unwrap();
+    let r = &rows[0];
     // replicas 2 -> 2, metric 10.048 against 12, queue 2+2, in flight 1+1.
     assert_eq!(
-        &cols[1..8],
-        &["2", "2", "10.048", "12", "", "4", "2"],
+        (
+            r.replicas_current,
+            r.replicas_desired,
+            r.metric_value,
+            r.target,
+            r.load,
+            r.queue_depth,
+            r.in_flight
+        ),
+        (2, 2, Some(10.048), 12.0, None, Some(4.0), Some(2.0)),
         "{text}"
     );
     // Appending again keeps one header.
