@@ -6,6 +6,7 @@ mod dashboard;
 mod load;
 mod load_plot_cli;
 mod metrics_cmd;
+mod minikube;
 mod orchestration;
 mod pipeline;
 mod plot;

@@ -27,10 +27,37 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
     // The control-plane tests start and stop the harness themselves; a cold Go build (~10 min)
     // happens here rather than inside a test, and `down` runs even when the tests fail.
     crate::controlplane::build_for_tests()?;
-    let tests = test_and_tally(&["test", "--workspace", "--locked", "--no-fail-fast"]);
+    // The minikube kit (a cold build takes about 40 minutes, a warm one seconds) and its engine.
+    crate::kit::build_for_tests()?;
+    let tests = test_and_tally(&[
+        "test",
+        "--workspace",
+        "--locked",
+        "--no-fail-fast",
+        "--",
+        "--skip",
+        "minikube::",
+    ]);
     let down = crate::controlplane::down();
-    let (passed, failed, ok) = tests?;
+    // Real clusters take both cores while they start: their tests run alone, one at a time.
+    let cluster_tests = test_and_tally(&[
+        "test",
+        "--locked",
+        "--package",
+        "kscale",
+        "--test",
+        "it",
+        "--no-fail-fast",
+        "--",
+        "minikube::",
+        "--test-threads=1",
+    ]);
+    let kit_down = crate::kit::down_after_tests();
+    let (mut passed, mut failed, mut ok) = tests?;
+    let (p, f, o) = cluster_tests?;
+    (passed, failed, ok) = (passed + p, failed + f, ok && o);
     down?;
+    kit_down?;
     println!("cargo xtask ci: {passed} passed, {failed} failed");
     if !ok || failed > 0 {
         anyhow::bail!("{failed} test(s) failed");

@@ -4,6 +4,8 @@ mod bench_server;
 mod ci;
 mod controlplane;
 mod deps;
+mod gobuild;
+mod kit;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,7 @@ usage: cargo xtask <task>
 tasks:
   ci             fmt check, clippy -D warnings and every test; installs what the tests need
   controlplane   up|down|status|build: a real Kubernetes control plane (run `cargo xtask controlplane help`)
+  kit            build|status|env|engine|clean: real minikube offline (run `cargo xtask kit help`)
   deps           install what the tests need (prometheus, promtool, wrk) when missing
   bench-server   benchmark the release kscale-server with wrk and print a table [--seconds N]
 ";
@@ -22,6 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::ci(&args[1..]),
         Some("controlplane") => controlplane::controlplane(&args[1..]),
+        Some("kit") => kit::kit(&args[1..]),
         Some("deps") => deps::ensure_test_deps(),
         Some("bench-server") => bench_server::bench_server(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {

@@ -498,3 +498,28 @@ impl Drop for Load {
         self.stop();
     }
 }
+
+/// Runs `cargo xtask <args>` from the repository; the output, or the failure with both streams.
+pub fn xtask(args: &[&str]) -> Result<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(&cargo)
+        .args(["run", "--quiet", "--package", "xtask", "--"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map_err(|e| format!("cannot run `{cargo} xtask {}`: {e}", args.join(" ")))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!(
+            "`cargo xtask {}` failed with {}:\n{text}",
+            args.join(" "),
+            out.status
+        ))
+    }
+}

@@ -6,24 +6,15 @@
 //! The Go module and build caches live beside them, so a CI cache of `<cache>` makes the build warm.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
-
-use sha2::{Digest, Sha256};
 
 use super::Layout;
+use crate::gobuild::{self, GoCache, GoModule};
 
-/// One Go module of `xtask/controlplane/` and the programs it pins.
-struct GoModule {
-    /// Folder name under `xtask/controlplane/`.
-    dir: &'static str,
-    /// (Go package, output file name).
-    programs: &'static [(&'static str, &'static str)],
-}
-
-const MODULES: &[GoModule] = &[
-    GoModule {
-        dir: "kubernetes",
+/// The pinned modules of `xtask/controlplane/`.
+fn modules() -> anyhow::Result<Vec<GoModule>> {
+    let mut kubernetes = GoModule {
+        name: "kubernetes",
+        dir: "xtask/controlplane/kubernetes",
         programs: &[
             ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
             (
@@ -32,25 +23,45 @@ const MODULES: &[GoModule] = &[
             ),
             ("k8s.io/kubernetes/cmd/kube-scheduler", "kube-scheduler"),
         ],
-    },
-    GoModule {
-        dir: "kwok",
-        programs: &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
-    },
-    GoModule {
-        dir: "adapter",
-        programs: &[(
-            "sigs.k8s.io/prometheus-adapter/cmd/adapter",
-            "prometheus-adapter",
-        )],
-    },
-    // Debian's etcd 3.4.23 works but lacks RequestWatchProgress, so the 1.36 API server refuses
-    // the watch-list streams client-go 0.36 asks for (kwok's informers then fail over and over).
-    GoModule {
-        dir: "etcd",
-        programs: &[("go.etcd.io/etcd/server/v3", "etcd")],
-    },
-];
+        toolchain: None,
+        ldflags: String::new(),
+        env: &[],
+    };
+    kubernetes.ldflags =
+        gobuild::kubernetes_version_ldflags(&kubernetes.pinned_version("k8s.io/kubernetes")?);
+    let plain = |name, dir, programs| GoModule {
+        name,
+        dir,
+        programs,
+        toolchain: None,
+        ldflags: String::new(),
+        env: &[],
+    };
+    Ok(vec![
+        kubernetes,
+        plain(
+            "kwok",
+            "xtask/controlplane/kwok",
+            &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
+        ),
+        plain(
+            "adapter",
+            "xtask/controlplane/adapter",
+            &[(
+                "sigs.k8s.io/prometheus-adapter/cmd/adapter",
+                "prometheus-adapter",
+            )],
+        ),
+        // Debian's etcd 3.4.23 works but lacks RequestWatchProgress, so the 1.36 API server
+        // refuses the watch-list streams client-go 0.36 asks for (kwok's informers then fail
+        // over and over).
+        plain(
+            "etcd",
+            "xtask/controlplane/etcd",
+            &[("go.etcd.io/etcd/server/v3", "etcd")],
+        ),
+    ])
+}
 
 /// Paths of every program the harness runs.
 #[derive(Debug, Clone)]
@@ -89,198 +100,11 @@ impl Programs {
     }
 }
 
-fn module_root(module: &GoModule) -> PathBuf {
-    crate::project_root()
-        .join("xtask")
-        .join("controlplane")
-        .join(module.dir)
-}
-
-fn go_version() -> anyhow::Result<String> {
-    let out = Command::new("go").arg("version").output().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot run `go version` ({e}): the control plane is built from Go modules; install Go 1.26 or newer"
-        )
-    })?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`go version` failed with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// `-ldflags` for a module's programs. Kubernetes programs built from modules report
-/// `v0.0.0-master+$Format:%H$` unless the release version is stamped in, which kubectl and
-/// clients that parse the server version reject.
-fn ldflags(module: &GoModule) -> anyhow::Result<String> {
-    let mut flags = "-s -w".to_string();
-    if module.dir == "kubernetes" {
-        let version = pinned_version(module, "k8s.io/kubernetes")?;
-        let mut parts = version.trim_start_matches('v').split('.');
-        let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
-        for package in [
-            "k8s.io/component-base/version",
-            "k8s.io/client-go/pkg/version",
-        ] {
-            flags.push_str(&format!(
-                " -X {package}.gitVersion={version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor} -X {package}.gitTreeState=clean"
-            ));
-        }
-    }
-    Ok(flags)
-}
-
-/// The cache key of a module: its pins, link flags and the compiler, nothing else.
-fn module_key(module: &GoModule, go: &str) -> anyhow::Result<String> {
-    let root = module_root(module);
-    let mut hash = Sha256::new();
-    for file in ["go.mod", "go.sum"] {
-        let path = root.join(file);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        hash.update(&bytes);
-    }
-    hash.update(go.as_bytes());
-    hash.update(ldflags(module)?.as_bytes());
-    let digest = hash.finalize();
-    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
-}
-
-fn go(layout: &Layout, dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let mut cmd = Command::new("go");
-    cmd.args(args)
-        .current_dir(dir)
-        .env("GOMODCACHE", layout.cache.join("gomod"))
-        .env("GOCACHE", layout.cache.join("gocache"))
-        // go.sum is committed: a build must not resolve anything new, only download what it pins.
-        .env("GOFLAGS", "-mod=readonly -buildvcs=false");
-    let shown: Vec<String> = args
-        .iter()
-        .map(|a| {
-            if a.contains(' ') {
-                format!("'{a}'")
-            } else {
-                a.to_string()
-            }
-        })
-        .collect();
-    eprintln!("$ (cd {} && go {})", dir.display(), shown.join(" "));
-    let status = cmd.status().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot start `go {}` ({e}): install Go 1.26 or newer",
-            shown.join(" ")
-        )
-    })?;
-    if !status.success() {
-        anyhow::bail!(
-            "`go {}` in {} failed with {status} (the Go module proxy must be reachable for a cold build)",
-            shown.join(" "),
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
-/// Older builds of the module (other pins) only take space: about 100 MB per program.
-fn remove_stale_builds(layout: &Layout, module: &GoModule, current: &Path) {
-    let Ok(entries) = std::fs::read_dir(layout.cache.join("bin")) else {
-        return;
-    };
-    let prefix = format!("{}-", module.dir);
-    for entry in entries.filter_map(Result::ok) {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix) && path != current {
-            let _ = std::fs::remove_dir_all(&path);
-        }
-    }
-}
-
-fn build_module(layout: &Layout, module: &GoModule, go_version: &str) -> anyhow::Result<PathBuf> {
-    let key = module_key(module, go_version)?;
-    let bin = layout
-        .cache
-        .join("bin")
-        .join(format!("{}-{key}", module.dir));
-    let complete = module
-        .programs
-        .iter()
-        .all(|(_, name)| bin.join(name).is_file())
-        && (module.dir != "kwok" || kwok_stages(&bin).is_ok());
-    if complete {
-        return Ok(bin);
-    }
-    let root = module_root(module);
-    let started = Instant::now();
-    go(layout, &root, &["mod", "download"])?;
-    let downloaded = started.elapsed();
-    // Build into a scratch folder and rename, so an interrupted build never looks complete.
-    let scratch = layout
-        .cache
-        .join("bin")
-        .join(format!(".{}-{key}.partial", module.dir));
-    let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", scratch.display()))?;
-    let ldflags = format!("-ldflags={}", ldflags(module)?);
-    for (package, name) in module.programs {
-        let out = scratch.join(name);
-        let out = out.to_string_lossy();
-        go(
-            layout,
-            &root,
-            &["build", "-trimpath", &ldflags, "-o", &out, package],
-        )?;
-    }
-    if module.dir == "kwok" {
-        copy_kwok_stages(layout, &scratch)?;
-    }
-    let _ = std::fs::remove_dir_all(&bin);
-    std::fs::rename(&scratch, &bin).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot move {} to {}: {e}",
-            scratch.display(),
-            bin.display()
-        )
-    })?;
-    remove_stale_builds(layout, module, &bin);
-    eprintln!(
-        "controlplane: built {} in {:.0}s (download {:.0}s)",
-        module.dir,
-        started.elapsed().as_secs_f64(),
-        downloaded.as_secs_f64()
-    );
-    Ok(bin)
-}
-
 fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(program))
         .find(|candidate| candidate.is_file())
-}
-
-/// The kwok version pinned in `xtask/controlplane/kwok/go.mod`.
-fn pinned_version(module: &GoModule, path: &str) -> anyhow::Result<String> {
-    let go_mod = module_root(module).join("go.mod");
-    let text = std::fs::read_to_string(&go_mod)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", go_mod.display()))?;
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let first = words.next()?;
-            let first = if first == "require" {
-                words.next()?
-            } else {
-                first
-            };
-            (first == path).then(|| words.next().map(str::to_string))?
-        })
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("{} does not require {path}", go_mod.display()))
 }
 
 /// kwok's stage files (under `kustomize/stage/` of the kwok module) that make nodes Ready and keep
@@ -296,8 +120,8 @@ const KWOK_STAGES: [&str; 5] = [
 
 /// Copies the stage files from the pinned kwok module's source into the kwok build folder, so
 /// that the folder is complete on its own (a CI cache of `bin/` alone is enough).
-fn copy_kwok_stages(layout: &Layout, into: &Path) -> anyhow::Result<()> {
-    let version = pinned_version(&MODULES[1], "sigs.k8s.io/kwok")?;
+fn copy_kwok_stages(layout: &Layout, kwok: &GoModule, into: &Path) -> anyhow::Result<()> {
+    let version = kwok.pinned_version("sigs.k8s.io/kwok")?;
     let source = layout
         .cache
         .join("gomod")
@@ -339,10 +163,23 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
             "prometheus is not on PATH: run `cargo xtask deps` (Debian package prometheus)"
         )
     })?;
-    let go_version = go_version()?;
+    let go_version = gobuild::go_version()?;
+    let cache = GoCache {
+        dir: layout.cache.clone(),
+    };
     let mut bins = Vec::new();
-    for module in MODULES {
-        bins.push(build_module(layout, module, &go_version)?);
+    for module in modules()? {
+        let bin = if module.name == "kwok" {
+            cache.build(
+                &module,
+                &go_version,
+                |dir| copy_kwok_stages(layout, &module, dir),
+                |dir| kwok_stages(dir).is_ok(),
+            )?
+        } else {
+            cache.build(&module, &go_version, |_| Ok(()), |_| true)?
+        };
+        bins.push(bin);
     }
     let [kubernetes, kwok, adapter, etcd] = bins.as_slice() else {
         anyhow::bail!("internal error: expected four Go modules");
@@ -365,8 +202,8 @@ mod tests {
 
     #[test]
     fn every_pinned_module_has_go_mod_and_go_sum_naming_its_programs() {
-        for module in MODULES {
-            let root = module_root(module);
+        for module in modules().unwrap() {
+            let root = module.root();
             let go_mod = std::fs::read_to_string(root.join("go.mod")).unwrap();
             assert!(root.join("go.sum").is_file(), "{} lacks go.sum", module.dir);
             for (package, _) in module.programs {
@@ -380,31 +217,25 @@ mod tests {
     }
 
     #[test]
-    fn the_pinned_versions_are_read_from_go_mod() {
+    fn kubernetes_programs_are_stamped_with_the_pinned_release() {
+        let modules = modules().unwrap();
         assert_eq!(
-            pinned_version(&MODULES[0], "k8s.io/kubernetes").unwrap(),
+            modules[0].pinned_version("k8s.io/kubernetes").unwrap(),
             "v1.36.3"
         );
         assert!(
-            pinned_version(&MODULES[1], "sigs.k8s.io/kwok")
-                .unwrap()
-                .starts_with('v')
+            modules[0]
+                .ldflags
+                .contains("k8s.io/component-base/version.gitVersion=v1.36.3")
         );
-        assert!(pinned_version(&MODULES[1], "example.com/absent").is_err());
-    }
-
-    #[test]
-    fn kubernetes_programs_are_stamped_with_their_release_version() {
-        let flags = ldflags(&MODULES[0]).unwrap();
-        assert!(flags.contains("k8s.io/component-base/version.gitVersion=v1.36.3"));
-        assert!(flags.contains("k8s.io/component-base/version.gitMinor=36"));
-        assert_eq!(ldflags(&MODULES[1]).unwrap(), "-s -w");
+        assert!(modules[1].ldflags.is_empty());
     }
 
     #[test]
     fn the_cache_key_changes_with_the_go_version() {
-        let a = module_key(&MODULES[1], "go version go1.26.8").unwrap();
-        let b = module_key(&MODULES[1], "go version go1.27.3").unwrap();
+        let modules = modules().unwrap();
+        let a = modules[1].key("go version go1.26.8").unwrap();
+        let b = modules[1].key("go version go1.27.3").unwrap();
         assert_eq!(a.len(), 16);
         assert_ne!(a, b);
     }

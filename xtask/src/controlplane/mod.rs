@@ -19,6 +19,8 @@ mod netns;
 mod process;
 mod supervisor;
 
+pub use helm::ensure as helm_ensure;
+
 use std::path::PathBuf;
 use std::time::Instant;
 

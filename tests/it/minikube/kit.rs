@@ -1,0 +1,230 @@
+//! The kit's environment for a test (`cargo xtask kit env`) and bounded commands in it.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The kit's settings, read from `cargo xtask kit env`.
+pub struct Kit {
+    env: Vec<(String, String)>,
+}
+
+/// Polls `check` every 2 s until it returns `Some`, panicking with `what` after `deadline`.
+pub fn poll<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            started.elapsed() < deadline,
+            "timed out after {:.0} s waiting until {what}",
+            deadline.as_secs_f64()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn parse_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|line| line.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect()
+}
+
+impl Kit {
+    /// The built kit, or `None` (test skipped with a message) when it is not built and `CI` is
+    /// unset; with `CI` set a missing kit fails the test.
+    pub fn load() -> Option<Self> {
+        match crate::support::xtask(&["kit", "env"]) {
+            Ok(text) => Some(Self {
+                env: parse_env(&text),
+            }),
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!(
+                    "skipped: the minikube kit is not built here (`cargo xtask kit build`; needs root, Go and Debian's docker.io):\n{e}"
+                );
+                None
+            }
+            Err(e) => panic!("CI is set and the minikube kit is not usable:\n{e}"),
+        }
+    }
+
+    fn var(&self, key: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("`cargo xtask kit env` printed no {key}"))
+    }
+
+    /// `MINIKUBE_HOME`.
+    pub fn minikube_home(&self) -> PathBuf {
+        PathBuf::from(self.var("MINIKUBE_HOME"))
+    }
+
+    /// `minikube start` flags the kit needs.
+    pub fn start_flags(&self) -> Vec<String> {
+        self.var("KSCALE_KIT_START_FLAGS")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `minikube addons enable metrics-server` flags for the kit's image.
+    pub fn metrics_server_flags(&self) -> Vec<String> {
+        self.var("KSCALE_KIT_METRICS_SERVER_FLAGS")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The busybox image built by the kit.
+    pub fn busybox(&self) -> String {
+        self.var("KSCALE_KIT_BUSYBOX_IMAGE")
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs with a deadline; (success, stdout, stderr). A command past its deadline is killed.
+    fn bounded(&self, program: &str, args: &[&str], deadline: Duration) -> (bool, String, String) {
+        let mut child = self
+            .command(program, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if started.elapsed() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let (out, err) = (
+            out.join().unwrap_or_default(),
+            err.join().unwrap_or_default(),
+        );
+        match status {
+            Some(status) => (status.success(), out, err),
+            None => (
+                false,
+                out,
+                format!("{err}\n(killed after {:.0} s)", deadline.as_secs_f64()),
+            ),
+        }
+    }
+
+    /// Runs and returns stdout; panics with the command, stdout and stderr when it fails.
+    pub fn ok(&self, program: &str, args: &[&str], deadline: Duration) -> String {
+        let (ok, out, err) = self.bounded(program, args, deadline);
+        assert!(ok, "`{program} {}` failed:\n{out}\n{err}", args.join(" "));
+        out
+    }
+
+    /// Runs (60 s at most) and returns stdout when it succeeds.
+    pub fn try_ok(&self, program: &str, args: &[&str]) -> Option<String> {
+        let (ok, out, _) = self.bounded(program, args, Duration::from_secs(60));
+        ok.then_some(out)
+    }
+
+    /// Runs (5 min at most) whatever the outcome; stdout and stderr together.
+    pub fn run(&self, program: &str, args: &[&str]) -> String {
+        let (_, out, err) = self.bounded(program, args, Duration::from_secs(300));
+        format!("{out}{err}")
+    }
+
+    /// Parses the JSON a command prints (retrying for 60 s: the API server may be restarting).
+    pub fn json(&self, program: &str, args: &[&str]) -> serde_json::Value {
+        poll(
+            &format!("`{program} {}` answers", args.join(" ")),
+            Duration::from_secs(60),
+            || {
+                let out = self.try_ok(program, args)?;
+                serde_json::from_str(&out).ok()
+            },
+        )
+    }
+
+    /// `kubectl apply` of one JSON object.
+    pub fn apply(&self, context: &str, object: &str) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), object).expect("write manifest");
+        let path = file.path().to_string_lossy().into_owned();
+        self.ok(
+            "kubectl",
+            &["--context", context, "apply", "-f", &path],
+            Duration::from_secs(60),
+        );
+    }
+
+    /// Memory in use by the node containers (`docker stats`).
+    pub fn cluster_memory(&self, profile: &str) -> String {
+        self.run(
+            "docker",
+            &[
+                "stats",
+                "--no-stream",
+                "--format",
+                "{{.Name}} {{.MemUsage}}",
+                profile,
+                &format!("{profile}-m02"),
+            ],
+        )
+        .trim()
+        .replace('\n', "; ")
+    }
+
+    /// Deletes the profile when dropped, so a failing test leaves no cluster behind.
+    pub fn delete_on_drop<'a>(&'a self, profile: &'a str) -> DeleteOnDrop<'a> {
+        DeleteOnDrop { kit: self, profile }
+    }
+}
+
+/// See [`Kit::delete_on_drop`].
+pub struct DeleteOnDrop<'a> {
+    kit: &'a Kit,
+    profile: &'a str,
+}
+
+impl Drop for DeleteOnDrop<'_> {
+    fn drop(&mut self) {
+        self.kit
+            .run("minikube", &["delete", "--profile", self.profile]);
+    }
+}
+
+#[test]
+fn kit_env_lines_are_parsed_with_their_quotes_removed() {
+    let env = parse_env("export A=1\nexport B='x y'\n# comment\n");
+    assert_eq!(
+        env,
+        vec![("A".into(), "1".into()), ("B".into(), "x y".into())]
+    );
+}

@@ -1,0 +1,286 @@
+//! Builds upstream Go programs from the project's pinned wrapper modules (`go.mod` + `go.sum`
+//! committed under `xtask/`) into a content-addressed cache folder that survives between runs.
+//!
+//! Each module's programs land in `<cache>/bin/<name>-<key>/`, where the key hashes the module's
+//! go.mod, go.sum, the link flags, the environment that changes the output and the Go version:
+//! changing a pin rebuilds, anything else reuses the binaries. The Go module and build caches live
+//! beside them, so a cache of `<cache>` makes a build warm.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+/// One pinned wrapper module and the programs it builds.
+#[derive(Debug, Clone)]
+pub struct GoModule {
+    /// Short name: the cache folder prefix and the name in progress lines.
+    pub name: &'static str,
+    /// Folder of the wrapper module, relative to the project root.
+    pub dir: &'static str,
+    /// (Go package, output file name).
+    pub programs: &'static [(&'static str, &'static str)],
+    /// `GOTOOLCHAIN` for this module (`None`: the local Go). Kubernetes releases are built with
+    /// the toolchain of their own release, since newer Go changes behaviour they test for.
+    pub toolchain: Option<&'static str>,
+    /// Link flags beyond `-s -w` (e.g. `-X` version stamps).
+    pub ldflags: String,
+    /// Extra environment (e.g. `GONOSUMDB` for a module the checksum database does not know).
+    pub env: &'static [(&'static str, &'static str)],
+}
+
+impl GoModule {
+    /// The module's folder in this checkout.
+    pub fn root(&self) -> PathBuf {
+        crate::project_root().join(self.dir)
+    }
+
+    /// The version of `path` that the wrapper's go.mod requires.
+    pub fn pinned_version(&self, path: &str) -> anyhow::Result<String> {
+        let go_mod = self.root().join("go.mod");
+        let text = std::fs::read_to_string(&go_mod)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", go_mod.display()))?;
+        pinned_version_in(&text, path)
+            .ok_or_else(|| anyhow::anyhow!("{} does not require {path}", go_mod.display()))
+    }
+
+    fn all_ldflags(&self) -> String {
+        if self.ldflags.is_empty() {
+            "-s -w".to_string()
+        } else {
+            format!("-s -w {}", self.ldflags)
+        }
+    }
+
+    /// The cache key: pins, link flags, environment and compiler, nothing else.
+    pub fn key(&self, go_version: &str) -> anyhow::Result<String> {
+        let root = self.root();
+        let mut hash = Sha256::new();
+        for file in ["go.mod", "go.sum"] {
+            let path = root.join(file);
+            let bytes = std::fs::read(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            hash.update(&bytes);
+        }
+        hash.update(go_version.as_bytes());
+        hash.update(self.toolchain.unwrap_or("local").as_bytes());
+        hash.update(self.all_ldflags().as_bytes());
+        for (k, v) in self.env {
+            hash.update(format!("{k}={v}").as_bytes());
+        }
+        let digest = hash.finalize();
+        Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// The version after `path` in a go.mod's `require` lines.
+pub fn pinned_version_in(go_mod: &str, path: &str) -> Option<String> {
+    go_mod
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let first = words.next()?;
+            let first = if first == "require" {
+                words.next()?
+            } else {
+                first
+            };
+            (first == path).then(|| words.next().map(str::to_string))?
+        })
+        .next()
+}
+
+/// The `-X` flags that stamp a Kubernetes release version into programs built from modules
+/// (otherwise they report `v0.0.0-master+$Format:%H$`, which kubeadm and clients reject).
+pub fn kubernetes_version_ldflags(version: &str) -> String {
+    let mut parts = version.trim_start_matches('v').split('.');
+    let (major, minor) = (parts.next().unwrap_or("1"), parts.next().unwrap_or("0"));
+    ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"]
+        .iter()
+        .map(|package| {
+            format!(
+                "-X {package}.gitVersion={version} -X {package}.gitMajor={major} -X {package}.gitMinor={minor} -X {package}.gitTreeState=clean"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `go version` of the local Go.
+pub fn go_version() -> anyhow::Result<String> {
+    let out = Command::new("go").arg("version").output().map_err(|e| {
+        anyhow::anyhow!(
+            "cannot run `go version` ({e}): the upstream programs are built from Go modules; install Go 1.26 or newer"
+        )
+    })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "`go version` failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Where a family of builds keeps its Go caches and binaries.
+#[derive(Debug, Clone)]
+pub struct GoCache {
+    /// The folder holding `gomod/`, `gocache/` and `bin/`.
+    pub dir: PathBuf,
+}
+
+impl GoCache {
+    fn go(&self, module: &GoModule, args: &[&str]) -> anyhow::Result<()> {
+        let dir = module.root();
+        let mut cmd = Command::new("go");
+        cmd.args(args)
+            .current_dir(&dir)
+            .env("GOMODCACHE", self.dir.join("gomod"))
+            .env("GOCACHE", self.dir.join("gocache"))
+            // Static binaries: they run in images `FROM scratch` and on any host.
+            .env("CGO_ENABLED", "0")
+            // go.sum is committed: a build must not resolve anything new, only download what it pins.
+            .env("GOFLAGS", "-mod=readonly -buildvcs=false");
+        if let Some(toolchain) = module.toolchain {
+            cmd.env("GOTOOLCHAIN", toolchain);
+        }
+        for (k, v) in module.env {
+            cmd.env(k, v);
+        }
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        eprintln!("$ (cd {} && go {})", dir.display(), shown.join(" "));
+        let status = cmd.status().map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start `go {}` ({e}): install Go 1.26 or newer",
+                shown.join(" ")
+            )
+        })?;
+        if !status.success() {
+            anyhow::bail!(
+                "`go {}` in {} failed with {status} (the Go module proxy must be reachable for a cold build)",
+                shown.join(" "),
+                dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The folder a module's programs land in for `go_version`.
+    pub fn bin_dir(&self, module: &GoModule, go_version: &str) -> anyhow::Result<PathBuf> {
+        Ok(self
+            .dir
+            .join("bin")
+            .join(format!("{}-{}", module.name, module.key(go_version)?)))
+    }
+
+    /// Builds the module's programs unless a complete build with the same key exists; returns
+    /// their folder. `after` may add files to the build folder before it is marked complete.
+    pub fn build(
+        &self,
+        module: &GoModule,
+        go_version: &str,
+        after: impl FnOnce(&Path) -> anyhow::Result<()>,
+        complete: impl Fn(&Path) -> bool,
+    ) -> anyhow::Result<PathBuf> {
+        let bin = self.bin_dir(module, go_version)?;
+        let programs_present = module
+            .programs
+            .iter()
+            .all(|(_, name)| bin.join(name).is_file());
+        if programs_present && complete(&bin) {
+            return Ok(bin);
+        }
+        let started = Instant::now();
+        self.go(module, &["mod", "download"])?;
+        let downloaded = started.elapsed();
+        // Build into a scratch folder and rename, so an interrupted build never looks complete.
+        let scratch = self.dir.join("bin").join(format!(
+            ".{}.partial",
+            bin.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", scratch.display()))?;
+        let ldflags = format!("-ldflags={}", module.all_ldflags());
+        for (package, name) in module.programs {
+            let out = scratch.join(name);
+            let out = out.to_string_lossy();
+            self.go(
+                module,
+                &["build", "-trimpath", &ldflags, "-o", &out, package],
+            )?;
+        }
+        after(&scratch)?;
+        let _ = std::fs::remove_dir_all(&bin);
+        std::fs::rename(&scratch, &bin).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot move {} to {}: {e}",
+                scratch.display(),
+                bin.display()
+            )
+        })?;
+        self.remove_stale_builds(module, &bin);
+        eprintln!(
+            "built {} in {:.0}s (download {:.0}s)",
+            module.name,
+            started.elapsed().as_secs_f64(),
+            downloaded.as_secs_f64()
+        );
+        Ok(bin)
+    }
+
+    /// Older builds of the module (other pins) only take space: about 100 MB per program.
+    fn remove_stale_builds(&self, module: &GoModule, current: &Path) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join("bin")) else {
+            return;
+        };
+        let prefix = format!("{}-", module.name);
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) && path != current {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_versions_are_read_from_require_lines() {
+        let go_mod = "module x\n\nrequire k8s.io/kubernetes v1.34.0\n\nrequire (\n\tgithub.com/a/b v0.1.0 // indirect\n)\n";
+        assert_eq!(
+            pinned_version_in(go_mod, "k8s.io/kubernetes").as_deref(),
+            Some("v1.34.0")
+        );
+        assert_eq!(
+            pinned_version_in(go_mod, "github.com/a/b").as_deref(),
+            Some("v0.1.0")
+        );
+        assert_eq!(pinned_version_in(go_mod, "example.com/absent"), None);
+    }
+
+    #[test]
+    fn kubernetes_programs_are_stamped_with_their_release_version() {
+        let flags = kubernetes_version_ldflags("v1.34.0");
+        assert!(flags.contains("k8s.io/component-base/version.gitVersion=v1.34.0"));
+        assert!(flags.contains("k8s.io/component-base/version.gitMinor=34"));
+        assert!(flags.contains("k8s.io/client-go/pkg/version.gitMajor=1"));
+    }
+}

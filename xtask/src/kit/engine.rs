@@ -1,0 +1,149 @@
+//! The kit's Docker engine: Debian's `dockerd` as a plain process (these machines have no init
+//! system), with its data root in the kit's cache (the images survive) and its socket, pid file
+//! and exec root in the state folder. Where the machine lacks CAP_SYS_RESOURCE, runc is replaced
+//! by the kit's wrapper, which drops that capability from privileged containers (minikube's
+//! nodes) instead of failing with `unable to apply caps: operation not permitted`.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{Layout, shell};
+
+/// True when this process' capability bounding set lacks CAP_SYS_RESOURCE (bit 24).
+pub fn lacks_sys_resource() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapBnd:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 24) == 0)
+}
+
+/// The runc wrapper script with the real runc's path filled in.
+pub fn runc_wrapper(real: &str) -> String {
+    include_str!("../../kit/runc-wrapper.sh").replace("@REAL@", real)
+}
+
+fn docker(layout: &Layout) -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_HOST", layout.docker_host());
+    cmd
+}
+
+/// A `docker` command against the kit's engine.
+pub fn docker_cmd(layout: &Layout) -> Command {
+    docker(layout)
+}
+
+/// True when the engine answers on its socket.
+pub fn running(layout: &Layout) -> bool {
+    docker(layout)
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn pid_file(layout: &Layout) -> std::path::PathBuf {
+    layout.state.join("dockerd.pid")
+}
+
+/// Starts the engine unless it already answers; waits until it does (60 s).
+pub fn up(layout: &Layout) -> anyhow::Result<()> {
+    if running(layout) {
+        return Ok(());
+    }
+    shell::mkdir(&layout.state)?;
+    let data_root = layout.cache.join("docker");
+    shell::mkdir(&data_root)?;
+    let log_path = layout.state.join("dockerd.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", log_path.display()))?;
+    let _ = std::fs::remove_file(layout.docker_socket());
+    let mut cmd = Command::new("dockerd");
+    cmd.arg(format!("--data-root={}", data_root.display()))
+        .arg(format!(
+            "--exec-root={}",
+            layout.state.join("exec").display()
+        ))
+        .arg(format!("--pidfile={}", pid_file(layout).display()))
+        .arg(format!("--host={}", layout.docker_host()))
+        .arg("--storage-driver=overlay2");
+    if lacks_sys_resource() {
+        let wrapper = layout.state.join("kit-runc");
+        shell::write(&wrapper, runc_wrapper("/usr/sbin/runc"))?;
+        shell::chmod_x(&wrapper)?;
+        cmd.arg(format!("--add-runtime=kit-runc={}", wrapper.display()))
+            .arg("--default-runtime=kit-runc");
+    }
+    eprintln!("kit: starting dockerd (log {})", log_path.display());
+    // A session of its own: the engine outlives this command, as a system service would.
+    use std::os::unix::process::CommandExt as _;
+    cmd.process_group(0)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start dockerd: {e} (install Debian's docker.io)"))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if running(layout) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    anyhow::bail!(
+        "dockerd did not answer on {} within 60 s; its log ends with:\n{}",
+        layout.docker_host(),
+        tail_file(&log_path, 20)
+    )
+}
+
+fn tail_file(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Stops the engine (SIGTERM, then SIGKILL after 30 s); a no-op when it does not run.
+pub fn down(layout: &Layout) -> anyhow::Result<()> {
+    let Ok(pid) = std::fs::read_to_string(pid_file(layout)) else {
+        return Ok(());
+    };
+    let pid = pid.trim().to_string();
+    if pid.is_empty() {
+        return Ok(());
+    }
+    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    if alive(&pid) {
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while alive(&pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if alive(&pid) {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    }
+    let _ = std::fs::remove_file(pid_file(layout));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wrapper_names_the_real_runc() {
+        let script = runc_wrapper("/usr/sbin/runc.real");
+        assert!(script.contains("REAL=/usr/sbin/runc.real"));
+        assert!(!script.contains("@REAL@"));
+    }
+}

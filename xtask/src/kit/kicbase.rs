@@ -1,0 +1,210 @@
+//! The node base image for `minikube start --base-image`: the Debian rootfs, minikube's own
+//! kicbase files (entrypoint, containerd config, sysctls, automount; read from the pinned
+//! minikube module), crictl, the flannel CNI plugin, the runc wrapper, and every node image
+//! already imported into containerd's store. minikube's docker driver fills each node's `/var`
+//! volume from the image, so both nodes start with every image (minikube's image cache reaches
+//! only the first node).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::images::{Built, KEY_LABEL, image_key};
+use super::programs::Programs;
+use super::rootfs::Rootfs;
+use super::{Layout, Mode, engine, shell};
+
+const REPOSITORY: &str = "kscale.local/kit/kicbase";
+
+/// Files of minikube's `deploy/kicbase/` and where they go in the image.
+const KICBASE_FILES: &[(&str, &str)] = &[
+    ("entrypoint", "usr/local/bin/entrypoint"),
+    ("containerd.toml", "etc/containerd/config.toml"),
+    (
+        "10-network-security.conf",
+        "etc/sysctl.d/10-network-security.conf",
+    ),
+    (
+        "11-tcp-mtu-probing.conf",
+        "etc/sysctl.d/11-tcp-mtu-probing.conf",
+    ),
+    (
+        "automount/minikube-automount",
+        "usr/sbin/minikube-automount",
+    ),
+    (
+        "automount/minikube-automount.service",
+        "usr/lib/systemd/system/minikube-automount.service",
+    ),
+    (
+        "scheduled-stop/minikube-scheduled-stop",
+        "var/lib/minikube/scheduled-stop/minikube-scheduled-stop",
+    ),
+    (
+        "scheduled-stop/minikube-scheduled-stop.service",
+        "usr/lib/systemd/system/minikube-scheduled-stop.service",
+    ),
+];
+
+const SETUP: &str = include_str!("../../kit/node-setup.sh");
+
+fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    shell::mkdir(to.parent().unwrap_or(to))?;
+    std::fs::copy(from, to)
+        .map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
+    Ok(())
+}
+
+/// Imports the node images into a containerd store rooted at `root` with the host's containerd
+/// (the same Debian release as the nodes'), so the store's format is the nodes' own.
+fn bake_images(layout: &Layout, built: &Built, root: &Path) -> anyhow::Result<()> {
+    let dir = layout.state.join("bake");
+    shell::remove_tree(&dir)?;
+    shell::mkdir(&dir)?;
+    let archive = dir.join("images.tar");
+    let mut save = engine::docker_cmd(layout);
+    save.args(["save", "-o", &archive.to_string_lossy()]);
+    for image in &built.node_images {
+        save.arg(image.to_string());
+    }
+    shell::run(&mut save)?;
+    let socket = dir.join("containerd.sock");
+    let config = dir.join("config.toml");
+    shell::write(
+        &config,
+        format!(
+            "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
+            root.display(),
+            dir.join("state").display(),
+            socket.display()
+        ),
+    )?;
+    let log = std::fs::File::create(dir.join("containerd.log"))
+        .map_err(|e| anyhow::anyhow!("cannot create the containerd log: {e}"))?;
+    let mut containerd = Command::new("containerd")
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| {
+            anyhow::anyhow!("cannot start containerd: {e} (install Debian's containerd)")
+        })?;
+    let result = (|| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            if Instant::now() > deadline {
+                anyhow::bail!("containerd did not open {} within 30 s", socket.display());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        shell::run(
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&socket)
+                .args(["--namespace", "k8s.io", "images", "import"])
+                .arg(&archive),
+        )
+    })();
+    let _ = Command::new("kill")
+        .args(["-TERM", &containerd.id().to_string()])
+        .status();
+    let _ = containerd.wait();
+    result?;
+    shell::remove_tree(&dir)
+}
+
+/// Builds the base image unless one with the same key exists; returns its reference.
+pub fn ensure(
+    layout: &Layout,
+    programs: &Programs,
+    rootfs: &Rootfs,
+    built: &Built,
+    mode: Mode,
+) -> anyhow::Result<String> {
+    let kicbase_dir = programs
+        .source("k8s.io/minikube@v1.37.0")
+        .join("deploy/kicbase");
+    let crictl = programs.path("critools", "crictl")?;
+    let cni_flannel = programs.path("cniplugins", "flannel")?;
+    let wrapper = engine::runc_wrapper("/usr/sbin/runc.real");
+    let mut key = shell::Key::default()
+        .text(&rootfs.key)
+        .text(&built.key)
+        .text(SETUP)
+        .text(&wrapper)
+        .file(&crictl)?
+        .file(&cni_flannel)?;
+    for (file, _) in KICBASE_FILES {
+        key = key.file(&kicbase_dir.join(file))?;
+    }
+    let key = key.finish();
+    let reference = format!("{REPOSITORY}:{key}");
+    if image_key(layout, &reference).as_deref() == Some(key.as_str()) {
+        return Ok(reference);
+    }
+    if mode == Mode::Check {
+        anyhow::bail!("the node base image is not built: {}", super::NOT_BUILT);
+    }
+    let work = layout.state.join("kicbase");
+    shell::remove_tree(&work)?;
+    shell::run(Command::new("cp").args(["-a"]).arg(&rootfs.dir).arg(&work))?;
+    for (file, at) in KICBASE_FILES {
+        copy(&kicbase_dir.join(file), &work.join(at))?;
+        if !at.ends_with(".service") && !at.ends_with(".toml") && !at.ends_with(".conf") {
+            shell::chmod_x(&work.join(at))?;
+        }
+    }
+    copy(&crictl, &work.join("usr/bin/crictl"))?;
+    shell::chmod_x(&work.join("usr/bin/crictl"))?;
+    shell::write(&work.join("kit-setup.sh"), SETUP)?;
+    shell::run(
+        Command::new("chroot")
+            .arg(&work)
+            .args(["/bin/sh", "/kit-setup.sh"]),
+    )?;
+    std::fs::remove_file(work.join("kit-setup.sh"))
+        .map_err(|e| anyhow::anyhow!("cannot remove the setup script: {e}"))?;
+    copy(&cni_flannel, &work.join("opt/cni/bin/flannel"))?;
+    shell::chmod_x(&work.join("opt/cni/bin/flannel"))?;
+    shell::write(&work.join("usr/sbin/runc"), &wrapper)?;
+    shell::chmod_x(&work.join("usr/sbin/runc"))?;
+    bake_images(layout, built, &work.join("var/lib/containerd"))?;
+    let mut import = engine::docker_cmd(layout);
+    import.args([
+        "import",
+        "--change",
+        "ENV container=docker",
+        "--change",
+        "STOPSIGNAL SIGRTMIN+3",
+        "--change",
+        "EXPOSE 22",
+        "--change",
+        "ENTRYPOINT [\"/usr/local/bin/entrypoint\", \"/sbin/init\"]",
+        "--change",
+        &format!("LABEL {KEY_LABEL}={key}"),
+        "-",
+        &reference,
+    ]);
+    shell::pipe(
+        Command::new("tar")
+            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
+            .arg(&work)
+            .args(["-cf", "-", "."]),
+        &mut import,
+    )?;
+    shell::remove_tree(&work)?;
+    // Older base images only take space (about 1.5 GB each).
+    let listed = shell::output(engine::docker_cmd(layout).args([
+        "image",
+        "ls",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        REPOSITORY,
+    ]))?;
+    for old in listed.lines().filter(|l| *l != reference && !l.is_empty()) {
+        let _ = shell::output(engine::docker_cmd(layout).args(["image", "rm", old]));
+    }
+    Ok(reference)
+}

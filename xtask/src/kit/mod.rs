@@ -1,0 +1,298 @@
+//! `cargo xtask kit build|status|env|engine|clean`: real minikube on a machine without internet.
+//!
+//! The kit builds, from pinned sources only (the Go module proxy, Debian packages, the project's
+//! own files), everything `minikube start --driver=docker` would otherwise download: the minikube
+//! binary, Kubernetes' kubeadm/kubelet/kubectl, the control-plane, CNI, metrics-server and
+//! monitoring images under their upstream names, and a node base image (`--base-image`) made
+//! from a Debian rootfs with every image already in its containerd store, so that both nodes have
+//! them. A Docker engine (Debian's `docker.io`) runs as a plain process with its own data root and
+//! socket. Everything lands in a cache folder keyed by content, so a second build is a no-op.
+//!
+//! `kit env` prints what a shell needs to run minikube (and `kscale up`) on the kit by hand.
+
+mod engine;
+mod images;
+mod kicbase;
+mod programs;
+mod rootfs;
+mod shell;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+pub use programs::KUBERNETES_VERSION;
+
+const USAGE: &str = "\
+usage: cargo xtask kit <command>
+
+commands:
+  build    build what is missing (programs, images, node base image) and start the kit's Docker
+           engine; prints the time of each part
+  status   show each part of the kit and whether the engine runs; exits non-zero if incomplete
+  env      print `export` lines for a shell: PATH (the kit's minikube first), DOCKER_HOST,
+           MINIKUBE_HOME and KSCALE_KIT_START_FLAGS (the flags `minikube start` needs with the kit)
+  engine   up|down: start or stop the kit's Docker engine
+  clean    stop the engine and remove the kit's cache folder (a cold build follows)
+
+environment:
+  KSCALE_KIT_CACHE  cache folder (programs, rootfs, Docker data root, MINIKUBE_HOME)
+                    [default: $XDG_CACHE_HOME/kscale/kit]
+  KSCALE_KIT_STATE  run folder of the engine (socket, pid file, logs) [default: /tmp/kscale-kit]
+";
+
+/// Where the kit keeps its cache and the running engine's state.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Survives between runs: Go caches and binaries, rootfs, Docker data root, MINIKUBE_HOME.
+    pub cache: PathBuf,
+    /// The engine's socket, pid file, exec root and logs.
+    pub state: PathBuf,
+}
+
+impl Layout {
+    /// The layout from the environment, with the documented defaults.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let state = match std::env::var_os("KSCALE_KIT_STATE") {
+            Some(dir) => PathBuf::from(dir),
+            None => std::env::temp_dir().join("kscale-kit"),
+        };
+        let cache = match std::env::var_os("KSCALE_KIT_CACHE") {
+            Some(dir) => PathBuf::from(dir),
+            None => match std::env::var_os("XDG_CACHE_HOME") {
+                Some(dir) => PathBuf::from(dir),
+                None => match std::env::var_os("HOME") {
+                    Some(home) => PathBuf::from(home).join(".cache"),
+                    None => anyhow::bail!(
+                        "neither KSCALE_KIT_CACHE, XDG_CACHE_HOME nor HOME is set: set one to choose the kit's cache folder"
+                    ),
+                },
+            }
+            .join("kscale")
+            .join("kit"),
+        };
+        Ok(Self { cache, state })
+    }
+
+    /// `MINIKUBE_HOME` (minikube appends `.minikube` unless the path ends with it).
+    pub fn minikube_home(&self) -> PathBuf {
+        self.cache.join("minikube").join(".minikube")
+    }
+
+    /// The folder with the kit's `minikube`, `kubectl` (v1.34) and the runc wrapper.
+    pub fn bin(&self) -> PathBuf {
+        self.cache.join("path")
+    }
+
+    /// The Docker engine's socket.
+    pub fn docker_socket(&self) -> PathBuf {
+        self.state.join("docker.sock")
+    }
+
+    /// `DOCKER_HOST` for the kit's engine.
+    pub fn docker_host(&self) -> String {
+        format!("unix://{}", self.docker_socket().display())
+    }
+
+    /// The CNI manifest passed to `minikube start --cni`.
+    pub fn cni_manifest(&self) -> PathBuf {
+        self.cache.join("flannel.yaml")
+    }
+}
+
+/// What `kit build` produced: what a shell and the tests need.
+#[derive(Debug, Clone)]
+pub struct Kit {
+    /// The node base image reference.
+    pub base_image: String,
+    /// The metrics-server image (for `minikube addons enable metrics-server --images=...`).
+    pub metrics_server_image: images::Reference,
+    /// A busybox image built here, for tests that need a shell, DNS and HTTP inside pods.
+    pub busybox_image: images::Reference,
+}
+
+impl Kit {
+    /// The flags `minikube start` needs on the kit (nodes and memory are the caller's).
+    pub fn start_flags(&self, layout: &Layout) -> Vec<String> {
+        vec![
+            "--driver=docker".into(),
+            format!("--base-image={}", self.base_image),
+            "--container-runtime=containerd".into(),
+            format!("--kubernetes-version={KUBERNETES_VERSION}"),
+            format!("--cni={}", layout.cni_manifest().display()),
+            // The preload tarball would be downloaded; the images are in the base image instead.
+            "--preload=false".into(),
+            // storage-provisioner is off: built from minikube v1.37.0's module it crash-loops
+            // (its leader election still uses the removed endpoints lock), and kscale's stack
+            // claims no volumes. Addons are enabled one by one (metrics-server).
+            "--install-addons=false".into(),
+            // The docker driver refuses root without it; CI machines run as root.
+            "--force".into(),
+        ]
+    }
+
+    /// `minikube addons enable metrics-server` flags that select the kit's image.
+    pub fn metrics_server_flags(&self) -> Vec<String> {
+        vec![
+            format!(
+                "--images=MetricsServer={}",
+                self.metrics_server_image.repository_and_tag()
+            ),
+            format!(
+                "--registries=MetricsServer={}",
+                self.metrics_server_image.registry
+            ),
+        ]
+    }
+}
+
+/// Whether a missing part is built or reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Build what is missing.
+    Build,
+    /// Fail naming the first missing part (quick: `kit env` and tests).
+    Check,
+}
+
+/// The fix named by every "missing" error of [`Mode::Check`].
+pub const NOT_BUILT: &str = "run `cargo xtask kit build` (a cold build takes about 40 minutes)";
+
+/// Builds every part that is missing (or, with [`Mode::Check`], fails naming it) and starts the
+/// engine.
+pub fn build(layout: &Layout, mode: Mode) -> anyhow::Result<Kit> {
+    let started = Instant::now();
+    let mut timings: Vec<(&str, f64)> = Vec::new();
+    let mut step = |name: &'static str, since: Instant| {
+        timings.push((name, since.elapsed().as_secs_f64()));
+    };
+    let t = Instant::now();
+    if mode == Mode::Build {
+        shell::ensure_host_packages()?;
+    }
+    step("host packages", t);
+    let t = Instant::now();
+    let programs = programs::ensure(layout, mode)?;
+    step("Go programs", t);
+    let t = Instant::now();
+    let base = rootfs::ensure(layout, mode)?;
+    step("Debian rootfs", t);
+    let t = Instant::now();
+    engine::up(layout)?;
+    step("Docker engine", t);
+    let t = Instant::now();
+    let built = images::ensure(layout, &programs, &base, mode)?;
+    step("images", t);
+    let t = Instant::now();
+    let base_image = kicbase::ensure(layout, &programs, &base, &built, mode)?;
+    step("node base image", t);
+    let t = Instant::now();
+    if mode == Mode::Build {
+        programs::install(layout, &programs, &built)?;
+    }
+    step("MINIKUBE_HOME and PATH", t);
+    if mode == Mode::Build {
+        for (name, seconds) in &timings {
+            eprintln!("kit: {name:<24} {seconds:>7.1}s");
+        }
+        eprintln!(
+            "kit: {:<24} {:>7.1}s",
+            "total",
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(Kit {
+        base_image,
+        metrics_server_image: built.metrics_server.clone(),
+        busybox_image: built.busybox.clone(),
+    })
+}
+
+/// Builds the kit for `cargo xtask ci` (the tests read it through `kit env`).
+pub fn build_for_tests() -> anyhow::Result<()> {
+    build(&Layout::from_env()?, Mode::Build).map(|_| ())
+}
+
+/// Stops the engine after the tests (they delete their own minikube profiles).
+pub fn down_after_tests() -> anyhow::Result<()> {
+    engine::down(&Layout::from_env()?)
+}
+
+fn print_env(layout: &Layout, kit: &Kit) {
+    let path = std::env::var("PATH").unwrap_or_default();
+    println!("export PATH={}:{path}", layout.bin().display());
+    println!("export DOCKER_HOST={}", layout.docker_host());
+    println!("export MINIKUBE_HOME={}", layout.minikube_home().display());
+    println!("export MINIKUBE_IN_STYLE=false");
+    println!(
+        "export KSCALE_KIT_START_FLAGS='{}'",
+        kit.start_flags(layout).join(" ")
+    );
+    println!(
+        "export KSCALE_KIT_METRICS_SERVER_FLAGS='{}'",
+        kit.metrics_server_flags().join(" ")
+    );
+    println!("export KSCALE_KIT_BUSYBOX_IMAGE={}", kit.busybox_image);
+    println!("# then: minikube start $KSCALE_KIT_START_FLAGS --nodes 2 --memory 4400");
+}
+
+/// Dispatches `cargo xtask kit <command>`.
+pub fn kit(args: &[String]) -> anyhow::Result<()> {
+    let layout = Layout::from_env()?;
+    match args.first().map(String::as_str) {
+        Some("build") => {
+            let kit = build(&layout, Mode::Build)?;
+            eprintln!("kit: ready; `cargo xtask kit env` prints the shell settings");
+            eprintln!("kit: base image {}", kit.base_image);
+            Ok(())
+        }
+        Some("env") => {
+            // Quick: nothing is built here, only checked (and the engine started).
+            let kit = build(&layout, Mode::Check)?;
+            print_env(&layout, &kit);
+            Ok(())
+        }
+        Some("status") => status(&layout),
+        Some("engine") => match args.get(1).map(String::as_str) {
+            Some("up") => engine::up(&layout),
+            Some("down") => engine::down(&layout),
+            _ => anyhow::bail!("usage: cargo xtask kit engine up|down"),
+        },
+        Some("clean") => {
+            engine::down(&layout)?;
+            shell::remove_tree(&layout.cache)?;
+            shell::remove_tree(&layout.state)?;
+            eprintln!("kit: removed {}", layout.cache.display());
+            Ok(())
+        }
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown kit command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn status(layout: &Layout) -> anyhow::Result<()> {
+    let mut ok = true;
+    let engine = engine::running(layout);
+    println!(
+        "engine     {}",
+        if engine {
+            format!("up ({})", layout.docker_host())
+        } else {
+            "down".into()
+        }
+    );
+    ok &= engine;
+    for (name, present) in programs::status(layout)? {
+        println!("{name:<10} {}", if present { "built" } else { "missing" });
+        ok &= present;
+    }
+    let rootfs = rootfs::status(layout)?;
+    println!("rootfs     {}", if rootfs { "built" } else { "missing" });
+    ok &= rootfs;
+    if !ok {
+        anyhow::bail!("the kit is incomplete: run `cargo xtask kit build`");
+    }
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! The kit's upstream programs, built from the pinned wrapper modules in `xtask/kit/<name>/`
+//! (and prometheus-adapter's in `xtask/controlplane/adapter/`), and where they are installed.
+
+use std::path::{Path, PathBuf};
+
+use crate::gobuild::{self, GoCache, GoModule};
+
+use super::images::Built;
+use super::shell;
+use super::{Layout, Mode};
+
+/// The Kubernetes release the kit's minikube runs: minikube v1.37.0's default, and the newest that
+/// still runs on cgroup v1 without extra settings (1.35+ refuse it by default).
+pub const KUBERNETES_VERSION: &str = "v1.34.0";
+/// The Go release Kubernetes v1.34.0 was built with: kubeadm built with Go 1.26 fails its own
+/// preflight (`HTTPProxyCIDR: parse "https://[10.96.0.1]:1234/": invalid IP-literal`).
+const KUBERNETES_TOOLCHAIN: &str = "go1.24.6";
+
+/// Every built program the kit uses.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    /// Folder of each module's build, by module name.
+    dirs: Vec<(&'static str, PathBuf)>,
+    /// The pinned module cache (sources read at build time: pause.c, minikube's kicbase files).
+    pub gomod: PathBuf,
+}
+
+impl Programs {
+    /// The path of `program` built by module `module`.
+    pub fn path(&self, module: &str, program: &str) -> anyhow::Result<PathBuf> {
+        self.dirs
+            .iter()
+            .find(|(name, _)| *name == module)
+            .map(|(_, dir)| dir.join(program))
+            .ok_or_else(|| anyhow::anyhow!("internal error: no kit module `{module}`"))
+    }
+
+    /// The source folder of a pinned module in the module cache, e.g. `k8s.io/kubernetes@v1.34.0`.
+    pub fn source(&self, module_at_version: &str) -> PathBuf {
+        self.gomod.join(module_at_version)
+    }
+}
+
+fn prometheus_version_flag(version: &str) -> String {
+    format!("-X github.com/prometheus/common/version.Version={version}")
+}
+
+/// The pinned modules; versions in link flags are checked against go.mod by a test.
+pub fn modules() -> Vec<GoModule> {
+    vec![
+        GoModule {
+            name: "kubernetes",
+            dir: "xtask/kit/kubernetes",
+            programs: &[
+                ("k8s.io/kubernetes/cmd/kubeadm", "kubeadm"),
+                ("k8s.io/kubernetes/cmd/kubelet", "kubelet"),
+                ("k8s.io/kubernetes/cmd/kubectl", "kubectl"),
+                ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
+                (
+                    "k8s.io/kubernetes/cmd/kube-controller-manager",
+                    "kube-controller-manager",
+                ),
+                ("k8s.io/kubernetes/cmd/kube-scheduler", "kube-scheduler"),
+                ("k8s.io/kubernetes/cmd/kube-proxy", "kube-proxy"),
+            ],
+            toolchain: Some(KUBERNETES_TOOLCHAIN),
+            ldflags: gobuild::kubernetes_version_ldflags(KUBERNETES_VERSION),
+            env: &[],
+        },
+        GoModule {
+            name: "minikube",
+            dir: "xtask/kit/minikube",
+            programs: &[("k8s.io/minikube/cmd/minikube", "minikube")],
+            toolchain: None,
+            ldflags: [
+                "-X k8s.io/minikube/pkg/version.version=v1.37.0",
+                "-X k8s.io/minikube/pkg/version.isoVersion=v1.37.0",
+                "-X k8s.io/minikube/pkg/version.storageProvisionerVersion=v5",
+            ]
+            .join(" "),
+            // The checksum database does not know k8s.io/minikube v1.37.0 (404); go.sum pins it.
+            env: &[("GONOSUMDB", "k8s.io/minikube")],
+        },
+        GoModule {
+            name: "etcd",
+            dir: "xtask/kit/etcd",
+            programs: &[
+                ("go.etcd.io/etcd/server/v3", "etcd"),
+                ("go.etcd.io/etcd/etcdctl/v3", "etcdctl"),
+            ],
+            toolchain: None,
+            ldflags: String::new(),
+            env: &[],
+        },
+        GoModule {
+            name: "coredns",
+            dir: "xtask/kit/coredns",
+            programs: &[("github.com/coredns/coredns", "coredns")],
+            toolchain: None,
+            ldflags: String::new(),
+            env: &[],
+        },
+        GoModule {
+            name: "critools",
+            dir: "xtask/kit/critools",
+            programs: &[("sigs.k8s.io/cri-tools/cmd/crictl", "crictl")],
+            toolchain: None,
+            ldflags: "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0".into(),
+            env: &[],
+        },
+        GoModule {
+            name: "flannel",
+            dir: "xtask/kit/flannel",
+            programs: &[("github.com/flannel-io/flannel", "flanneld")],
+            toolchain: None,
+            ldflags: "-X github.com/flannel-io/flannel/pkg/version.Version=v0.28.4".into(),
+            env: &[],
+        },
+        GoModule {
+            name: "cniplugins",
+            dir: "xtask/kit/cniplugins",
+            programs: &[(
+                "github.com/containernetworking/plugins/plugins/meta/flannel",
+                "flannel",
+            )],
+            toolchain: None,
+            ldflags: String::new(),
+            env: &[],
+        },
+        GoModule {
+            name: "metricsserver",
+            dir: "xtask/kit/metricsserver",
+            programs: &[(
+                "sigs.k8s.io/metrics-server/cmd/metrics-server",
+                "metrics-server",
+            )],
+            toolchain: None,
+            ldflags: String::new(),
+            env: &[],
+        },
+        GoModule {
+            name: "operator",
+            dir: "xtask/kit/operator",
+            programs: &[
+                (
+                    "github.com/prometheus-operator/prometheus-operator/cmd/operator",
+                    "operator",
+                ),
+                (
+                    "github.com/prometheus-operator/prometheus-operator/cmd/prometheus-config-reloader",
+                    "prometheus-config-reloader",
+                ),
+            ],
+            toolchain: None,
+            ldflags: prometheus_version_flag("0.93.1"),
+            env: &[],
+        },
+        GoModule {
+            name: "prometheus",
+            dir: "xtask/kit/prometheus",
+            programs: &[(
+                "github.com/prometheus/prometheus/cmd/prometheus",
+                "prometheus",
+            )],
+            toolchain: None,
+            ldflags: prometheus_version_flag("3.14.0"),
+            env: &[],
+        },
+        GoModule {
+            name: "kubestatemetrics",
+            dir: "xtask/kit/kubestatemetrics",
+            programs: &[("k8s.io/kube-state-metrics/v2", "kube-state-metrics")],
+            toolchain: None,
+            ldflags: prometheus_version_flag("v2.20.0"),
+            env: &[],
+        },
+        GoModule {
+            name: "adapter",
+            dir: "xtask/controlplane/adapter",
+            programs: &[("sigs.k8s.io/prometheus-adapter/cmd/adapter", "adapter")],
+            toolchain: None,
+            ldflags: String::new(),
+            env: &[],
+        },
+    ]
+}
+
+fn go_cache(layout: &Layout) -> GoCache {
+    GoCache {
+        dir: layout.cache.clone(),
+    }
+}
+
+/// Builds every program that is missing (with `Mode::Check`, fails naming it instead).
+pub fn ensure(layout: &Layout, mode: Mode) -> anyhow::Result<Programs> {
+    let cache = go_cache(layout);
+    let go_version = gobuild::go_version()?;
+    let mut dirs = Vec::new();
+    for module in modules() {
+        let dir = match mode {
+            Mode::Build => cache.build(&module, &go_version, |_| Ok(()), |_| true)?,
+            Mode::Check => {
+                let dir = cache.bin_dir(&module, &go_version)?;
+                if !module.programs.iter().all(|(_, p)| dir.join(p).is_file()) {
+                    anyhow::bail!("{} is not built: {}", module.name, super::NOT_BUILT);
+                }
+                dir
+            }
+        };
+        dirs.push((module.name, dir));
+    }
+    Ok(Programs {
+        dirs,
+        gomod: layout.cache.join("gomod"),
+    })
+}
+
+/// Each module and whether its build is present.
+pub fn status(layout: &Layout) -> anyhow::Result<Vec<(&'static str, bool)>> {
+    let cache = go_cache(layout);
+    let go_version = gobuild::go_version()?;
+    modules()
+        .iter()
+        .map(|module| {
+            let dir = cache.bin_dir(module, &go_version)?;
+            let present = module.programs.iter().all(|(_, p)| dir.join(p).is_file());
+            Ok((module.name, present))
+        })
+        .collect()
+}
+
+fn link_or_copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(to);
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).map_err(|e| {
+            anyhow::anyhow!("cannot copy {} to {}: {e}", from.display(), to.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// Puts minikube (and helm) on the kit's PATH folder, kubeadm/kubelet/kubectl where minikube
+/// looks before downloading them, and the CNI manifest with the built flannel image.
+pub fn install(layout: &Layout, programs: &Programs, images: &Built) -> anyhow::Result<()> {
+    let bin = layout.bin();
+    shell::mkdir(&bin)?;
+    link_or_copy(
+        &programs.path("minikube", "minikube")?,
+        &bin.join("minikube"),
+    )?;
+    // kubectl of the cluster's own release first on PATH (the preinstalled one may be older).
+    link_or_copy(
+        &programs.path("kubernetes", "kubectl")?,
+        &bin.join("kubectl"),
+    )?;
+    let helm = crate::controlplane::helm_ensure(&layout.cache)?;
+    link_or_copy(&helm, &bin.join("helm"))?;
+    let k8s = layout
+        .minikube_home()
+        .join("cache")
+        .join("linux")
+        .join("amd64")
+        .join(KUBERNETES_VERSION);
+    shell::mkdir(&k8s)?;
+    for program in ["kubeadm", "kubelet", "kubectl"] {
+        link_or_copy(&programs.path("kubernetes", program)?, &k8s.join(program))?;
+    }
+    let manifest = include_str!("../../kit/flannel.yaml")
+        .replace("@FLANNEL_IMAGE@", &images.flannel.to_string());
+    shell::write(&layout.cni_manifest(), manifest)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_module_pins_its_programs_and_the_stamped_versions() {
+        for module in modules() {
+            let go_mod = shell::read(&module.root().join("go.mod")).unwrap();
+            assert!(
+                module.root().join("go.sum").is_file(),
+                "{} lacks go.sum",
+                module.dir
+            );
+            for (package, _) in module.programs {
+                assert!(
+                    go_mod.contains(package),
+                    "{}/go.mod does not pin the tool {package}",
+                    module.dir
+                );
+            }
+        }
+        let find = |name: &str| modules().into_iter().find(|m| m.name == name).unwrap();
+        assert_eq!(
+            find("kubernetes")
+                .pinned_version("k8s.io/kubernetes")
+                .unwrap(),
+            KUBERNETES_VERSION
+        );
+        assert!(
+            find("kubernetes")
+                .ldflags
+                .contains(&format!("gitVersion={KUBERNETES_VERSION}"))
+        );
+        let toolchain = shell::read(&find("kubernetes").root().join("go.mod")).unwrap();
+        assert!(toolchain.contains(&format!("toolchain {KUBERNETES_TOOLCHAIN}")));
+        for (name, module_path, stamped) in [
+            ("minikube", "k8s.io/minikube", "version.version=v1.37.0"),
+            (
+                "flannel",
+                "github.com/flannel-io/flannel",
+                "Version=v0.28.4",
+            ),
+            ("critools", "sigs.k8s.io/cri-tools", "Version=v1.34.0"),
+            (
+                "operator",
+                "github.com/prometheus-operator/prometheus-operator",
+                "Version=0.93.1",
+            ),
+            (
+                "prometheus",
+                "github.com/prometheus/prometheus",
+                "Version=3.14.0",
+            ),
+            (
+                "kubestatemetrics",
+                "k8s.io/kube-state-metrics/v2",
+                "Version=v2.20.0",
+            ),
+        ] {
+            let module = find(name);
+            let pinned = module.pinned_version(module_path).unwrap();
+            let stamped_version = stamped.rsplit('=').next().unwrap();
+            assert!(
+                module.ldflags.contains(stamped),
+                "{name} is not stamped {stamped}"
+            );
+            let expect = match name {
+                // Prometheus' Go module versions are v0.<major*100+minor>.<patch>.
+                "prometheus" => "v0.314.0".to_string(),
+                _ => format!("v{}", stamped_version.trim_start_matches('v')),
+            };
+            assert_eq!(pinned, expect, "{name}");
+        }
+    }
+}
