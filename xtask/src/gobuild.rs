@@ -28,6 +28,10 @@ pub struct GoModule {
     pub ldflags: String,
     /// Extra environment (e.g. `GONOSUMDB` for a module the checksum database does not know).
     pub env: &'static [(&'static str, &'static str)],
+    /// Build tags (e.g. Prometheus' `remove_all_sd` to leave out the cloud discoveries).
+    pub tags: &'static [&'static str],
+    /// Needs cgo (flannel's UDP backend): linked statically against the host's libc instead.
+    pub cgo: bool,
 }
 
 impl GoModule {
@@ -46,11 +50,15 @@ impl GoModule {
     }
 
     fn all_ldflags(&self) -> String {
-        if self.ldflags.is_empty() {
-            "-s -w".to_string()
-        } else {
-            format!("-s -w {}", self.ldflags)
+        let mut flags = "-s -w".to_string();
+        if self.cgo {
+            flags.push_str(" -linkmode=external -extldflags=-static");
         }
+        if !self.ldflags.is_empty() {
+            flags.push(' ');
+            flags.push_str(&self.ldflags);
+        }
+        flags
     }
 
     /// The cache key: pins, link flags, environment and compiler, nothing else.
@@ -69,6 +77,7 @@ impl GoModule {
         for (k, v) in self.env {
             hash.update(format!("{k}={v}").as_bytes());
         }
+        hash.update(format!("tags={}", self.tags.join(",")).as_bytes());
         let digest = hash.finalize();
         Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
     }
@@ -89,6 +98,20 @@ pub fn pinned_version_in(go_mod: &str, path: &str) -> Option<String> {
             (first == path).then(|| words.next().map(str::to_string))?
         })
         .next()
+}
+
+/// The file name `go build -o DIR/` gives a main package: its last path element, or the one
+/// before a major-version suffix (`go.etcd.io/etcd/server/v3` -> `server`).
+pub fn default_binary_name(package: &str) -> &str {
+    let mut parts = package.rsplit('/');
+    let last = parts.next().unwrap_or(package);
+    let is_major =
+        last.len() > 1 && last.starts_with('v') && last[1..].bytes().all(|b| b.is_ascii_digit());
+    if is_major {
+        parts.next().unwrap_or(last)
+    } else {
+        last
+    }
 }
 
 /// The `-X` flags that stamp a Kubernetes release version into programs built from modules
@@ -124,6 +147,26 @@ pub fn go_version() -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The Go caches and binaries shared by the kit and the control plane (they pin the same
+/// Kubernetes, etcd and prometheus-adapter): `KSCALE_GO_CACHE`, or `$XDG_CACHE_HOME/kscale/go`.
+pub fn shared_cache() -> anyhow::Result<GoCache> {
+    let dir = match std::env::var_os("KSCALE_GO_CACHE") {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("XDG_CACHE_HOME") {
+            Some(dir) => PathBuf::from(dir),
+            None => match std::env::var_os("HOME") {
+                Some(home) => PathBuf::from(home).join(".cache"),
+                None => anyhow::bail!(
+                    "neither KSCALE_GO_CACHE, XDG_CACHE_HOME nor HOME is set: set one to choose the Go build cache folder"
+                ),
+            },
+        }
+        .join("kscale")
+        .join("go"),
+    };
+    Ok(GoCache { dir })
+}
+
 /// Where a family of builds keeps its Go caches and binaries.
 #[derive(Debug, Clone)]
 pub struct GoCache {
@@ -140,7 +183,7 @@ impl GoCache {
             .env("GOMODCACHE", self.dir.join("gomod"))
             .env("GOCACHE", self.dir.join("gocache"))
             // Static binaries: they run in images `FROM scratch` and on any host.
-            .env("CGO_ENABLED", "0")
+            .env("CGO_ENABLED", if module.cgo { "1" } else { "0" })
             // go.sum is committed: a build must not resolve anything new, only download what it pins.
             .env("GOFLAGS", "-mod=readonly -buildvcs=false");
         if let Some(toolchain) = module.toolchain {
@@ -215,13 +258,28 @@ impl GoCache {
         std::fs::create_dir_all(&scratch)
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", scratch.display()))?;
         let ldflags = format!("-ldflags={}", module.all_ldflags());
+        // One `go build` for every program: the Go command compiles and links them in parallel.
+        let out_dir = format!("{}/", scratch.display());
+        let tags = format!("-tags={}", module.tags.join(","));
+        let mut args = vec![
+            "build",
+            "-trimpath",
+            ldflags.as_str(),
+            "-o",
+            out_dir.as_str(),
+        ];
+        if !module.tags.is_empty() {
+            args.push(tags.as_str());
+        }
+        args.extend(module.programs.iter().map(|(package, _)| *package));
+        self.go(module, &args)?;
         for (package, name) in module.programs {
-            let out = scratch.join(name);
-            let out = out.to_string_lossy();
-            self.go(
-                module,
-                &["build", "-trimpath", &ldflags, "-o", &out, package],
-            )?;
+            let built = scratch.join(default_binary_name(package));
+            if built != scratch.join(name) {
+                std::fs::rename(&built, scratch.join(name)).map_err(|e| {
+                    anyhow::anyhow!("cannot rename {} to {name}: {e}", built.display())
+                })?;
+            }
         }
         after(&scratch)?;
         let _ = std::fs::remove_dir_all(&bin);
@@ -274,6 +332,21 @@ mod tests {
             Some("v0.1.0")
         );
         assert_eq!(pinned_version_in(go_mod, "example.com/absent"), None);
+    }
+
+    #[test]
+    fn default_binary_names_follow_the_go_command() {
+        assert_eq!(default_binary_name("go.etcd.io/etcd/server/v3"), "server");
+        assert_eq!(
+            default_binary_name("k8s.io/kube-state-metrics/v2"),
+            "kube-state-metrics"
+        );
+        assert_eq!(
+            default_binary_name("k8s.io/kubernetes/cmd/kubeadm"),
+            "kubeadm"
+        );
+        assert_eq!(default_binary_name("github.com/coredns/coredns"), "coredns");
+        assert_eq!(default_binary_name("example.com/x/v"), "v");
     }
 
     #[test]

@@ -1,65 +1,38 @@
-//! Builds the upstream control-plane programs from the project's pinned Go modules
-//! (`xtask/controlplane/<module>/go.mod` + `go.sum`) into a cache folder that survives between runs.
-//!
-//! Each module's programs land in `<cache>/bin/<module>-<key>/`, where the key hashes the module's
-//! go.mod, go.sum and the Go version: changing a pin rebuilds, anything else reuses the binaries.
-//! The Go module and build caches live beside them, so a CI cache of `<cache>` makes the build warm.
+//! The upstream programs the harness runs, built by `gobuild` from pinned wrapper modules: kwok's
+//! own (`xtask/controlplane/kwok`) and the kit's Kubernetes, etcd and prometheus-adapter, into the
+//! shared Go cache.
 
 use std::path::{Path, PathBuf};
 
 use super::Layout;
-use crate::gobuild::{self, GoCache, GoModule};
+use crate::gobuild::{self, GoModule};
 
-/// The pinned modules of `xtask/controlplane/`.
+/// The harness's modules: kwok of its own; Kubernetes, etcd and prometheus-adapter are the kit's
+/// (one build serves both).
 fn modules() -> anyhow::Result<Vec<GoModule>> {
-    let mut kubernetes = GoModule {
-        name: "kubernetes",
-        dir: "xtask/controlplane/kubernetes",
-        programs: &[
-            ("k8s.io/kubernetes/cmd/kube-apiserver", "kube-apiserver"),
-            (
-                "k8s.io/kubernetes/cmd/kube-controller-manager",
-                "kube-controller-manager",
-            ),
-            ("k8s.io/kubernetes/cmd/kube-scheduler", "kube-scheduler"),
-        ],
-        toolchain: None,
-        ldflags: String::new(),
-        env: &[],
-    };
-    kubernetes.ldflags =
-        gobuild::kubernetes_version_ldflags(&kubernetes.pinned_version("k8s.io/kubernetes")?);
-    let plain = |name, dir, programs| GoModule {
-        name,
-        dir,
-        programs,
-        toolchain: None,
-        ldflags: String::new(),
-        env: &[],
+    let kit = crate::kit::go_modules();
+    let take = |name: &str| {
+        kit.iter()
+            .find(|m| m.name == name)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("internal error: the kit has no module `{name}`"))
     };
     Ok(vec![
-        kubernetes,
-        plain(
-            "kwok",
-            "xtask/controlplane/kwok",
-            &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
-        ),
-        plain(
-            "adapter",
-            "xtask/controlplane/adapter",
-            &[(
-                "sigs.k8s.io/prometheus-adapter/cmd/adapter",
-                "prometheus-adapter",
-            )],
-        ),
-        // Debian's etcd 3.4.23 works but lacks RequestWatchProgress, so the 1.36 API server
-        // refuses the watch-list streams client-go 0.36 asks for (kwok's informers then fail
-        // over and over).
-        plain(
-            "etcd",
-            "xtask/controlplane/etcd",
-            &[("go.etcd.io/etcd/server/v3", "etcd")],
-        ),
+        take("kubernetes")?,
+        GoModule {
+            name: "kwok",
+            dir: "xtask/controlplane/kwok",
+            programs: &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
+            toolchain: None,
+            ldflags: String::new(),
+            env: &[],
+            tags: &[],
+            cgo: false,
+        },
+        take("adapter")?,
+        // Debian's etcd 3.4.23 lacks RequestWatchProgress, which kwok's client-go 0.36 asks for
+        // (its informers then fail over and over).
+        take("etcd")?,
     ])
 }
 
@@ -164,9 +137,7 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
         )
     })?;
     let go_version = gobuild::go_version()?;
-    let cache = GoCache {
-        dir: layout.cache.clone(),
-    };
+    let cache = gobuild::shared_cache()?;
     let mut bins = Vec::new();
     for module in modules()? {
         let bin = if module.name == "kwok" {
@@ -191,7 +162,7 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
         controller_manager: kubernetes.join("kube-controller-manager"),
         scheduler: kubernetes.join("kube-scheduler"),
         kwok: kwok.join("kwok"),
-        adapter: adapter.join("prometheus-adapter"),
+        adapter: adapter.join("adapter"),
         kwok_stages: kwok_stages(kwok)?,
     })
 }
@@ -217,18 +188,17 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_programs_are_stamped_with_the_pinned_release() {
-        let modules = modules().unwrap();
+    fn the_harness_runs_the_kits_kubernetes_etcd_and_adapter() {
+        let names: Vec<(&str, &str)> = modules().unwrap().iter().map(|m| (m.name, m.dir)).collect();
         assert_eq!(
-            modules[0].pinned_version("k8s.io/kubernetes").unwrap(),
-            "v1.36.3"
+            names,
+            [
+                ("kubernetes", "xtask/kit/kubernetes"),
+                ("kwok", "xtask/controlplane/kwok"),
+                ("adapter", "xtask/kit/adapter"),
+                ("etcd", "xtask/kit/etcd"),
+            ]
         );
-        assert!(
-            modules[0]
-                .ldflags
-                .contains("k8s.io/component-base/version.gitVersion=v1.36.3")
-        );
-        assert!(modules[1].ldflags.is_empty());
     }
 
     #[test]

@@ -51,7 +51,8 @@ options of `up`:
 
 environment:
   KSCALE_HARNESS_DIR         state folder (certificates, logs, pid files, kubeconfig) [default: /tmp/kscale-harness]
-  KSCALE_CONTROLPLANE_CACHE  Go build cache folder [default: $XDG_CACHE_HOME/kscale/controlplane]
+  KSCALE_CONTROLPLANE_CACHE  tools folder (the pinned helm) [default: $XDG_CACHE_HOME/kscale/controlplane]
+  KSCALE_GO_CACHE            Go caches and programs, shared with the kit [default: $XDG_CACHE_HOME/kscale/go]
 ";
 
 /// Where the harness keeps its state and its build cache.
@@ -59,7 +60,7 @@ environment:
 pub struct Layout {
     /// Per-run state: certificates, logs, pid files, etcd data, kubeconfig. Removed by `down`.
     pub state: PathBuf,
-    /// Go module and build caches and the built programs. Survives between runs.
+    /// The pinned helm. Survives between runs (the Go programs live in the shared Go cache).
     pub cache: PathBuf,
 }
 

@@ -140,6 +140,71 @@ pub fn down(layout: &Layout) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// Runs the wrapper for real (sh and jq) in front of a stand-in runc that records the spec
+    /// it was given: where this machine lacks the capability the spec is adjusted, elsewhere it
+    /// passes through unchanged.
+    #[test]
+    fn the_wrapper_adjusts_the_spec_only_where_the_capability_is_missing() {
+        if !crate::kit::shell::have("jq") {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set and jq is missing (cargo xtask kit build installs it)"
+            );
+            eprintln!("skipped: jq is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("bundle");
+        std::fs::create_dir(&bundle).unwrap();
+        let spec = serde_json::json!({
+            "process": {
+                "oomScoreAdj": -998,
+                "capabilities": {
+                    "bounding": ["CAP_CHOWN", "CAP_SYS_RESOURCE"],
+                    "effective": ["CAP_SYS_RESOURCE"]
+                }
+            }
+        });
+        std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+        let real = dir.path().join("runc-real");
+        let seen = dir.path().join("seen.json");
+        std::fs::write(
+            &real,
+            format!(
+                "#!/bin/sh\ncp \"$3\"/config.json {}\necho \"$@\"\n",
+                seen.display()
+            ),
+        )
+        .unwrap();
+        crate::kit::shell::chmod_x(&real).unwrap();
+        let wrapper = dir.path().join("runc");
+        std::fs::write(&wrapper, runc_wrapper(&real.to_string_lossy())).unwrap();
+        crate::kit::shell::chmod_x(&wrapper).unwrap();
+        let out = std::process::Command::new(&wrapper)
+            .args(["create", "--bundle"])
+            .arg(&bundle)
+            .arg("ctr-1")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("ctr-1"));
+        let seen: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+        if lacks_sys_resource() {
+            assert!(seen["process"].get("oomScoreAdj").is_none(), "{seen}");
+            assert_eq!(
+                seen["process"]["capabilities"]["bounding"],
+                serde_json::json!(["CAP_CHOWN"])
+            );
+            assert_eq!(
+                seen["process"]["capabilities"]["effective"],
+                serde_json::json!([])
+            );
+        } else {
+            assert_eq!(seen, spec);
+        }
+    }
+
     #[test]
     fn the_wrapper_names_the_real_runc() {
         let script = runc_wrapper("/usr/sbin/runc.real");

@@ -20,7 +20,7 @@ mod shell;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use programs::KUBERNETES_VERSION;
+pub use programs::{KUBERNETES_VERSION, modules as go_modules};
 
 const USAGE: &str = "\
 usage: cargo xtask kit <command>
@@ -35,15 +35,17 @@ commands:
   clean    stop the engine and remove the kit's cache folder (a cold build follows)
 
 environment:
-  KSCALE_KIT_CACHE  cache folder (programs, rootfs, Docker data root, MINIKUBE_HOME)
+  KSCALE_KIT_CACHE  cache folder (rootfs, Docker data root with the images, MINIKUBE_HOME)
                     [default: $XDG_CACHE_HOME/kscale/kit]
+  KSCALE_GO_CACHE   Go module/build caches and built programs, shared with the control plane
+                    [default: $XDG_CACHE_HOME/kscale/go]
   KSCALE_KIT_STATE  run folder of the engine (socket, pid file, logs) [default: /tmp/kscale-kit]
 ";
 
 /// Where the kit keeps its cache and the running engine's state.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    /// Survives between runs: Go caches and binaries, rootfs, Docker data root, MINIKUBE_HOME.
+    /// Survives between runs: rootfs, Docker data root, MINIKUBE_HOME, helm.
     pub cache: PathBuf,
     /// The engine's socket, pid file, exec root and logs.
     pub state: PathBuf,
@@ -171,7 +173,7 @@ pub fn build(layout: &Layout, mode: Mode) -> anyhow::Result<Kit> {
     }
     step("host packages", t);
     let t = Instant::now();
-    let programs = programs::ensure(layout, mode)?;
+    let programs = programs::ensure(mode)?;
     step("Go programs", t);
     let t = Instant::now();
     let base = rootfs::ensure(layout, mode)?;
@@ -284,7 +286,7 @@ fn status(layout: &Layout) -> anyhow::Result<()> {
         }
     );
     ok &= engine;
-    for (name, present) in programs::status(layout)? {
+    for (name, present) in programs::status()? {
         println!("{name:<10} {}", if present { "built" } else { "missing" });
         ok &= present;
     }

@@ -1,9 +1,10 @@
 //! The kit's upstream programs, built from the pinned wrapper modules in `xtask/kit/<name>/`
-//! (and prometheus-adapter's in `xtask/controlplane/adapter/`), and where they are installed.
+//! (Kubernetes, etcd and prometheus-adapter are shared with the control plane), and where they
+//! are installed.
 
 use std::path::{Path, PathBuf};
 
-use crate::gobuild::{self, GoCache, GoModule};
+use crate::gobuild::{self, GoModule};
 
 use super::images::Built;
 use super::shell;
@@ -66,6 +67,8 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: Some(KUBERNETES_TOOLCHAIN),
             ldflags: gobuild::kubernetes_version_ldflags(KUBERNETES_VERSION),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "minikube",
@@ -80,6 +83,8 @@ pub fn modules() -> Vec<GoModule> {
             .join(" "),
             // The checksum database does not know k8s.io/minikube v1.37.0 (404); go.sum pins it.
             env: &[("GONOSUMDB", "k8s.io/minikube")],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "etcd",
@@ -91,6 +96,8 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: String::new(),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "coredns",
@@ -99,6 +106,8 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: String::new(),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "critools",
@@ -107,6 +116,8 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: "-X sigs.k8s.io/cri-tools/pkg/version.Version=v1.34.0".into(),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "flannel",
@@ -115,6 +126,9 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: "-X github.com/flannel-io/flannel/pkg/version.Version=v0.28.4".into(),
             env: &[],
+            tags: &[],
+            // The UDP backend's proxy is C, as upstream builds it.
+            cgo: true,
         },
         GoModule {
             name: "cniplugins",
@@ -126,6 +140,8 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: String::new(),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "metricsserver",
@@ -137,6 +153,8 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: String::new(),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "operator",
@@ -154,6 +172,8 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: prometheus_version_flag("0.93.1"),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "prometheus",
@@ -165,6 +185,10 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: prometheus_version_flag("3.14.0"),
             env: &[],
+            // Upstream's switch for a slim build: only Kubernetes discovery (and the file and
+            // static ones, always in), which is all the operator's configuration uses.
+            tags: &["remove_all_sd", "enable_kubernetes_sd"],
+            cgo: false,
         },
         GoModule {
             name: "kubestatemetrics",
@@ -173,27 +197,25 @@ pub fn modules() -> Vec<GoModule> {
             toolchain: None,
             ldflags: prometheus_version_flag("v2.20.0"),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
         GoModule {
             name: "adapter",
-            dir: "xtask/controlplane/adapter",
+            dir: "xtask/kit/adapter",
             programs: &[("sigs.k8s.io/prometheus-adapter/cmd/adapter", "adapter")],
             toolchain: None,
             ldflags: String::new(),
             env: &[],
+            tags: &[],
+            cgo: false,
         },
     ]
 }
 
-fn go_cache(layout: &Layout) -> GoCache {
-    GoCache {
-        dir: layout.cache.clone(),
-    }
-}
-
 /// Builds every program that is missing (with `Mode::Check`, fails naming it instead).
-pub fn ensure(layout: &Layout, mode: Mode) -> anyhow::Result<Programs> {
-    let cache = go_cache(layout);
+pub fn ensure(mode: Mode) -> anyhow::Result<Programs> {
+    let cache = gobuild::shared_cache()?;
     let go_version = gobuild::go_version()?;
     let mut dirs = Vec::new();
     for module in modules() {
@@ -211,13 +233,13 @@ pub fn ensure(layout: &Layout, mode: Mode) -> anyhow::Result<Programs> {
     }
     Ok(Programs {
         dirs,
-        gomod: layout.cache.join("gomod"),
+        gomod: cache.dir.join("gomod"),
     })
 }
 
 /// Each module and whether its build is present.
-pub fn status(layout: &Layout) -> anyhow::Result<Vec<(&'static str, bool)>> {
-    let cache = go_cache(layout);
+pub fn status() -> anyhow::Result<Vec<(&'static str, bool)>> {
+    let cache = gobuild::shared_cache()?;
     let go_version = gobuild::go_version()?;
     modules()
         .iter()

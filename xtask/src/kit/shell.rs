@@ -243,7 +243,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out.trim(), "2");
-        let err = pipe(Command::new("false"), &mut Command::new("cat"))
+        let err = pipe(&mut Command::new("false"), &mut Command::new("cat"))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("`false` failed"), "{err}");

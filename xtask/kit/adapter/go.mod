@@ -1,4 +1,4 @@
-module kscale.local/controlplane/adapter
+module kscale.local/kit/adapter
 
 go 1.26.0
 
