@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::config::ImageBuild;
 use crate::render::{FileKind, RenderedFile};
 
 /// Repository name of the server image kscale builds.
@@ -32,6 +33,7 @@ fn image_inputs(source: &Path) -> anyhow::Result<Vec<PathBuf>> {
         "Cargo.lock",
         "server/Cargo.toml",
         "server/Dockerfile",
+        "server/Dockerfile.runtime",
         "xtask/Cargo.toml",
     ]
     .iter()
@@ -60,10 +62,15 @@ fn image_inputs(source: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// `kscale-server:<12 hex digits>`: a tag derived from the content of the server sources, so a
-/// changed server gets a new tag (and a rollout) and an unchanged one gets neither.
-pub fn content_tag(source: &Path) -> anyhow::Result<String> {
+/// `kscale-server:<12 hex digits>`: a tag derived from the content of the server sources and the
+/// way the image is built, so a changed server gets a new tag (and a rollout) and an unchanged
+/// one gets neither.
+pub fn content_tag(source: &Path, build: ImageBuild) -> anyhow::Result<String> {
     let mut hash = Sha256::new();
+    if build == ImageBuild::Host {
+        hash.update(b"image_build=host\0");
+        hash.update(crate::tools::cargo::STATIC_TARGET.as_bytes());
+    }
     for file in image_inputs(source)? {
         let rel = file.strip_prefix(source).unwrap_or(&file);
         let bytes =
@@ -124,15 +131,15 @@ mod tests {
     fn content_tag_follows_the_sources_only() {
         let dir = tree();
         let root = dir.path();
-        let first = content_tag(root).expect("tag");
+        let first = content_tag(root, ImageBuild::Dockerfile).expect("tag");
         assert!(
             first.starts_with("kscale-server:") && first.len() == "kscale-server:".len() + 12,
             "{first}"
         );
-        assert_eq!(content_tag(root).expect("tag"), first, "stable");
+        assert_eq!(content_tag(root, ImageBuild::Dockerfile).expect("tag"), first, "stable");
         std::fs::write(root.join("server/target/junk"), "x").expect("write");
         assert_eq!(
-            content_tag(root).expect("tag"),
+            content_tag(root, ImageBuild::Dockerfile).expect("tag"),
             first,
             "build outputs do not count"
         );
@@ -142,16 +149,24 @@ mod tests {
         )
         .expect("write");
         assert_ne!(
-            content_tag(root).expect("tag"),
+            content_tag(root, ImageBuild::Dockerfile).expect("tag"),
             first,
             "a changed server gets a new tag"
+        );
+        let host = content_tag(root, ImageBuild::Host).expect("tag");
+        assert_ne!(host, content_tag(root, ImageBuild::Dockerfile).expect("tag"));
+        std::fs::write(root.join("server/Dockerfile.runtime"), "FROM scratch\n").expect("write");
+        assert_ne!(
+            content_tag(root, ImageBuild::Host).expect("tag"),
+            host,
+            "the runtime Dockerfile counts"
         );
     }
 
     #[test]
     fn missing_sources_suggest_image() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = content_tag(dir.path())
+        let err = content_tag(dir.path(), ImageBuild::Dockerfile)
             .expect_err("no Dockerfile")
             .to_string();
         assert!(err.contains("--image"), "{err}");
@@ -191,7 +206,8 @@ pub fn provide_image(
         );
     }
     let source = args.source.clone().unwrap_or_else(default_source_dir);
-    let image = content_tag(&source)?;
+    let mode = s.cfg.app.image_build;
+    let image = content_tag(&source, mode)?;
     let docker = Docker::new(&s.runner);
     let step = s.ui.step(&format!("image {image}"));
     let mut built = false;
@@ -207,8 +223,7 @@ pub fn provide_image(
             return Ok((image, false));
         }
         if blocking(|| docker.image_exists(&image))? != Some(true) {
-            step.progress("docker build");
-            blocking(|| docker.build(&source.join("server/Dockerfile"), &source, &image))?;
+            build_image(s, &step, &source, &image, mode)?;
             built = true;
         }
         step.progress("minikube image load (every node)");
@@ -227,14 +242,54 @@ pub fn provide_image(
         .trim_end_matches('/');
     let target = format!("{registry}/{image}");
     if blocking(|| docker.image_exists(&image))? != Some(true) {
-        step.progress("docker build");
-        blocking(|| docker.build(&source.join("server/Dockerfile"), &source, &image))?;
+        build_image(s, &step, &source, &image, mode)?;
         built = true;
     }
     step.progress("docker push");
     blocking(|| docker.push(&image, &target))?;
     step.done(&format!("pushed to {target}"));
     Ok((target, built))
+}
+
+/// Builds `image` from `source` the configured way.
+fn build_image(
+    s: &crate::session::Session,
+    step: &crate::ui::Step,
+    source: &Path,
+    image: &str,
+    mode: ImageBuild,
+) -> anyhow::Result<()> {
+    use crate::session::blocking;
+    use crate::tools::docker::Docker;
+    let docker = Docker::new(&s.runner);
+    match mode {
+        ImageBuild::Dockerfile => {
+            step.progress("docker build");
+            blocking(|| docker.build(&source.join("server/Dockerfile"), source, image, true))?;
+        }
+        ImageBuild::Host => {
+            step.progress("cargo build (static kscale-server)");
+            let binary =
+                blocking(|| crate::tools::cargo::Cargo::new(&s.runner).build_static_server(source))?;
+            // The context holds the binary alone: nothing else is sent to the engine.
+            let context = tempfile::tempdir().context("cannot create the image build context")?;
+            if !s.runner.dry_run() {
+                std::fs::copy(&binary, context.path().join("kscale-server")).with_context(|| {
+                    format!("cannot copy {} into the build context", binary.display())
+                })?;
+            }
+            step.progress("docker build (FROM scratch)");
+            blocking(|| {
+                docker.build(
+                    &source.join("server/Dockerfile.runtime"),
+                    context.path(),
+                    image,
+                    false,
+                )
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies the rendered app objects with server-side apply, then waits for the rollout.

@@ -36,7 +36,10 @@ pub fn ensure(s: &Session) -> anyhow::Result<ClusterAction> {
         }
     };
     let result = match state {
-        ProfileState::Absent => blocking(|| mk.create(c, timeout)).map(|()| ClusterAction::Created),
+        ProfileState::Absent => {
+            let extra = crate::sources::minikube_start_flags(&s.cfg);
+            blocking(|| mk.create(c, &extra, timeout)).map(|()| ClusterAction::Created)
+        }
         ProfileState::Present { nodes, .. } if nodes != c.nodes as usize => {
             step.fail("node count differs");
             anyhow::bail!(
@@ -80,7 +83,8 @@ pub async fn ensure_metrics_server(
     let step = s.ui.step("metrics-server addon");
     let enabled = blocking(|| mk.addon_enabled("metrics-server"))?;
     if enabled != Some(true) {
-        blocking(|| mk.enable_addon("metrics-server"))?;
+        let flags = crate::sources::metrics_server_addon_flags(&s.cfg);
+        blocking(|| mk.enable_addon("metrics-server", &flags))?;
     }
     let Some(client) = client else {
         step.done("enabled (dry-run: no wait)");

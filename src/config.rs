@@ -44,6 +44,21 @@ pub struct ClusterConfig {
     pub driver: String,
     /// Kubernetes version for `minikube start`; empty means minikube's default.
     pub kubernetes_version: String,
+    /// Node image for `minikube start --base-image` (e.g. a mirror's or a local build); empty
+    /// means minikube's own kicbase.
+    pub base_image: String,
+    /// `minikube start --container-runtime` (`containerd`, `docker`, `cri-o`); empty means
+    /// minikube's default.
+    pub container_runtime: String,
+    /// `minikube start --cni`: a plugin name (`flannel`, `calico`, ...) or a manifest file; empty
+    /// means minikube's default.
+    pub cni: String,
+    /// More `minikube start` flags, separated by spaces (e.g. `--preload=false --force`); the
+    /// flags kscale sets from other keys are refused here.
+    pub start_flags: String,
+    /// The metrics-server image as a full reference (`REGISTRY/REPOSITORY:TAG`), for the addon's
+    /// `--images`/`--registries` overrides; empty means the addon's pinned image.
+    pub metrics_server_image: String,
 }
 
 impl Default for ClusterConfig {
@@ -55,6 +70,11 @@ impl Default for ClusterConfig {
             cpus: 2,
             driver: "docker".into(),
             kubernetes_version: String::new(),
+            base_image: String::new(),
+            container_runtime: String::new(),
+            cni: String::new(),
+            start_flags: String::new(),
+            metrics_server_image: String::new(),
         }
     }
 }
@@ -95,6 +115,21 @@ pub struct AppConfig {
     pub memory_limit: String,
     /// Seconds from pod creation until it is ready (used by `kscale simulate`).
     pub start_delay_seconds: f64,
+    /// How `deploy` builds the server image: `dockerfile` (server/Dockerfile, multi-stage, pulls
+    /// a Rust base image) or `host` (a static binary built with the host's cargo, packaged `FROM
+    /// scratch`: no registry needed).
+    pub image_build: ImageBuild,
+}
+
+/// How the server image is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageBuild {
+    /// `docker build -f server/Dockerfile` (BuildKit; the Rust toolchain comes from an image).
+    #[default]
+    Dockerfile,
+    /// `cargo build` of a static binary on the host, then `server/Dockerfile.runtime`.
+    Host,
 }
 
 impl Default for AppConfig {
@@ -116,6 +151,7 @@ impl Default for AppConfig {
             memory_request: "32Mi".into(),
             memory_limit: "128Mi".into(),
             start_delay_seconds: 5.0,
+            image_build: ImageBuild::Dockerfile,
         }
     }
 }
@@ -299,6 +335,16 @@ pub struct MonitoringConfig {
     pub repo_name: String,
     /// URL of the prometheus-community chart repository.
     pub repo_url: String,
+    /// Where the charts come from instead of the repository: a folder of packaged charts
+    /// (`<chart>-<version>.tgz`, as `helm package` or `helm pull` write them) or an OCI
+    /// reference (`oci://REGISTRY/PATH`). Empty means `repo_url`. Versions stay pinned.
+    pub chart_source: String,
+    /// A values file layered over kscale's own for kube-prometheus-stack (e.g. image mirrors).
+    pub prometheus_values: String,
+    /// A values file layered over kscale's own for prometheus-adapter.
+    pub adapter_values: String,
+    /// Install Grafana with the stack (and kscale's dashboard). Off: a lighter stack.
+    pub grafana: bool,
 }
 
 impl Default for MonitoringConfig {
@@ -311,6 +357,10 @@ impl Default for MonitoringConfig {
             adapter_chart_version: "5.3.0".into(),
             repo_name: "prometheus-community".into(),
             repo_url: "https://prometheus-community.github.io/helm-charts".into(),
+            chart_source: String::new(),
+            prometheus_values: String::new(),
+            adapter_values: String::new(),
+            grafana: true,
         }
     }
 }
@@ -700,6 +750,10 @@ impl Config {
                 "monitoring.repo_url",
                 format!("{:?} must be an http(s):// or oci:// URL", mo.repo_url),
             );
+        }
+
+        for invalid in crate::sources::validate(self) {
+            bad(&invalid.key, invalid.message);
         }
 
         let t = &self.timeouts;

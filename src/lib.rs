@@ -18,6 +18,7 @@ pub mod preflight;
 pub mod render;
 pub mod session;
 pub mod simulate;
+pub mod sources;
 pub mod timeline;
 pub mod tools;
 pub mod ui;

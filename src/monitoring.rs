@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::kubeapi::{self, EXTERNAL_METRICS_APISERVICE};
 use crate::render::RenderedFile;
 use crate::session::{Session, blocking};
+use crate::sources;
 use crate::tools::helm::Helm;
 use crate::tools::version::Version;
 
@@ -64,9 +65,15 @@ fn values_of<'f>(files: &'f [RenderedFile], name: &str) -> anyhow::Result<&'f Re
         .with_context(|| format!("{name} was not rendered"))
 }
 
-/// Adds the chart repository when it is missing.
+/// Adds the chart repository when it is missing (not needed with `monitoring.chart_source`).
 pub fn ensure_repo(s: &Session, helm: &Helm) -> anyhow::Result<()> {
     let m = &s.cfg.monitoring;
+    let needed = releases(&s.cfg)
+        .iter()
+        .any(|r| sources::chart_ref(&s.cfg, r.chart, &r.version).needs_repository());
+    if !needed {
+        return Ok(());
+    }
     if blocking(|| helm.has_repo(&m.repo_name))? != Some(true) {
         let step = s.ui.step(&format!("helm repository {}", m.repo_name));
         blocking(|| helm.add_repo(&m.repo_name, &m.repo_url))?;
@@ -90,7 +97,18 @@ pub fn sync_release(
         spec.release, spec.chart, spec.version
     ));
     let rendered = values_of(files, spec.values_file)?;
-    let want: serde_json::Value = crate::render::parse_yaml(&rendered.content)?;
+    let mut want: serde_json::Value = crate::render::parse_yaml(&rendered.content)?;
+    // The user's values file goes on top, as helm layers `-f` files; `helm get values` returns
+    // the merged result, so the comparison below sees a changed extra file too.
+    let extra = sources::extra_values(&s.cfg, spec.chart);
+    if let Some(path) = extra {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+        let over: serde_json::Value = crate::render::parse_yaml(&text)
+            .with_context(|| format!("{path} is not valid YAML"))?;
+        if !over.is_null() {
+            sources::merge_values(&mut want, over);
+        }
+    }
     let current = blocking(|| helm.release(&spec.release, ns))?;
     if let Some(Some(rel)) = &current
         && rel.status == "deployed"
@@ -115,11 +133,15 @@ pub fn sync_release(
         ));
         s.ui.plan(&rendered.content);
     }
-    let chart = format!("{}/{}", s.cfg.monitoring.repo_name, spec.chart);
+    let chart = sources::chart_ref(&s.cfg, spec.chart, &spec.version);
     let timeout = Duration::from_secs(s.cfg.timeouts.helm_seconds);
+    let mut value_files = vec![path.as_path()];
+    if let Some(extra) = extra {
+        value_files.push(std::path::Path::new(extra));
+    }
     step.progress("helm upgrade --install --wait");
     match blocking(|| {
-        helm.upgrade_install(&spec.release, &chart, &spec.version, ns, &path, timeout)
+        helm.upgrade_install(&spec.release, &chart, &spec.version, ns, &value_files, timeout)
     }) {
         Ok(()) => {
             step.done(if matches!(current, Some(Some(_))) {

@@ -239,11 +239,14 @@ pub fn render_all(
         ("deployment.yaml", FileKind::Object),
         ("service.yaml", FileKind::Object),
         ("hpa.yaml", FileKind::Object),
-        ("grafana-dashboard.yaml", FileKind::Object),
         ("prometheus-values.yaml", FileKind::HelmValues),
         ("prometheus-adapter.yaml", FileKind::HelmValues),
         ("prometheus-adapter-config.yaml", FileKind::PrometheusConfig),
     ];
+    // Grafana's sidecar is what loads the dashboard ConfigMap: without Grafana nothing reads it.
+    if cfg.monitoring.grafana {
+        plan.insert(5, ("grafana-dashboard.yaml", FileKind::Object));
+    }
     // `default` always exists and is not kscale's to create or delete.
     if cfg.app.namespace != "default" {
         plan.insert(1, ("app-namespace.yaml", FileKind::Object));

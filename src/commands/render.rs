@@ -10,7 +10,7 @@ use crate::session::Session;
 pub fn run(s: &Session, args: &RenderArgs) -> anyhow::Result<()> {
     let image = match &args.image {
         Some(i) => i.clone(),
-        None => crate::app::content_tag(&crate::app::default_source_dir())?,
+        None => crate::app::content_tag(&crate::app::default_source_dir(), s.cfg.app.image_build)?,
     };
     let files = render::render_all(&s.cfg, &s.templates, &image)?;
     match &args.output_dir {

@@ -37,11 +37,20 @@ impl<'a> Docker<'a> {
         Ok(self.runner.probe(&cmd)?.map(|o| o.success()))
     }
 
-    /// Builds `dockerfile` with `context` as `image`.
-    pub fn build(&self, dockerfile: &Path, context: &Path, image: &str) -> Result<(), ToolError> {
+    /// Builds `dockerfile` with `context` as `image`. BuildKit for the multi-stage Dockerfile
+    /// (cache mounts, parallel stages); the classic builder for a `FROM scratch` + `COPY` one,
+    /// which works with any engine and CLI (the docker CLI without the buildx plugin refuses
+    /// BuildKit).
+    pub fn build(
+        &self,
+        dockerfile: &Path,
+        context: &Path,
+        image: &str,
+        buildkit: bool,
+    ) -> Result<(), ToolError> {
         let cmd = Cmd::new("docker")
             .args(["build", "-f", &dockerfile.display().to_string(), "-t", image, &context.display().to_string()])
-            .env("DOCKER_BUILDKIT", "1")
+            .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
             .timeout(Duration::from_secs(1800))
             .hint("the build log above says which step failed; `docker build -f server/Dockerfile .` reproduces it");
         self.runner.run(&cmd).map(drop)

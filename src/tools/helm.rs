@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::version::Version;
+use crate::sources::ChartRef;
 use super::{Cmd, Runner, ToolError};
 
 /// A release as `helm list -o json` shows it.
@@ -125,14 +126,15 @@ impl<'a> Helm<'a> {
         ))
     }
 
-    /// `helm upgrade --install` with a pinned chart version, a values file, a wait and a deadline.
+    /// `helm upgrade --install` with a pinned chart version, values files (later ones win), a
+    /// wait and a deadline. A packaged chart file carries its version in itself: no `--version`.
     pub fn upgrade_install(
         &self,
         release: &str,
-        chart: &str,
+        chart: &ChartRef,
         version: &str,
         namespace: &str,
-        values: &Path,
+        values: &[&Path],
         timeout: Duration,
     ) -> Result<(), ToolError> {
         // helm 4 turned `--wait` into a strategy flag; `watcher` is its kstatus-based wait.
@@ -141,11 +143,17 @@ impl<'a> Helm<'a> {
         } else {
             "--wait"
         };
-        let cmd = self
+        let mut cmd = self
             .cmd()
-            .args(["upgrade", "--install", release, chart, "--version", version, "-n", namespace, "--create-namespace"])
-            .arg("-f")
-            .arg(values.display().to_string())
+            .args(["upgrade", "--install", release, &chart.arg()]);
+        if !matches!(chart, ChartRef::File(_)) {
+            cmd = cmd.args(["--version", version]);
+        }
+        cmd = cmd.args(["-n", namespace, "--create-namespace"]);
+        for file in values {
+            cmd = cmd.arg("-f").arg(file.display().to_string());
+        }
+        let cmd = cmd
             .arg(wait)
             .args(["--timeout", &format!("{}s", timeout.as_secs())])
             .timeout(timeout + Duration::from_secs(60))

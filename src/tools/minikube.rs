@@ -95,8 +95,13 @@ impl<'a> Minikube<'a> {
         }))
     }
 
-    /// Creates and starts the profile.
-    pub fn create(&self, c: &ClusterConfig, timeout: Duration) -> Result<(), ToolError> {
+    /// Creates and starts the profile; `extra` are the flags of [`crate::sources`].
+    pub fn create(
+        &self,
+        c: &ClusterConfig,
+        extra: &[String],
+        timeout: Duration,
+    ) -> Result<(), ToolError> {
         let mut cmd = self.cmd().args([
             "start",
             "-p",
@@ -116,6 +121,9 @@ impl<'a> Minikube<'a> {
         ]);
         if !c.kubernetes_version.is_empty() {
             cmd = cmd.arg("--kubernetes-version").arg(&c.kubernetes_version);
+        }
+        for flag in extra {
+            cmd = cmd.arg(flag);
         }
         let cmd = cmd
             .timeout(timeout + Duration::from_secs(60))
@@ -156,11 +164,17 @@ impl<'a> Minikube<'a> {
         Ok(Some(v[addon]["Status"].as_str() == Some("enabled")))
     }
 
-    /// Enables an addon.
-    pub fn enable_addon(&self, addon: &str) -> Result<(), ToolError> {
-        let cmd = self
+    /// Enables an addon; `flags` such as `--images=...` select other images.
+    pub fn enable_addon(&self, addon: &str, flags: &[String]) -> Result<(), ToolError> {
+        let mut cmd = self
             .cmd()
             .args(["addons", "enable", addon, "-p", &self.profile]);
+        for flag in flags {
+            cmd = cmd.arg(flag);
+        }
+        let cmd = cmd
+            .timeout(Duration::from_secs(300))
+            .hint("see `minikube addons list -p PROFILE` and `kubectl -n kube-system get pods`");
         self.runner.run(&cmd).map(drop)
     }
 

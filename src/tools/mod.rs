@@ -5,6 +5,7 @@
 //! status and the tail of stderr, plus a hint; in `--dry-run` nothing is executed (actions are
 //! printed, probes answer "unknown" and callers plan for a fresh machine).
 
+pub mod cargo;
 pub mod docker;
 pub mod helm;
 pub mod minikube;

@@ -14,7 +14,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("curl", "curl"),
 ];
 
-fn have(program: &str) -> bool {
+/// True when `program` is on PATH.
+pub fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
         .status()
@@ -22,9 +23,15 @@ fn have(program: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs every missing package with apt-get; errors name the package and the command.
+/// Installs every missing package the tests need.
 pub fn ensure_test_deps() -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = PACKAGES
+    ensure_packages(PACKAGES)
+}
+
+/// Installs the Debian package of each missing program with apt-get; errors name the package and
+/// the command.
+pub fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
+    let mut missing: Vec<&str> = packages
         .iter()
         .filter(|(program, _)| !have(program))
         .map(|(_, package)| *package)
@@ -51,7 +58,7 @@ pub fn ensure_test_deps() -> anyhow::Result<()> {
     if !status.success() {
         anyhow::bail!("`apt-get {}` failed with {status}", args.join(" "));
     }
-    for (program, package) in PACKAGES {
+    for (program, package) in packages {
         if !have(program) {
             anyhow::bail!("`{program}` is still missing after installing `{package}`");
         }

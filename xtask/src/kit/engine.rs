@@ -145,7 +145,7 @@ mod tests {
     /// passes through unchanged.
     #[test]
     fn the_wrapper_adjusts_the_spec_only_where_the_capability_is_missing() {
-        if !crate::kit::shell::have("jq") {
+        if !crate::deps::have("jq") {
             assert!(
                 std::env::var_os("CI").is_none(),
                 "CI is set and jq is missing (cargo xtask kit build installs it)"

@@ -104,44 +104,9 @@ pub fn pipe(producer: &mut Command, consumer: &mut Command) -> anyhow::Result<St
     Ok(String::from_utf8_lossy(&second.stdout).into_owned())
 }
 
-/// True when `program` is on PATH.
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// Installs the Debian packages the kit runs on the host when they are missing.
 pub fn ensure_host_packages() -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = HOST_PACKAGES
-        .iter()
-        .filter(|(program, _)| !have(program))
-        .map(|(_, package)| *package)
-        .collect();
-    missing.dedup();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    if !have("apt-get") {
-        anyhow::bail!(
-            "the kit needs the Debian packages {} and apt-get is not available: install them with your package manager",
-            missing.join(", ")
-        );
-    }
-    eprintln!("kit: installing {}", missing.join(", "));
-    run(Command::new("apt-get").args(["update", "-qq"]))?;
-    run(Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(&missing)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    for (program, package) in HOST_PACKAGES {
-        if !have(program) {
-            anyhow::bail!("`{program}` is still missing after installing `{package}`");
-        }
-    }
-    Ok(())
+    crate::deps::ensure_packages(HOST_PACKAGES)
 }
 
 /// Removes a folder tree if it exists.
