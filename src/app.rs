@@ -136,7 +136,11 @@ mod tests {
             first.starts_with("kscale-server:") && first.len() == "kscale-server:".len() + 12,
             "{first}"
         );
-        assert_eq!(content_tag(root, ImageBuild::Dockerfile).expect("tag"), first, "stable");
+        assert_eq!(
+            content_tag(root, ImageBuild::Dockerfile).expect("tag"),
+            first,
+            "stable"
+        );
         std::fs::write(root.join("server/target/junk"), "x").expect("write");
         assert_eq!(
             content_tag(root, ImageBuild::Dockerfile).expect("tag"),
@@ -154,7 +158,10 @@ mod tests {
             "a changed server gets a new tag"
         );
         let host = content_tag(root, ImageBuild::Host).expect("tag");
-        assert_ne!(host, content_tag(root, ImageBuild::Dockerfile).expect("tag"));
+        assert_ne!(
+            host,
+            content_tag(root, ImageBuild::Dockerfile).expect("tag")
+        );
         std::fs::write(root.join("server/Dockerfile.runtime"), "FROM scratch\n").expect("write");
         assert_ne!(
             content_tag(root, ImageBuild::Host).expect("tag"),
@@ -269,14 +276,15 @@ fn build_image(
         }
         ImageBuild::Host => {
             step.progress("cargo build (static kscale-server)");
-            let binary =
-                blocking(|| crate::tools::cargo::Cargo::new(&s.runner).build_static_server(source))?;
+            let binary = blocking(|| {
+                crate::tools::cargo::Cargo::new(&s.runner).build_static_server(source)
+            })?;
             // The context holds the binary alone: nothing else is sent to the engine.
             let context = tempfile::tempdir().context("cannot create the image build context")?;
             if !s.runner.dry_run() {
-                std::fs::copy(&binary, context.path().join("kscale-server")).with_context(|| {
-                    format!("cannot copy {} into the build context", binary.display())
-                })?;
+                std::fs::copy(&binary, context.path().join("kscale-server")).with_context(
+                    || format!("cannot copy {} into the build context", binary.display()),
+                )?;
             }
             step.progress("docker build (FROM scratch)");
             blocking(|| {

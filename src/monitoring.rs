@@ -141,7 +141,14 @@ pub fn sync_release(
     }
     step.progress("helm upgrade --install --wait");
     match blocking(|| {
-        helm.upgrade_install(&spec.release, &chart, &spec.version, ns, &value_files, timeout)
+        helm.upgrade_install(
+            &spec.release,
+            &chart,
+            &spec.version,
+            ns,
+            &value_files,
+            timeout,
+        )
     }) {
         Ok(()) => {
             step.done(if matches!(current, Some(Some(_))) {

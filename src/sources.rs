@@ -21,7 +21,10 @@ const OWNED_START_FLAGS: &[(&str, &str)] = &[
     ("--base-image", "cluster.base_image"),
     ("--container-runtime", "cluster.container_runtime"),
     ("--cni", "cluster.cni"),
-    ("--wait", "timeouts.cluster_seconds (kscale waits for every component)"),
+    (
+        "--wait",
+        "timeouts.cluster_seconds (kscale waits for every component)",
+    ),
     ("--wait-timeout", "timeouts.cluster_seconds"),
 ];
 
@@ -42,11 +45,9 @@ pub fn parse_image(reference: &str) -> Option<ImageRef> {
     let (registry, rest) = reference.split_once('/')?;
     let registry_like = registry.contains('.') || registry.contains(':') || registry == "localhost";
     let (_, tag) = rest.rsplit_once(':')?;
-    (registry_like && !rest.is_empty() && !tag.is_empty() && !tag.contains('/')).then(|| {
-        ImageRef {
-            registry: registry.to_string(),
-            repository_and_tag: rest.to_string(),
-        }
+    (registry_like && !rest.is_empty() && !tag.is_empty() && !tag.contains('/')).then(|| ImageRef {
+        registry: registry.to_string(),
+        repository_and_tag: rest.to_string(),
     })
 }
 
@@ -232,7 +233,10 @@ pub fn validate(cfg: &Config) -> Vec<Invalid> {
             Err(e) => bad(key, format!("cannot read {path:?}: {e}")),
             Ok(text) => match crate::render::parse_yaml(&text) {
                 Ok(serde_json::Value::Object(_)) | Ok(serde_json::Value::Null) => {}
-                Ok(_) => bad(key, format!("{path:?} must hold a YAML mapping of helm values")),
+                Ok(_) => bad(
+                    key,
+                    format!("{path:?} must hold a YAML mapping of helm values"),
+                ),
                 Err(e) => bad(key, format!("{path:?} is not valid YAML: {e:#}")),
             },
         }
@@ -304,9 +308,20 @@ mod tests {
         cfg.monitoring.chart_source = dir.path().display().to_string();
         let found = keys_and_messages(&cfg);
         assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].1.contains("kube-prometheus-stack-88.5.3.tgz is missing"));
-        assert!(found[1].1.contains("prometheus-adapter-5.3.0.tgz is missing"));
-        for chart in ["kube-prometheus-stack-88.5.3.tgz", "prometheus-adapter-5.3.0.tgz"] {
+        assert!(
+            found[0]
+                .1
+                .contains("kube-prometheus-stack-88.5.3.tgz is missing")
+        );
+        assert!(
+            found[1]
+                .1
+                .contains("prometheus-adapter-5.3.0.tgz is missing")
+        );
+        for chart in [
+            "kube-prometheus-stack-88.5.3.tgz",
+            "prometheus-adapter-5.3.0.tgz",
+        ] {
             std::fs::write(dir.path().join(chart), b"x").unwrap();
         }
         assert!(validate(&cfg).is_empty());

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::version::Version;
-use crate::sources::ChartRef;
 use super::{Cmd, Runner, ToolError};
+use crate::sources::ChartRef;
 
 /// A release as `helm list -o json` shows it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

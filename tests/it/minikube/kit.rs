@@ -96,7 +96,12 @@ impl Kit {
     }
 
     /// Runs with a deadline; (success, stdout, stderr). A command past its deadline is killed.
-    fn bounded(&self, program: &str, args: &[&str], deadline: Duration) -> (bool, String, String) {
+    pub fn bounded(
+        &self,
+        program: &str,
+        args: &[&str],
+        deadline: Duration,
+    ) -> (bool, String, String) {
         let mut child = self
             .command(program, args)
             .stdout(Stdio::piped())

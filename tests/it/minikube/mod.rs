@@ -4,6 +4,7 @@
 //! cores while it starts).
 
 mod kit;
+mod up;
 
 use std::time::{Duration, Instant};
 

@@ -101,6 +101,18 @@ impl Layout {
     }
 }
 
+/// `minikube start` flags the kit needs beyond the base image, runtime, version and CNI.
+const EXTRA_START_FLAGS: [&str; 3] = [
+    // The preload tarball would be downloaded; the images are in the base image instead.
+    "--preload=false",
+    // storage-provisioner is off: built from minikube v1.37.0's module it crash-loops (its
+    // leader election still uses the removed endpoints lock), and kscale's stack claims no
+    // volumes. Addons are enabled one by one (metrics-server).
+    "--install-addons=false",
+    // The docker driver refuses root without it; CI machines run as root.
+    "--force",
+];
+
 /// What `kit build` produced: what a shell and the tests need.
 #[derive(Debug, Clone)]
 pub struct Kit {
@@ -115,20 +127,30 @@ pub struct Kit {
 impl Kit {
     /// The flags `minikube start` needs on the kit (nodes and memory are the caller's).
     pub fn start_flags(&self, layout: &Layout) -> Vec<String> {
-        vec![
-            "--driver=docker".into(),
+        [
+            "--driver=docker".to_string(),
             format!("--base-image={}", self.base_image),
             "--container-runtime=containerd".into(),
             format!("--kubernetes-version={KUBERNETES_VERSION}"),
             format!("--cni={}", layout.cni_manifest().display()),
-            // The preload tarball would be downloaded; the images are in the base image instead.
-            "--preload=false".into(),
-            // storage-provisioner is off: built from minikube v1.37.0's module it crash-loops
-            // (its leader election still uses the removed endpoints lock), and kscale's stack
-            // claims no volumes. Addons are enabled one by one (metrics-server).
-            "--install-addons=false".into(),
-            // The docker driver refuses root without it; CI machines run as root.
-            "--force".into(),
+        ]
+        .into_iter()
+        .chain(EXTRA_START_FLAGS.iter().map(|f| f.to_string()))
+        .collect()
+    }
+
+    /// kscale's `cluster.*` settings that make `kscale up` create its minikube on the kit.
+    pub fn kscale_settings(&self, layout: &Layout) -> Vec<(&'static str, String)> {
+        vec![
+            ("base_image", self.base_image.clone()),
+            ("container_runtime", "containerd".into()),
+            ("kubernetes_version", KUBERNETES_VERSION.into()),
+            ("cni", layout.cni_manifest().display().to_string()),
+            ("start_flags", EXTRA_START_FLAGS.join(" ")),
+            (
+                "metrics_server_image",
+                self.metrics_server_image.to_string(),
+            ),
         ]
     }
 
@@ -234,6 +256,10 @@ fn print_env(layout: &Layout, kit: &Kit) {
         kit.metrics_server_flags().join(" ")
     );
     println!("export KSCALE_KIT_BUSYBOX_IMAGE={}", kit.busybox_image);
+    // kscale's own settings for the kit: `kscale up` in this shell creates its cluster on it.
+    for (key, value) in kit.kscale_settings(layout) {
+        println!("export KSCALE_CLUSTER_{}='{value}'", key.to_uppercase());
+    }
     println!("# then: minikube start $KSCALE_KIT_START_FLAGS --nodes 2 --memory 4400");
 }
 
