@@ -21,3 +21,14 @@ pub mod simulate;
 pub mod timeline;
 pub mod tools;
 pub mod ui;
+
+/// An error in what the user gave (flags, files, profiles) found after parsing; the binary exits
+/// with code 2 for it, as for a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Whether `e` (or anything it wraps) is [`BadInput`].
+pub fn is_bad_input(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<BadInput>())
+}

@@ -79,11 +79,36 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
-        _ => humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?,
+/// Longest `--duration`, `--timeout` or `--interval`: far beyond any run, and far from the
+/// overflow of `Instant + Duration` (which panics).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A length of time given as seconds (`90`, `0.5`) or humantime text (`90s`, `10m`), at most
+/// [`MAX_DURATION`]; the value parser of every duration flag.
+pub fn parse_bounded_duration(s: &str) -> Result<Duration, String> {
+    let too_long = || format!("`{s}` is too long: at most 366 days (e.g. 90s, 10m, 8h)");
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::try_from_secs_f64(secs).map_err(|_| too_long())?
+        }
+        Ok(_) => {
+            return Err(format!(
+                "`{s}` is not a length of time (e.g. 500ms, 90s, 10m)"
+            ));
+        }
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?
+        }
     };
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
+}
+
+/// Like [`parse_bounded_duration`], longer than 0.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_bounded_duration(s)?;
     if d.is_zero() {
         return Err("must be longer than 0".into());
     }
