@@ -222,3 +222,15 @@ fn a_template_that_includes_itself_is_refused_by_name() {
     );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn a_simulation_beyond_the_event_limit_is_refused_up_front() {
+    let started = Instant::now();
+    let out = kscale(
+        &["simulate", "--steps", "0s:100000", "--duration", "7d"],
+        &[],
+    );
+    assert_refused(&out, &["events", "--duration"]);
+    // Refused before simulating: it used to run 200 million events and report 7 days.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
