@@ -702,7 +702,7 @@ fn an_answer_that_is_not_the_servers_json_is_a_bad_answer() {
 #[test]
 fn clients_back_off_when_every_request_fails() {
     // Accepts and closes at once: every request fails without a status.
-    let url = raw_server(|stream| drop(stream));
+    let url = raw_server(drop);
     let mut a = args(Profile::Concurrency(4));
     a.duration = Duration::from_secs(3);
     let report = load(&a, &url);
