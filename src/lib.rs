@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod dashboard;
+pub mod downsample;
 pub mod hpa;
 pub mod kubeapi;
 pub mod load;
