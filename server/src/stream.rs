@@ -124,9 +124,8 @@ impl AsyncWrite for Stream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let poll = Pin::new(&mut this.tcp).poll_flush(cx);
-        this.track(cx, poll)
+        // A TCP flush is immediate and moves no data: only writes count as progress.
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
