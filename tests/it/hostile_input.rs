@@ -151,44 +151,50 @@ fn server_env(cfg: &Config) -> Vec<(String, String)> {
 #[test]
 fn the_largest_settings_kscale_accepts_start_the_real_server() {
     let bin = crate::support::server_binary().expect("kscale-server binary");
-    let mut cfg = Config::default();
+    let mut widest = Config::default();
     // Every rendered server setting at the top of kscale's ranges that fit together.
-    cfg.app.workers = 1024;
-    cfg.app.max_queue = 100_000;
-    cfg.app.inference_seconds = 10.0;
-    cfg.app.drain_margin_seconds = 1_000;
-    cfg.app.keep_alive_seconds = 1_000_000;
-    cfg.app.max_connection_age_seconds = 1_000_000;
-    cfg.app.pre_stop_seconds = 1_000_000;
-    cfg.validate().expect("valid");
-    let env = server_env(&cfg);
-    assert!(env.iter().any(|(n, _)| n == "DRAIN_SECONDS"), "{env:?}");
-    let mut command = Command::new(&bin);
-    command
-        .env_clear()
-        .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-        .env("PORT", "0")
-        .env("BIND", "127.0.0.1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(Stdio::null());
-    let mut child = command.spawn().expect("spawn kscale-server");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-    let exited = child.try_wait().ok().flatten();
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("wait");
-    assert!(
-        line.starts_with("listening on") && exited.is_none(),
-        "the server refused kscale's settings {env:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    widest.app.workers = 1024;
+    widest.app.max_queue = 100_000;
+    widest.app.inference_seconds = 10.0;
+    widest.app.drain_margin_seconds = 1_000;
+    widest.app.keep_alive_seconds = 1_000_000;
+    widest.app.max_connection_age_seconds = 1_000_000;
+    widest.app.pre_stop_seconds = 1_000_000;
+    // The longest drain kscale accepts: DRAIN_SECONDS exactly at the server's limit.
+    let mut longest_drain = Config::default();
+    longest_drain.app.max_queue = 99_999;
+    longest_drain.app.drain_margin_seconds = 0;
+    for cfg in [widest, longest_drain] {
+        cfg.validate().expect("valid");
+        let env = server_env(&cfg);
+        assert!(env.iter().any(|(n, _)| n == "DRAIN_SECONDS"), "{env:?}");
+        let mut command = Command::new(&bin);
+        command
+            .env_clear()
+            .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .env("PORT", "0")
+            .env("BIND", "127.0.0.1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut child = command.spawn().expect("spawn kscale-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let exited = child.try_wait().ok().flatten();
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("wait");
+        assert!(
+            line.starts_with("listening on") && exited.is_none(),
+            "the server refused kscale's settings {env:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[test]
