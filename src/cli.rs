@@ -86,7 +86,7 @@ pub struct UpArgs {
     #[command(flatten)]
     pub image: ImageArgs,
     /// Deadline of the final end-to-end metric check (e.g. 5m).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::load::parse_bounded_duration)]
     pub wait: Option<std::time::Duration>,
 }
 

@@ -10,6 +10,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::hpa::DEFAULT_TOLERANCE;
+
 /// Everything kscale needs to bring up, deploy, check and simulate the stack.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -156,17 +158,36 @@ impl Default for AppConfig {
     }
 }
 
+/// Largest number of seconds `kscale-server` accepts for any option (its `MAX_SECONDS`).
+pub const SERVER_MAX_SECONDS: u64 = 1_000_000;
+
+/// Longest deadline of a wait (`timeouts.*`): far beyond any real wait, far from the overflow of
+/// `Instant + Duration`.
+pub const MAX_TIMEOUT_SECONDS: u64 = 366 * 24 * 3600;
+
+/// Longest Prometheus rate window and adapter relist interval kscale renders: a day.
+pub const MAX_WINDOW_SECONDS: u64 = 86_400;
+
 impl AppConfig {
-    /// Worst-case seconds a SIGTERM'd pod needs: every worker busy and the queue full, plus margins.
-    pub fn drain_seconds(&self) -> u64 {
+    /// Worst-case seconds a SIGTERM'd pod needs (DRAIN_SECONDS): every worker busy and the queue
+    /// full, plus the margin. `None` when it does not fit in a u64.
+    pub fn drain_seconds(&self) -> Option<u64> {
         let rounds = (u64::from(self.max_queue) + u64::from(self.workers))
             .div_ceil(u64::from(self.workers.max(1)));
-        (rounds as f64 * self.inference_seconds).ceil() as u64 + self.drain_margin_seconds
+        let work = (rounds as f64 * self.inference_seconds).ceil();
+        if !(work.is_finite() && work >= 0.0 && work < u64::MAX as f64) {
+            return None;
+        }
+        (work as u64).checked_add(self.drain_margin_seconds)
     }
 
     /// `terminationGracePeriodSeconds`: longer than the preStop pause plus the worst-case drain.
-    pub fn termination_grace_seconds(&self) -> u64 {
-        self.pre_stop_seconds + self.drain_seconds() + 5
+    /// `None` when it does not fit in the API's int64.
+    pub fn termination_grace_seconds(&self) -> Option<u64> {
+        self.pre_stop_seconds
+            .checked_add(self.drain_seconds()?)?
+            .checked_add(5)
+            .filter(|&s| i64::try_from(s).is_ok())
     }
 }
 
@@ -574,16 +595,70 @@ impl Config {
                 format!("{} is out of range: allowed 0-100000", a.max_queue),
             );
         }
-        if a.keep_alive_seconds == 0 {
+        if !(1..=SERVER_MAX_SECONDS).contains(&a.keep_alive_seconds) {
             bad(
                 "app.keep_alive_seconds",
-                "must be a positive number of seconds".into(),
+                format!(
+                    "{} is out of range: allowed 1-{SERVER_MAX_SECONDS} seconds (what kscale-server accepts as KEEP_ALIVE_SECONDS)",
+                    a.keep_alive_seconds
+                ),
             );
         }
-        if !(a.start_delay_seconds.is_finite() && a.start_delay_seconds >= 0.0) {
+        if a.max_connection_age_seconds > SERVER_MAX_SECONDS {
+            bad(
+                "app.max_connection_age_seconds",
+                format!(
+                    "{} is out of range: allowed 0-{SERVER_MAX_SECONDS} seconds (what kscale-server accepts as MAX_CONNECTION_AGE_SECONDS)",
+                    a.max_connection_age_seconds
+                ),
+            );
+        }
+        if a.drain_margin_seconds > SERVER_MAX_SECONDS {
+            bad(
+                "app.drain_margin_seconds",
+                format!(
+                    "{} is out of range: allowed 0-{SERVER_MAX_SECONDS} seconds",
+                    a.drain_margin_seconds
+                ),
+            );
+        } else if a.inference_seconds.is_finite()
+            && a.inference_seconds > 0.0
+            && (1..=1024).contains(&a.workers)
+        {
+            match a.drain_seconds() {
+                Some(drain) if drain <= SERVER_MAX_SECONDS => {}
+                drain => bad(
+                    "app.max_queue",
+                    format!(
+                        "with app.workers = {}, app.inference_seconds = {} and app.drain_margin_seconds = {}, the worst-case drain (DRAIN_SECONDS: every worker busy, {} queued) is {} s, more than kscale-server accepts ({SERVER_MAX_SECONDS} s): lower app.max_queue or app.inference_seconds, or raise app.workers",
+                        a.workers,
+                        a.inference_seconds,
+                        a.drain_margin_seconds,
+                        a.max_queue,
+                        drain.map_or_else(|| "beyond 2^64".to_string(), |d| d.to_string()),
+                    ),
+                ),
+            }
+        }
+        if a.termination_grace_seconds().is_none() && a.drain_seconds().is_some() {
+            bad(
+                "app.pre_stop_seconds",
+                format!(
+                    "{} s plus the worst-case drain ({} s) and 5 s does not fit terminationGracePeriodSeconds (a 64-bit signed number of seconds): lower app.pre_stop_seconds",
+                    a.pre_stop_seconds,
+                    a.drain_seconds().unwrap_or_default()
+                ),
+            );
+        }
+        if !(a.start_delay_seconds.is_finite()
+            && (0.0..=MAX_WINDOW_SECONDS as f64).contains(&a.start_delay_seconds))
+        {
             bad(
                 "app.start_delay_seconds",
-                "must be zero or a positive number of seconds".into(),
+                format!(
+                    "{} must be zero or a positive number of seconds, at most {MAX_WINDOW_SECONDS}",
+                    a.start_delay_seconds
+                ),
             );
         }
         for (key, value) in [
@@ -615,10 +690,11 @@ impl Config {
                 ),
             );
         }
-        if !(m.target.is_finite() && m.target > 0.0) {
+        // A Kubernetes quantity holds at most 2^63-1 milli-units.
+        if !(m.target.is_finite() && m.target > 0.0 && m.target <= 1e15) {
             bad(
                 "metric.target",
-                format!("{} must be a positive number", m.target),
+                format!("{} must be a positive number, at most 1e15", m.target),
             );
         }
         if !(1..=300).contains(&m.scrape_interval_seconds) {
@@ -642,6 +718,17 @@ impl Config {
                 ),
             );
         }
+        for (key, v) in [
+            ("metric.rate_window_seconds", m.rate_window_seconds),
+            ("metric.relist_interval_seconds", m.relist_interval_seconds),
+        ] {
+            if v > MAX_WINDOW_SECONDS {
+                bad(
+                    key,
+                    format!("{v} s is out of range: at most {MAX_WINDOW_SECONDS} (a day)"),
+                );
+            }
+        }
         if m.relist_interval_seconds < m.scrape_interval_seconds {
             bad(
                 "metric.relist_interval_seconds",
@@ -657,6 +744,13 @@ impl Config {
             bad(
                 "hpa.min_replicas",
                 "must be at least 1 (scale to zero is an alpha feature kscale does not use)".into(),
+            );
+        }
+        // minReplicas, maxReplicas and a policy's value are int32 in the API.
+        if h.max_replicas > i32::MAX as u32 {
+            bad(
+                "hpa.max_replicas",
+                format!("{} is out of range: at most {}", h.max_replicas, i32::MAX),
             );
         }
         if h.max_replicas < h.min_replicas {
@@ -688,10 +782,10 @@ impl Config {
                 );
             }
             for (i, p) in rules.policies.iter().enumerate() {
-                if p.value == 0 {
+                if p.value == 0 || p.value > i32::MAX as u32 {
                     bad(
                         &format!("{dir}.policies[{i}].value"),
-                        "must be at least 1".into(),
+                        format!("{} is out of range: allowed 1-{}", p.value, i32::MAX),
                     );
                 }
                 if !(1..=1800).contains(&p.period_seconds) {
@@ -765,8 +859,13 @@ impl Config {
             ("timeouts.rollout_seconds", t.rollout_seconds),
             ("timeouts.metric_seconds", t.metric_seconds),
         ] {
-            if v == 0 {
-                bad(key, "must be a positive number of seconds".into());
+            if !(1..=MAX_TIMEOUT_SECONDS).contains(&v) {
+                bad(
+                    key,
+                    format!(
+                        "{v} is out of range: allowed 1-{MAX_TIMEOUT_SECONDS} seconds (366 days)"
+                    ),
+                );
             }
         }
 
@@ -816,16 +915,68 @@ impl Config {
         Ok(())
     }
 
-    /// Sets one dotted key from text (`--set app.workers=2`), typed by the key's current value.
+    /// This configuration with every optional field set, so that its serialization holds every
+    /// key (TOML has no null: an unset `Option` is simply absent).
+    fn with_every_key(&self) -> Self {
+        let mut full = self.clone();
+        for rules in [&mut full.hpa.scale_up, &mut full.hpa.scale_down] {
+            rules.tolerance.get_or_insert(DEFAULT_TOLERANCE);
+        }
+        full
+    }
+
+    /// Optional keys that are unset here, for `kscale config` to show as such.
+    pub fn unset_keys(&self) -> anyhow::Result<Vec<String>> {
+        let set = self.leaf_keys_present()?;
+        Ok(self
+            .leaf_keys()?
+            .into_iter()
+            .filter(|k| !set.contains(k))
+            .collect())
+    }
+
+    /// `kscale config` as TOML: every key with its value; unset optional keys as comments.
+    pub fn to_display_toml(&self) -> anyhow::Result<String> {
+        let mut text = toml::to_string_pretty(self)?;
+        let unset = self.unset_keys()?;
+        if !unset.is_empty() {
+            text.push_str("\n# Unset (Kubernetes' default applies; set with --set KEY=VALUE):\n");
+            for key in unset {
+                text.push_str(&format!("# {key}\n"));
+            }
+        }
+        Ok(text)
+    }
+
+    /// `kscale config --output json`: every key, unset optional keys as `null`.
+    pub fn to_display_json(&self) -> anyhow::Result<serde_json::Value> {
+        let mut json = serde_json::to_value(self)?;
+        for key in self.unset_keys()? {
+            let mut node = &mut json;
+            let parts: Vec<&str> = key.split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                node = node
+                    .get_mut(*part)
+                    .with_context(|| format!("{key} has no section in the JSON form"))?;
+            }
+            if let Some(table) = node.as_object_mut() {
+                table.insert(parts[parts.len() - 1].to_string(), serde_json::Value::Null);
+            }
+        }
+        Ok(json)
+    }
+
+    /// Sets one dotted key from text (`--set app.workers=2`), typed by the key's value in the
+    /// defaults (optional keys included).
     pub fn set(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
-        let mut doc = toml::Value::try_from(&*self)?;
-        let mut node = &mut doc;
+        let mut template = toml::Value::try_from(self.with_every_key())?;
+        let mut kind = &mut template;
         for part in key.split('.') {
-            node = node
+            kind = kind
                 .get_mut(part)
                 .ok_or_else(|| anyhow::anyhow!("unknown configuration key {key:?}"))?;
         }
-        let parsed = match node {
+        let parsed = match kind {
             toml::Value::String(_) => toml::Value::String(value.to_string()),
             toml::Value::Integer(_) => toml::Value::Integer(
                 value
@@ -847,6 +998,23 @@ impl Config {
             ),
             _ => anyhow::bail!("{key} is a table or list: set it in kscale.toml"),
         };
+        let mut doc = toml::Value::try_from(&*self)?;
+        let mut node = &mut doc;
+        let parts: Vec<&str> = key.split('.').collect();
+        for (i, part) in parts.iter().enumerate() {
+            let toml::Value::Table(table) = node else {
+                anyhow::bail!("unknown configuration key {key:?}");
+            };
+            // An unset optional key is absent from the document: create it.
+            let last = i + 1 == parts.len();
+            node = table.entry(part.to_string()).or_insert_with(|| {
+                if last {
+                    parsed.clone()
+                } else {
+                    toml::Value::Table(toml::Table::new())
+                }
+            });
+        }
         *node = parsed;
         *self = doc
             .try_into()
@@ -854,8 +1022,13 @@ impl Config {
         Ok(())
     }
 
-    /// Every settable dotted key with a scalar value.
+    /// Every settable dotted key with a scalar value, optional keys included.
     pub fn leaf_keys(&self) -> anyhow::Result<Vec<String>> {
+        self.with_every_key().leaf_keys_present()
+    }
+
+    /// The dotted scalar keys this configuration's serialization holds (unset options absent).
+    fn leaf_keys_present(&self) -> anyhow::Result<Vec<String>> {
         fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
             if let toml::Value::Table(t) = v {
                 for (k, v) in t {
@@ -1184,5 +1357,276 @@ mod tests {
         })
         .expect_err("typo in a section");
         assert!(err.to_string().contains("KSCALE_HPA_MAX_REPLICA"), "{err}");
+    }
+
+    /// Every dotted scalar key of the configuration type, read from the fields serde's derive
+    /// declares (not from a value, where an unset `Option` is invisible).
+    mod schema {
+        use serde::de::{
+            self, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, Visitor,
+        };
+
+        pub fn keys<T: serde::de::DeserializeOwned>() -> Vec<String> {
+            let mut out = Vec::new();
+            T::deserialize(Recorder {
+                prefix: String::new(),
+                out: &mut out,
+            })
+            .expect("the recorder deserializes every configuration type");
+            out
+        }
+
+        struct Recorder<'a> {
+            prefix: String,
+            out: &'a mut Vec<String>,
+        }
+
+        #[derive(Debug)]
+        struct Error(String);
+        impl std::fmt::Display for Error {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for Error {}
+        impl de::Error for Error {
+            fn custom<T: std::fmt::Display>(msg: T) -> Self {
+                Error(msg.to_string())
+            }
+        }
+
+        impl<'de> Deserializer<'de> for Recorder<'_> {
+            type Error = Error;
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                fields: &'static [&'static str],
+                visitor: V,
+            ) -> Result<V::Value, Error> {
+                visitor.visit_map(Fields {
+                    prefix: self.prefix,
+                    fields: fields.iter(),
+                    current: None,
+                    out: self.out,
+                })
+            }
+            fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                self.out.push(self.prefix);
+                visitor.visit_none()
+            }
+            fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                // Lists (scaling policies) are set in kscale.toml only.
+                visitor.visit_seq(de::value::SeqDeserializer::<_, Error>::new(
+                    std::iter::empty::<u8>(),
+                ))
+            }
+            fn deserialize_enum<V: Visitor<'de>>(
+                self,
+                _name: &'static str,
+                variants: &'static [&'static str],
+                visitor: V,
+            ) -> Result<V::Value, Error> {
+                self.out.push(self.prefix);
+                visitor.visit_enum(variants[0].into_deserializer())
+            }
+            fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                self.out.push(self.prefix);
+                visitor.visit_string(String::new())
+            }
+            fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                self.out.push(self.prefix);
+                visitor.visit_u64(1)
+            }
+            fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                self.out.push(self.prefix);
+                visitor.visit_f64(1.0)
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 u8 u16 u32 u64 f32 char str bytes byte_buf unit
+                unit_struct newtype_struct tuple tuple_struct map identifier ignored_any
+            }
+        }
+
+        struct Fields<'a> {
+            prefix: String,
+            fields: std::slice::Iter<'static, &'static str>,
+            current: Option<&'static str>,
+            out: &'a mut Vec<String>,
+        }
+
+        impl<'de> MapAccess<'de> for Fields<'_> {
+            type Error = Error;
+            fn next_key_seed<K: DeserializeSeed<'de>>(
+                &mut self,
+                seed: K,
+            ) -> Result<Option<K::Value>, Error> {
+                let Some(field) = self.fields.next() else {
+                    return Ok(None);
+                };
+                self.current = Some(field);
+                seed.deserialize(field.into_deserializer()).map(Some)
+            }
+            fn next_value_seed<V: DeserializeSeed<'de>>(
+                &mut self,
+                seed: V,
+            ) -> Result<V::Value, Error> {
+                let field = self.current.take().unwrap_or_default();
+                let prefix = if self.prefix.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{}.{field}", self.prefix)
+                };
+                seed.deserialize(Recorder {
+                    prefix,
+                    out: self.out,
+                })
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_of_the_type_is_listed_settable_in_every_layer_and_shown() {
+        let mut from_type = schema::keys::<Config>();
+        from_type.sort();
+        let defaults = Config::default();
+        let mut listed = defaults.leaf_keys().expect("keys");
+        listed.sort();
+        assert_eq!(listed, from_type, "Config::leaf_keys and the type disagree");
+        assert!(listed.contains(&"hpa.scale_up.tolerance".to_string()));
+
+        let template = toml::Value::try_from(defaults.with_every_key()).expect("toml");
+        let shown = defaults.to_display_toml().expect("display");
+        let json = defaults.to_display_json().expect("json");
+        for key in &listed {
+            let mut node = &template;
+            for part in key.split('.') {
+                node = &node[part];
+            }
+            let text = match node {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let env = format!("KSCALE_{}", key.replace('.', "_").to_ascii_uppercase());
+            for (layer, layers) in [
+                (
+                    "--set",
+                    Layers {
+                        sets: vec![(key.clone(), text.clone())],
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "env",
+                    Layers {
+                        env: vec![(env.clone(), text.clone())],
+                        ..Default::default()
+                    },
+                ),
+            ] {
+                let loaded = Config::load(&layers)
+                    .unwrap_or_else(|e| panic!("{key} cannot be set through {layer}: {e:#}"));
+                assert!(
+                    loaded.unset_keys().expect("unset").iter().all(|k| k != key),
+                    "{key} set through {layer} is still unset"
+                );
+            }
+            // In a file, a key is written in the table of its section (or sub-section).
+            let (table, leaf) = key.rsplit_once('.').expect("dotted");
+            let file = format!("[{table}]\n{leaf} = {node}\n");
+            let merged = Config::load(&Layers {
+                file: Some(("k.toml".into(), file.clone())),
+                ..Default::default()
+            });
+            merged.unwrap_or_else(|e| panic!("{key} cannot be set in kscale.toml ({file}): {e:#}"));
+            assert!(
+                shown.contains(&format!("\n{leaf} = ")) || shown.contains(&format!("# {key}\n")),
+                "kscale config does not show {key}:\n{shown}"
+            );
+            let mut node = &json;
+            for part in key.split('.') {
+                node = node
+                    .get(part)
+                    .unwrap_or_else(|| panic!("kscale config --output json lacks {key}"));
+            }
+        }
+        assert!(shown.contains("# hpa.scale_up.tolerance"), "{shown}");
+        assert!(json["hpa"]["scale_up"]["tolerance"].is_null());
+        let set = Config::load(&Layers {
+            sets: vec![("hpa.scale_up.tolerance".into(), "0.5".into())],
+            ..Default::default()
+        })
+        .expect("tolerance settable");
+        assert_eq!(set.hpa.scale_up.tolerance, Some(0.5));
+        assert!(set.validate().is_ok());
+    }
+
+    #[test]
+    fn derived_values_are_checked_against_what_the_server_and_the_api_accept() {
+        let with = |f: &dyn Fn(&mut AppConfig)| {
+            let mut c = Config::default();
+            f(&mut c.app);
+            c
+        };
+        // DRAIN_SECONDS = (100000 + 1) * 10 + 15 = 1000025 > 1000000.
+        let err = with(&|a| a.max_queue = 100_000)
+            .validate()
+            .expect_err("too long a drain");
+        let text = err.to_string();
+        assert!(
+            text.contains("app.max_queue") && text.contains("1000025"),
+            "{text}"
+        );
+        for (key, c) in [
+            (
+                "app.keep_alive_seconds",
+                with(&|a| a.keep_alive_seconds = 2_000_000),
+            ),
+            (
+                "app.max_connection_age_seconds",
+                with(&|a| a.max_connection_age_seconds = u64::MAX),
+            ),
+            (
+                "app.drain_margin_seconds",
+                with(&|a| a.drain_margin_seconds = u64::MAX),
+            ),
+            (
+                "app.pre_stop_seconds",
+                with(&|a| a.pre_stop_seconds = i64::MAX as u64),
+            ),
+            (
+                "app.pre_stop_seconds",
+                with(&|a| a.pre_stop_seconds = u64::MAX),
+            ),
+        ] {
+            let text = c.validate().expect_err(key).to_string();
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        let mut c = Config::default();
+        c.timeouts.rollout_seconds = u64::MAX;
+        c.metric.relist_interval_seconds = u64::MAX;
+        c.hpa.max_replicas = u32::MAX;
+        let text = c.validate().expect_err("out of range").to_string();
+        for key in [
+            "timeouts.rollout_seconds",
+            "metric.relist_interval_seconds",
+            "hpa.max_replicas",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        // The largest valid settings stay within the server's and the API's ranges.
+        let c = with(&|a| {
+            a.max_queue = 99_000;
+            a.workers = 1024;
+            a.inference_seconds = 3600.0;
+            a.drain_margin_seconds = 1000;
+            a.pre_stop_seconds = 1_000_000;
+        });
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+        assert!(
+            c.app
+                .drain_seconds()
+                .is_some_and(|d| d <= SERVER_MAX_SECONDS)
+        );
+        assert!(c.app.termination_grace_seconds().is_some());
     }
 }

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod dashboard;
+pub mod downsample;
 pub mod hpa;
 pub mod kubeapi;
 pub mod load;
@@ -22,3 +23,14 @@ pub mod sources;
 pub mod timeline;
 pub mod tools;
 pub mod ui;
+
+/// An error in what the user gave (flags, files, profiles) found after parsing; the binary exits
+/// with code 2 for it, as for a configuration error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+/// Whether `e` (or anything it wraps) is [`BadInput`].
+pub fn is_bad_input(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<BadInput>())
+}

@@ -216,17 +216,22 @@ impl fmt::Display for LoadProfile {
     }
 }
 
+/// Latest step time: a year and a day, beyond any run of `load` or `simulate`, and far from
+/// the overflow of a `Duration` built from it.
+const MAX_STEP_SECONDS: f64 = 366.0 * 24.0 * 3600.0;
+
 fn parse_time(text: &str) -> Result<f64, String> {
-    if let Ok(secs) = f64::from_str(text) {
-        return if secs.is_finite() && secs >= 0.0 {
-            Ok(secs)
-        } else {
-            Err("must be a non-negative number of seconds".into())
-        };
+    let secs = match f64::from_str(text) {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => secs,
+        Ok(_) => return Err("must be a non-negative number of seconds".into()),
+        Err(_) => humantime::parse_duration(text)
+            .map(|d: Duration| d.as_secs_f64())
+            .map_err(|e| e.to_string())?,
+    };
+    if secs > MAX_STEP_SECONDS {
+        return Err("is too late: at most 366 days".into());
     }
-    humantime::parse_duration(text)
-        .map(|d: Duration| d.as_secs_f64())
-        .map_err(|e| e.to_string())
+    Ok(secs)
 }
 
 fn parse_value(text: &str, kind: LoadKind) -> Result<f64, String> {

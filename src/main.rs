@@ -33,7 +33,7 @@ fn main() -> ExitCode {
                 Ok(report) => ExitCode::from(commands::load::exit_code(&report)),
                 Err(e) => {
                     eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
+                    failure_code(&e)
                 }
             }
         });
@@ -64,10 +64,19 @@ fn main() -> ExitCode {
                     return interrupted_exit();
                 }
                 eprintln!("error: {e:#}");
-                ExitCode::FAILURE
+                failure_code(&e)
             }
         }
     })
+}
+
+/// 2 for bad input found after parsing, 1 for every other failure.
+fn failure_code(e: &anyhow::Error) -> ExitCode {
+    if kscale::is_bad_input(e) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// How long a failure of a child killed by a signal waits for kscale's own Ctrl-C to arrive.
@@ -143,8 +152,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             kscale::simulate::run(&s.cfg, args, s.ui.json())?;
         }
         Command::Config => {
-            s.ui.result_json(&serde_json::to_value(&s.cfg)?);
-            s.ui.result(&toml::to_string_pretty(&s.cfg)?);
+            s.ui.result_json(&s.cfg.to_display_json()?);
+            s.ui.result(&s.cfg.to_display_toml()?);
         }
     }
     Ok(ExitCode::SUCCESS)

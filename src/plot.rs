@@ -14,7 +14,8 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
-use crate::timeline::{self, TimelineRow};
+use crate::downsample;
+use crate::timeline::TimelineRow;
 
 /// DejaVu Sans (see `assets/fonts/LICENSE-DejaVu.txt`): PNG text needs font data, and embedding it
 /// keeps the picture the same on every machine.
@@ -63,7 +64,8 @@ pub struct PlotArgs {
 pub fn run(args: &PlotArgs) -> anyhow::Result<PathBuf> {
     let mut loaded = Vec::with_capacity(args.files.len());
     for path in &args.files {
-        let rows = timeline::read_csv(path)?;
+        // Reduced while reading: a picture shows at most a few rows per pixel column.
+        let rows = downsample::read(path, args.width as usize * downsample::COLUMNS_PER_PIXEL)?;
         if rows.is_empty() {
             anyhow::bail!(
                 "{} has a header but no rows: nothing to plot (was the recording stopped at once?)",
@@ -178,7 +180,27 @@ pub fn plot_timelines_with(
         anyhow::bail!("nothing to plot: the timeline has no rows");
     }
     register_fonts();
-    let prepared = Prepared::new(series);
+    // Rows beyond the picture's resolution only cost memory and file size (an SVG holds every
+    // point): reduce each series to a few rows per pixel column, keeping its extremes.
+    let columns = options.width as usize * downsample::COLUMNS_PER_PIXEL;
+    let reduced: Vec<(&str, std::borrow::Cow<'_, [TimelineRow]>)> = series
+        .iter()
+        .map(|(name, rows)| {
+            if rows.len() <= columns {
+                return (*name, std::borrow::Cow::Borrowed(*rows));
+            }
+            let (lo, hi) = rows
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                    (lo.min(r.t_seconds), hi.max(r.t_seconds))
+                });
+            let kept = downsample::downsample(rows.iter().cloned(), (lo, hi), columns);
+            (*name, std::borrow::Cow::Owned(kept))
+        })
+        .collect();
+    let series: Vec<(&str, &[TimelineRow])> =
+        reduced.iter().map(|(n, r)| (*n, r.as_ref())).collect();
+    let prepared = Prepared::new(&series);
     let size = (options.width, options.height);
     let drawn = match format {
         Format::Png => {
@@ -460,7 +482,8 @@ fn draw_replicas<DB: DrawingBackend>(
         .y_desc("replicas (pods)")
         .label_style(("sans-serif", lf))
         .axis_desc_style(("sans-serif", lf))
-        .y_label_formatter(&|v| format!("{v:.0}"))
+        .y_labels(replica_labels(y_top))
+        .y_label_formatter(&|v| integer_label(*v))
         .draw()
         .map_err(drawing_error)?;
     if has_load {
@@ -528,6 +551,22 @@ fn draw_replicas<DB: DrawingBackend>(
             .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 20, y)], 5, 3, dashed));
     }
     legend(&mut chart, options)
+}
+
+/// How many labels the replica axis asks plotters for: one per whole pod up to 10, so the
+/// ticks fall on whole numbers (plotters picks steps of 1, 2 or 5 times a power of ten).
+fn replica_labels(y_top: f64) -> usize {
+    (y_top.max(1.0) as usize + 1).min(11)
+}
+
+/// A replica count label: whole numbers only, so no two ticks read the same (a 0..3 axis with
+/// ten ticks used to read 0 0 1 2 2 2 3).
+fn integer_label(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-6 {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
 }
 
 fn legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
@@ -763,6 +802,29 @@ mod tests {
             steps(&[0.0, 1.0, 3.0], &[1.0, 2.0, 2.0]),
             vec![(0.0, 1.0), (1.0, 1.0), (1.0, 2.0), (3.0, 2.0), (3.0, 2.0)]
         );
+    }
+
+    #[test]
+    fn replica_labels_are_whole_numbers_without_repeats() {
+        use plotters::coord::ranged1d::Ranged as _;
+        use plotters::coord::types::RangedCoordf64;
+        for top in 1..=40 {
+            let y_top = f64::from(top);
+            let axis = RangedCoordf64::from(0.0..y_top);
+            let labels: Vec<String> = axis
+                .key_points(replica_labels(y_top))
+                .into_iter()
+                .map(integer_label)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let mut unique = labels.clone();
+            unique.dedup();
+            assert_eq!(unique, labels, "axis 0..{top}");
+            assert!(labels.len() >= 2, "axis 0..{top}: {labels:?}");
+            if top <= 10 {
+                assert_eq!(labels.len(), top as usize + 1, "axis 0..{top}: {labels:?}");
+            }
+        }
     }
 
     #[test]

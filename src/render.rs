@@ -185,7 +185,69 @@ impl Templates {
             slot.1 = std::fs::read_to_string(entry.path())
                 .with_context(|| format!("cannot read template {}", entry.path().display()))?;
         }
+        t.check_references()
+            .with_context(|| format!("invalid templates in {}", dir.display()))?;
         Ok(t)
+    }
+
+    /// Refuses templates that include, import or extend themselves, directly or through
+    /// others: tera follows such a cycle until the stack overflows (an abort, not an error).
+    fn check_references(&self) -> anyhow::Result<()> {
+        let refs: Vec<(&str, Vec<String>)> = self
+            .files
+            .iter()
+            .map(|(n, t)| (n.as_str(), references(t)))
+            .collect();
+        let mut cycles: Vec<Vec<String>> = Vec::new();
+        for (start, _) in &refs {
+            // Depth-first search for a path from `start` back to itself.
+            let mut stack = vec![(start.to_string(), vec![start.to_string()])];
+            let mut seen = BTreeSet::new();
+            while let Some((name, path)) = stack.pop() {
+                let next = refs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, r)| r.as_slice())
+                    .unwrap_or_default();
+                if next.iter().any(|r| r == start) {
+                    let mut members = path.clone();
+                    members.sort();
+                    if !cycles.iter().any(|c| {
+                        let mut sorted = c.clone();
+                        sorted.sort();
+                        sorted == members
+                    }) {
+                        cycles.push(path);
+                    }
+                    break;
+                }
+                for r in next {
+                    if seen.insert(r.clone()) {
+                        let mut longer = path.clone();
+                        longer.push(r.clone());
+                        stack.push((r.clone(), longer));
+                    }
+                }
+            }
+        }
+        if cycles.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = cycles
+            .iter()
+            .map(|c| match c.as_slice() {
+                [one] => format!("template {one} includes itself"),
+                _ => format!(
+                    "templates include each other in a cycle: {} -> {}",
+                    c.join(" -> "),
+                    c[0]
+                ),
+            })
+            .collect();
+        anyhow::bail!(
+            "{}; tera would recurse until the stack overflows: remove the include",
+            lines.join("; ")
+        )
     }
 
     fn get(&self, name: &str) -> anyhow::Result<&str> {
@@ -195,6 +257,32 @@ impl Templates {
             .map(|(_, t)| t.as_str())
             .ok_or_else(|| anyhow::anyhow!("template {name} is missing"))
     }
+}
+
+/// Names a template refers to with `include`, `import` or `extends` (every quoted name of the
+/// tag, so `include ["a", "b"] ignore missing` gives both).
+fn references(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{%") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("%}") else {
+            break;
+        };
+        let tag = after[..end].trim_matches(|c: char| c == '-' || c.is_whitespace());
+        let keyword = tag.split_whitespace().next().unwrap_or_default();
+        if matches!(keyword, "include" | "import" | "extends") {
+            let mut quoted = tag[keyword.len()..].split(['"', '\'']);
+            // Pieces alternate: outside, inside, outside, ...
+            quoted.next();
+            while let Some(name) = quoted.next() {
+                out.push(name.to_string());
+                quoted.next();
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out
 }
 
 /// Renders every file kscale would apply for `cfg`, with the server image `image`.
@@ -207,10 +295,19 @@ pub fn render_all(
         tera::Context::from_serialize(cfg).context("cannot build the template context")?;
     let rule = adapter_rule(cfg);
     let scrape_timeout = cfg.metric.scrape_interval_seconds.clamp(1, 10);
+    // `Config::validate` refuses both overflows; this keeps rendering honest without it.
+    let drain_seconds = cfg
+        .app
+        .drain_seconds()
+        .context("app: the worst-case drain (DRAIN_SECONDS) overflows; run `kscale config` to see the values")?;
+    let termination_grace_seconds = cfg
+        .app
+        .termination_grace_seconds()
+        .context("app.pre_stop_seconds: terminationGracePeriodSeconds overflows a 64-bit number")?;
     let mut k = serde_json::json!({
         "image": image,
-        "drain_seconds": cfg.app.drain_seconds(),
-        "termination_grace_seconds": cfg.app.termination_grace_seconds(),
+        "drain_seconds": drain_seconds,
+        "termination_grace_seconds": termination_grace_seconds,
         "target_type": match cfg.metric.profile {
             MetricProfile::MeanDuration => "Value",
             MetricProfile::Concurrency => "AverageValue",
@@ -429,6 +526,13 @@ fn is_empty(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn references_are_read_from_include_import_and_extends_tags() {
+        let text = "a {% include \"x.yaml\" %} {%- import 'm.tera' as m -%}\n\
+                    {% include [\"y\", 'z'] ignore missing %} {{ not_a_tag }} {% if x %}{% endif %}";
+        assert_eq!(references(text), ["x.yaml", "m.tera", "y", "z"]);
+    }
 
     #[test]
     fn quantities_are_whole_or_milli() {

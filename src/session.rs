@@ -81,11 +81,35 @@ pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
     }
     let cfg = Config::load(&Layers {
         file,
-        env: std::env::vars().collect(),
+        env: config_env(std::env::vars_os())?,
         sets,
     })?;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The environment as text for [`Layers::env`]. A variable that is not UTF-8 is skipped unless
+/// it is one of kscale's (`KSCALE_*`), which is refused by name: `std::env::vars` would panic.
+pub fn config_env<I>(vars: I) -> anyhow::Result<Vec<(String, String)>>
+where
+    I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+{
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        match (name.into_string(), value.into_string()) {
+            (Ok(name), Ok(value)) => out.push((name, value)),
+            (Ok(name), Err(_)) if name.starts_with("KSCALE_") => anyhow::bail!(
+                "environment variable {name} is not valid UTF-8: set it to text (e.g. KSCALE_APP_WORKERS=2) or unset it"
+            ),
+            (Err(name), _) if name.as_encoded_bytes().starts_with(b"KSCALE_") => anyhow::bail!(
+                "an environment variable named {} is not valid UTF-8: unset it",
+                name.to_string_lossy()
+            ),
+            // Other programs' variables are none of kscale's business.
+            _ => {}
+        }
+    }
+    Ok(out)
 }
 
 /// Runs blocking work (external processes) without stalling the async runtime.

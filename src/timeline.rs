@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -241,18 +241,42 @@ impl TimelineWriter {
 /// Reads a timeline CSV file. Errors name the file, the line (counting from 1, the header
 /// included) and the column.
 pub fn read_csv(path: &Path) -> anyhow::Result<Vec<TimelineRow>> {
+    let mut rows = Vec::new();
+    for_each_row_in_file(path, |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Streams the rows of a timeline file to `f`, holding one line at a time (a recording can
+/// have millions of rows).
+pub fn for_each_row_in_file(
+    path: &Path,
+    f: impl FnMut(TimelineRow) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let file = File::open(path)
         .with_context(|| format!("cannot open timeline file {}", path.display()))?;
-    let mut text = String::new();
-    BufReader::new(file)
-        .read_to_string(&mut text)
-        .with_context(|| format!("cannot read timeline file {}", path.display()))?;
-    parse_csv(&text).with_context(|| format!("invalid timeline file {}", path.display()))
+    for_each_row(BufReader::new(file), f)
+        .with_context(|| format!("invalid timeline file {}", path.display()))
 }
 
 /// Parses timeline CSV text (see the module documentation for the format).
 pub fn parse_csv(text: &str) -> anyhow::Result<Vec<TimelineRow>> {
-    let mut lines = text.as_bytes().lines().enumerate();
+    let mut rows = Vec::new();
+    for_each_row(text.as_bytes(), |row| {
+        rows.push(row);
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Parses timeline CSV from `reader`, handing each row to `f` as it is read.
+pub fn for_each_row(
+    reader: impl BufRead,
+    mut f: impl FnMut(TimelineRow) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut lines = reader.lines().enumerate();
     let header = loop {
         match lines.next() {
             None => anyhow::bail!(
@@ -276,7 +300,6 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<TimelineRow>> {
             csv_header()
         );
     }
-    let mut rows = Vec::new();
     for (i, line) in lines {
         let number = i + 1;
         let line = line.with_context(|| format!("line {number}: not text"))?;
@@ -296,9 +319,9 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<TimelineRow>> {
             set_field(&mut row, name, cell.trim())
                 .with_context(|| format!("line {number}: column `{name}`"))?;
         }
-        rows.push(row);
+        f(row)?;
     }
-    Ok(rows)
+    Ok(())
 }
 
 fn parse_f64(cell: &str) -> anyhow::Result<Option<f64>> {

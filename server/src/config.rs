@@ -63,12 +63,19 @@ pub struct Config {
     #[arg(long, env = "READ_TIMEOUT_SECONDS", value_name = "READ_TIMEOUT_SECONDS", default_value = "10", value_parser = positive_seconds)]
     pub read_timeout_seconds: f64,
 
+    /// Seconds a response write may make no progress before the connection is closed (a client
+    /// that never reads its answers); during a drain at most 1 s.
+    #[arg(long, env = "WRITE_TIMEOUT_SECONDS", value_name = "WRITE_TIMEOUT_SECONDS", default_value = "10", value_parser = positive_seconds)]
+    pub write_timeout_seconds: f64,
+
     /// Largest request body accepted, in bytes; larger bodies get 413.
     #[arg(long, env = "MAX_BODY_BYTES", value_name = "MAX_BODY_BYTES", default_value_t = 65_536,
           value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
     pub max_body_bytes: u64,
 
-    /// Open connections allowed at once; further connections wait in the kernel's backlog.
+    /// Open connections allowed at once, capped to what the open-file limit (RLIMIT_NOFILE)
+    /// allows; beyond it a small overload lane answers probes and /metrics, and refuses
+    /// inference with 503.
     #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 16_384,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_connections: u32,
@@ -129,6 +136,11 @@ impl Config {
     /// Time allowed for a request body.
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.read_timeout_seconds)
+    }
+
+    /// Time a response write may make no progress.
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.write_timeout_seconds)
     }
 
     /// Time the listener keeps accepting after the shutdown signal.

@@ -4,10 +4,13 @@
 
 mod admission;
 mod config;
+mod connection;
+mod limits;
 mod logging;
 mod metrics;
 mod routes;
 mod serve;
+mod stream;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,7 +36,10 @@ fn main() -> ExitCode {
     // Work cut at the drain deadline must not hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(serve::Ending::Drained) => ExitCode::SUCCESS,
+        // 128 + the signal's number: how a shell reports a process ended by that signal.
+        Ok(serve::Ending::Forced("SIGINT")) => ExitCode::from(130),
+        Ok(serve::Ending::Forced(_)) => ExitCode::from(143),
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Queued requests whose client went away before a worker took them.
     pub abandoned: Counter,
+    /// Connections closed because a response write made no progress (WRITE_TIMEOUT_SECONDS).
+    pub write_timeouts: Counter,
+    /// Requests answered by the overload lane while MAX_CONNECTIONS connections were open.
+    pub overload: Counter,
 }
 
 impl Metrics {
@@ -94,6 +98,18 @@ impl Metrics {
             "Queued requests whose client disconnected before a worker took them; they never reached inference",
             abandoned.clone(),
         );
+        let write_timeouts = Counter::default();
+        registry.register(
+            "kscale_server_write_timeouts",
+            "Connections closed because a response write made no progress for WRITE_TIMEOUT_SECONDS (a client that does not read)",
+            write_timeouts.clone(),
+        );
+        let overload = Counter::default();
+        registry.register(
+            "kscale_server_overload_requests",
+            "Requests answered by the overload lane while MAX_CONNECTIONS connections were open: probes and /metrics served, everything else 503",
+            overload.clone(),
+        );
         registry.register(
             "kscale_server_build",
             "Version of the running kscale-server",
@@ -106,6 +122,8 @@ impl Metrics {
             in_flight,
             queue_depth,
             abandoned,
+            write_timeouts,
+            overload,
         }
     }
 

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -54,12 +54,22 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/infer", post(infer).fallback(inference_wrong_method))
-        .route("/", get(infer_root).fallback(inference_wrong_method))
+        .route(
+            "/",
+            get(infer_root)
+                .head(head_root)
+                .fallback(inference_wrong_method),
+        )
         .route("/metrics", get(metrics).fallback(wrong_method))
         .route("/healthz", get(healthz).fallback(wrong_method))
         .route("/readyz", get(readyz).fallback(wrong_method))
         .fallback(not_found)
         .with_state(app)
+}
+
+/// Whether `path` is an inference route (counted in `inference_requests_total`).
+pub fn is_inference(path: &str) -> bool {
+    matches!(path, "/" | "/infer")
 }
 
 /// Optional body of POST /infer.
@@ -147,6 +157,43 @@ async fn infer_root(State(app): State<Arc<App>>, request: Request) -> Response {
     outcome.answer(response)
 }
 
+/// `HEAD /` says the route is there without running an inference: a HEAD answer has no body,
+/// so an inference would only cost a worker (and could be used to tie workers up cheaply).
+async fn head_root() -> Response {
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+    )
+        .into_response()
+}
+
+/// Why a request body could not be read.
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// Reads a body of at most `max` bytes by copying each frame into one buffer that grows with
+/// what arrived. Frames are dropped at once: each one pins the connection's whole read buffer,
+/// so collecting them amplified a body dribbled one byte per TCP segment about 4,000 times.
+async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
+    let mut body = body;
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        if let Ok(data) = frame.into_data() {
+            if data.len() > max.saturating_sub(bytes.len()) {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
+}
+
 async fn read_input(app: &App, request: Request) -> Result<Option<String>, Response> {
     let too_large = || {
         error(
@@ -166,8 +213,8 @@ async fn read_input(app: &App, request: Request) -> Result<Option<String>, Respo
         return Err(too_large());
     }
     let limit = usize::try_from(app.max_body_bytes).unwrap_or(usize::MAX);
-    let body = Limited::new(request.into_body(), limit);
-    let bytes: Bytes = match tokio::time::timeout(app.read_timeout, body.collect()).await {
+    let body = read_body(request.into_body(), limit);
+    let bytes = match tokio::time::timeout(app.read_timeout, body).await {
         Err(_) => {
             return Err(error(
                 StatusCode::REQUEST_TIMEOUT,
@@ -177,14 +224,14 @@ async fn read_input(app: &App, request: Request) -> Result<Option<String>, Respo
                 ),
             ));
         }
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => return Err(too_large()),
-        Ok(Err(e)) => {
+        Ok(Err(BodyError::TooLarge)) => return Err(too_large()),
+        Ok(Err(BodyError::Read(e))) => {
             return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the request body: {e}"),
             ));
         }
-        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Ok(bytes)) => bytes,
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);

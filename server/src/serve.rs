@@ -1,40 +1,32 @@
-//! Listening, per-connection HTTP/1.1 handling, and the graceful drain on SIGTERM/SIGINT.
+//! Listening, the two connection lanes, and the graceful drain on SIGTERM/SIGINT.
 
-use std::convert::Infallible;
 use std::io::Write;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::http::{HeaderValue, Request, header};
-use bytes::{Bytes, BytesMut};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tower::ServiceExt;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::connection::{self, ConnectionSettings};
+use crate::limits::{Budget, Repeated};
 use crate::metrics::Metrics;
-use crate::routes::{self, App, Arrival};
+use crate::routes::{self, App};
 
-/// What every connection needs besides the app.
-struct ConnectionSettings {
-    router: Router,
-    app: Arc<App>,
-    keep_alive: Option<Duration>,
-    header_timeout: Duration,
-    max_age: Option<Duration>,
+/// How the server ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Every accepted request was answered, or DRAIN_SECONDS cut what was left (the deadline
+    /// the operator configured): exit 0.
+    Drained,
+    /// A second signal cut the drain short: exit 128 + the signal's number, as a shell reports
+    /// a process ended by that signal.
+    Forced(&'static str),
 }
 
 /// SIGTERM and SIGINT, installed before the listener binds so no early signal is missed.
@@ -74,8 +66,8 @@ fn pod_name() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// Serves until a shutdown signal, then drains; returns when the process may exit 0.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Serves until a shutdown signal, then drains; returns how it ended.
+pub async fn run(config: Config) -> anyhow::Result<Ending> {
     let mut signals = Signals::install()?;
     let metrics = Arc::new(Metrics::new(config.workers, config.max_queue));
     let admission = Admission::new(config.workers, config.max_queue, metrics.clone());
@@ -90,6 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         read_timeout: config.read_timeout(),
     });
 
+    let budget = Budget::for_process(config.max_connections);
     let listener = TcpListener::bind((config.bind, config.port))
         .await
         .with_context(|| {
@@ -119,6 +112,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "kscale-server listening"
     );
+    if budget.connections < config.max_connections {
+        warn!(
+            max_connections = config.max_connections,
+            open_file_limit = budget.nofile,
+            using = budget.connections,
+            "MAX_CONNECTIONS={} is more than the open-file limit (RLIMIT_NOFILE {}) allows: serving at most {} connections; raise the limit (ulimit -n, the container runtime's nofile) to allow more",
+            config.max_connections,
+            budget.nofile.unwrap_or_default(),
+            budget.connections
+        );
+    }
 
     let settings = Arc::new(ConnectionSettings {
         router: routes::router(app.clone()),
@@ -126,15 +130,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         keep_alive: config.keep_alive(),
         header_timeout: config.keep_alive().unwrap_or_else(|| config.read_timeout()),
         max_age: config.max_connection_age(),
+        write_timeout: config.write_timeout(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     // Every connection task holds a clone of `open_tx`; `recv` yields None once all are gone.
     let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
-    let connections = Arc::new(Semaphore::new(config.max_connections as usize));
     tokio::spawn(accept_loop(
         listener,
         settings,
-        connections,
+        Lanes {
+            normal: Arc::new(Semaphore::new(budget.connections as usize)),
+            overload: Arc::new(Semaphore::new(budget.overload as usize)),
+        },
         stop_rx,
         open_tx,
     ));
@@ -174,7 +181,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     drain_seconds = signalled.elapsed().as_secs_f64(),
                     "drained: every accepted request was answered; exiting"
                 );
-                return Ok(());
+                return Ok(Ending::Drained);
             }
             () = tokio::time::sleep_until(deadline.into()) => {}
             second = signals.next() => cut_early = Some(second),
@@ -192,25 +199,43 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         drain_seconds = signalled.elapsed().as_secs_f64(),
         "{reason}: cutting the requests still running; exiting"
     );
-    Ok(())
+    Ok(cut_early.map_or(Ending::Drained, Ending::Forced))
+}
+
+/// Connection permits: the normal lane (MAX_CONNECTIONS, capped to the open-file limit) and
+/// the overload lane that keeps probes answerable when the normal lane is full.
+struct Lanes {
+    normal: Arc<Semaphore>,
+    overload: Arc<Semaphore>,
 }
 
 async fn accept_loop(
     listener: TcpListener,
     settings: Arc<ConnectionSettings>,
-    connections: Arc<Semaphore>,
+    lanes: Lanes,
     mut stop: watch::Receiver<bool>,
     open: mpsc::Sender<()>,
 ) {
+    let mut accept_errors = Repeated::new(Duration::from_secs(10));
     loop {
-        // Holding a connection permit before accepting bounds memory under a connection flood:
-        // beyond MAX_CONNECTIONS, new connections wait in the kernel's backlog.
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
+        // Holding a permit before accepting bounds memory and descriptors under a connection
+        // flood: beyond both lanes, new connections wait in the kernel's backlog.
+        let permit = match lanes.normal.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            Err(_) => match lanes.overload.clone().try_acquire_owned() {
+                Ok(permit) => Err(permit),
+                Err(_) => tokio::select! {
+                    permit = lanes.normal.clone().acquire_owned() => match permit {
+                        Ok(permit) => Ok(permit),
+                        Err(_) => break,
+                    },
+                    permit = lanes.overload.clone().acquire_owned() => match permit {
+                        Ok(permit) => Err(permit),
+                        Err(_) => break,
+                    },
+                    _ = stop.wait_for(|stopped| *stopped) => break,
+                },
             },
-            _ = stop.wait_for(|stopped| *stopped) => break,
         };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -220,234 +245,43 @@ async fn accept_loop(
             Ok((stream, _peer)) => {
                 // Small JSON answers must not wait for Nagle's algorithm.
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve_connection(
-                    stream,
-                    settings.clone(),
-                    stop.clone(),
-                    open.clone(),
-                    permit,
-                ));
+                // A normal slot may have freed while this one waited in accept.
+                let permit = permit.or_else(|overload| {
+                    lanes
+                        .normal
+                        .clone()
+                        .try_acquire_owned()
+                        .map_err(|_| overload)
+                });
+                match permit {
+                    Ok(permit) => tokio::spawn(connection::serve(
+                        stream,
+                        settings.clone(),
+                        stop.clone(),
+                        open.clone(),
+                        permit,
+                    )),
+                    Err(permit) => tokio::spawn(connection::serve_overload(
+                        stream,
+                        settings.clone(),
+                        open.clone(),
+                        permit,
+                    )),
+                };
             }
             Err(e) => {
-                // Typically EMFILE under a flood: back off instead of spinning.
-                warn!(error = %e, "cannot accept a connection; retrying in 50 ms");
+                // Typically EMFILE when other descriptors ate the budget: back off instead of
+                // spinning, and log once per window rather than 20 times a second.
+                if let Some(held_back) = accept_errors.hit(Instant::now()) {
+                    warn!(
+                        error = %e,
+                        repeated = held_back,
+                        "cannot accept a connection; retrying every 50 ms (logged at most every 10 s)"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
     debug!("listener closed");
-}
-
-/// Time without a request after which an open connection is parked: hyper's two 8 KiB buffers
-/// are released and the task only waits for the socket to become readable. This keeps 10,000
-/// idle keep-alive connections at a few MiB instead of over 100 MiB, and costs a fresh hyper
-/// state (two allocations) when a parked client sends again.
-const PARK_AFTER: Duration = Duration::from_millis(250);
-
-/// What the connection task needs to know about its requests in order to park it.
-struct Activity {
-    in_progress: AtomicUsize,
-    /// Nanoseconds after the connection's birth at which the last response was produced.
-    last_done: AtomicU64,
-}
-
-async fn serve_connection(
-    stream: TcpStream,
-    settings: Arc<ConnectionSettings>,
-    mut stop: watch::Receiver<bool>,
-    _open: mpsc::Sender<()>,
-    _permit: OwnedSemaphorePermit,
-) {
-    let born = Instant::now();
-    let activity = Arc::new(Activity {
-        in_progress: AtomicUsize::new(0),
-        last_done: AtomicU64::new(0),
-    });
-    let mut io = Prefixed {
-        prefix: Bytes::new(),
-        stream,
-    };
-    // The first request gets the header timeout; later ones the keep-alive idle timeout.
-    let mut idle_limit = settings.header_timeout;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .keep_alive(settings.keep_alive.is_some())
-        // hyper restarts this timer whenever the connection waits for a request head, so it is
-        // both the idle keep-alive timeout and the limit for a slow client's headers.
-        .header_read_timeout(settings.header_timeout);
-    loop {
-        let idle_since = born + Duration::from_nanos(activity.last_done.load(Ordering::Acquire));
-        let left = idle_limit.saturating_sub(idle_since.elapsed());
-        // Also bounds a client that dribbles a request head across parking cycles.
-        if left.is_zero() {
-            return;
-        }
-        if io.prefix.is_empty() {
-            tokio::select! {
-                ready = tokio::time::timeout(left, io.stream.readable()) => {
-                    if !matches!(ready, Ok(Ok(()))) {
-                        return;
-                    }
-                }
-                // An idle connection has nothing to finish: close it at once.
-                _ = stop.wait_for(|stopped| *stopped) => return,
-            }
-        }
-        let service_settings = settings.clone();
-        let service_activity = activity.clone();
-        let service = service_fn(move |request: Request<Incoming>| {
-            // Boxed: polling without shutdown (to park) needs an Unpin response future.
-            Box::pin(handle(
-                request,
-                service_settings.clone(),
-                service_activity.clone(),
-                born,
-            ))
-        });
-        let mut connection = builder.serve_connection(TokioIo::new(io), service);
-        let mut parking = false;
-        let mut stopping = false;
-        let mut park_check = tokio::time::Instant::now() + PARK_AFTER;
-        let result = loop {
-            tokio::select! {
-                result = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => break result,
-                _ = stop.wait_for(|stopped| *stopped), if !stopping => {
-                    stopping = true;
-                    parking = false;
-                    // Closes an idle connection now; a busy one after its current response.
-                    Pin::new(&mut connection).graceful_shutdown();
-                }
-                () = tokio::time::sleep_until(park_check), if !stopping && !parking => {
-                    let last = born + Duration::from_nanos(activity.last_done.load(Ordering::Acquire));
-                    if activity.in_progress.load(Ordering::Acquire) == 0 && last.elapsed() >= PARK_AFTER {
-                        parking = true;
-                        Pin::new(&mut connection).graceful_shutdown();
-                    } else {
-                        park_check = tokio::time::Instant::now() + PARK_AFTER;
-                    }
-                }
-            }
-        };
-        if let Err(e) = result {
-            debug!(error = %e, "connection ended with an error");
-            return;
-        }
-        if !parking {
-            // The client closed, keep-alive is off, or the server is draining.
-            let mut io = connection.into_parts().io.into_inner();
-            let _ = io.stream.shutdown().await;
-            return;
-        }
-        let parts = connection.into_parts();
-        io = parts.io.into_inner();
-        if !parts.read_buf.is_empty() {
-            let mut prefix = BytesMut::from(parts.read_buf.as_ref());
-            prefix.extend_from_slice(&io.prefix);
-            io.prefix = prefix.freeze();
-        }
-        idle_limit = settings.keep_alive.unwrap_or(settings.header_timeout);
-    }
-}
-
-/// The connection's socket, with bytes hyper had read but not used replayed first.
-struct Prefixed {
-    prefix: Bytes,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
-
-/// Marks a request in progress; dropping it (answered or abandoned) records the time.
-struct InProgress {
-    activity: Arc<Activity>,
-    born: Instant,
-}
-
-impl Drop for InProgress {
-    fn drop(&mut self) {
-        let nanos = u64::try_from(self.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.activity.last_done.store(nanos, Ordering::Release);
-        self.activity.in_progress.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-async fn handle(
-    mut request: Request<Incoming>,
-    settings: Arc<ConnectionSettings>,
-    activity: Arc<Activity>,
-    born: Instant,
-) -> Result<axum::response::Response, Infallible> {
-    activity.in_progress.fetch_add(1, Ordering::AcqRel);
-    let _in_progress = InProgress { activity, born };
-    let arrived = Instant::now();
-    request.extensions_mut().insert(Arrival(arrived));
-    let logged = tracing::enabled!(tracing::Level::DEBUG)
-        .then(|| (request.method().clone(), request.uri().path().to_owned()));
-    let mut response = match settings.router.clone().oneshot(request).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let too_old = settings.max_age.is_some_and(|age| born.elapsed() >= age);
-    if too_old || settings.app.is_draining() {
-        // Sends long-lived keep-alive clients to reconnect, which lets kube-proxy spread them
-        // over pods added since (and away from a pod that is shutting down).
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    if let Some((method, path)) = logged {
-        debug!(
-            %method,
-            path,
-            status = response.status().as_u16(),
-            ms = arrived.elapsed().as_secs_f64() * 1000.0,
-            "request"
-        );
-    }
-    Ok(response)
 }

@@ -9,6 +9,9 @@ use crate::tools::port_forward::PortForwardSpec;
 /// Runs the load: against `--url`, the minikube NodePort URL (which spreads connections over
 /// every pod), or a port-forward it opens and closes itself (which reaches a single pod).
 pub async fn run(s: &Session, args: &LoadArgs, output: OutputFormat) -> anyhow::Result<LoadReport> {
+    // A bad profile is bad input (exit 2), found before any port-forward opens.
+    args.profile()
+        .map_err(|e| crate::BadInput(format!("{e:#}")))?;
     if let Some(url) = &args.url {
         return load::run_against(args, url, output).await;
     }

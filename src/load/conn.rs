@@ -73,9 +73,15 @@ pub enum ErrorKind {
     Unavailable,
     /// No complete answer within the request timeout.
     Timeout,
+    /// A 2xx answer that is not the server's JSON, or is larger than [`MAX_ANSWER_BYTES`].
+    BadAnswer,
     /// Anything else: other statuses, resets, broken responses.
     Other,
 }
+
+/// Most bytes read of one answer: the server's answers are a few hundred bytes, and an endless
+/// body must not grow the load generator's memory.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What one request came to.
 #[derive(Debug, Clone)]
@@ -188,27 +194,55 @@ pub async fn send(conn: &mut Conn, target: &Target) -> Result<(Outcome, bool), (
         }
     };
     let status = response.status();
-    let body = match response.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let data = match frame {
+            Ok(frame) => frame.into_data().unwrap_or_default(),
+            Err(e) => {
+                return Ok((
+                    failed(
+                        ErrorKind::Other,
+                        Some(status.as_u16()),
+                        format!("reading the {status} answer: {e}"),
+                    ),
+                    false,
+                ));
+            }
+        };
+        if data.len() > MAX_ANSWER_BYTES.saturating_sub(bytes.len()) {
+            // The rest is never read: the connection cannot carry another request.
             return Ok((
                 failed(
-                    ErrorKind::Other,
+                    ErrorKind::BadAnswer,
                     Some(status.as_u16()),
-                    format!("reading the {status} answer: {e}"),
+                    format!(
+                        "{status} answer larger than {MAX_ANSWER_BYTES} bytes; stopped reading"
+                    ),
                 ),
                 false,
             ));
         }
-    };
+        bytes.extend_from_slice(&data);
+    }
     let reusable = conn.is_open();
-    Ok((classify(status, &body), reusable))
+    Ok((classify(status, &bytes), reusable))
 }
 
 fn classify(status: StatusCode, body: &[u8]) -> Outcome {
     if status.is_success() {
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
         let field = |name: &str| json.as_ref().and_then(|j| j.get(name));
+        // kscale-server's answer always has a `result` text; anything else answered, but not
+        // with an inference.
+        if !field("result").is_some_and(serde_json::Value::is_string) {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+            return failed(
+                ErrorKind::BadAnswer,
+                Some(status.as_u16()),
+                format!("{status} answer is not the server's JSON: {}", text.trim()),
+            );
+        }
         return Outcome::Ok {
             status: status.as_u16(),
             pod: field("pod").and_then(|v| v.as_str()).map(str::to_owned),
@@ -354,10 +388,19 @@ mod tests {
                 ..
             }
         ));
-        // A 2xx that is not kscale-server's JSON still counts as answered.
-        assert!(matches!(
-            classify(StatusCode::OK, b"plain"),
-            Outcome::Ok { pod: None, .. }
-        ));
+        // A 2xx that is not kscale-server's JSON is an error of its own kind.
+        for body in [&b"plain"[..], b"{}", br#"{"result": 5}"#, b"[1]"] {
+            assert!(
+                matches!(
+                    classify(StatusCode::OK, body),
+                    Outcome::Failed {
+                        kind: ErrorKind::BadAnswer,
+                        status: Some(200),
+                        ..
+                    }
+                ),
+                "{body:?}"
+            );
+        }
     }
 }

@@ -79,11 +79,36 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = match s.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::from_secs_f64(secs),
-        _ => humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?,
+/// Longest `--duration`, `--timeout` or `--interval`: far beyond any run, and far from the
+/// overflow of `Instant + Duration` (which panics).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A length of time given as seconds (`90`, `0.5`) or humantime text (`90s`, `10m`), at most
+/// [`MAX_DURATION`]; the value parser of every duration flag.
+pub fn parse_bounded_duration(s: &str) -> Result<Duration, String> {
+    let too_long = || format!("`{s}` is too long: at most 366 days (e.g. 90s, 10m, 8h)");
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::try_from_secs_f64(secs).map_err(|_| too_long())?
+        }
+        Ok(_) => {
+            return Err(format!(
+                "`{s}` is not a length of time (e.g. 500ms, 90s, 10m)"
+            ));
+        }
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?
+        }
     };
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
+}
+
+/// Like [`parse_bounded_duration`], longer than 0.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_bounded_duration(s)?;
     if d.is_zero() {
         return Err("must be longer than 0".into());
     }
@@ -225,6 +250,8 @@ struct Shared {
     sending_ended: Notify,
     timeout: Duration,
     reconnect_every: u64,
+    /// Failed requests since the last success of any client: the back-off's measure.
+    failures_in_a_row: AtomicU64,
     /// Idle connections of the open-loop (rate) profile.
     pool: Mutex<Vec<Conn>>,
 }
@@ -273,21 +300,39 @@ impl Shared {
         let latency = started.elapsed();
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.stats().finished(&outcome, latency);
-        if let Outcome::Failed {
-            kind: ErrorKind::Refused | ErrorKind::Unavailable,
-            ..
-        } = outcome
-        {
-            // Nothing listens, or the queue is full: a client retrying at once would turn into
-            // a flood of failures that says nothing more about the service.
-            tokio::time::sleep(FAILURE_PAUSE).await;
-        }
+        let Outcome::Failed { kind, .. } = outcome else {
+            self.failures_in_a_row.store(0, Ordering::SeqCst);
+            return;
+        };
+        let in_a_row = self.failures_in_a_row.fetch_add(1, Ordering::SeqCst) + 1;
+        // A client retrying at once would turn into a flood of failures that says nothing more
+        // about the service.
+        tokio::time::sleep(failure_pause(kind, in_a_row)).await;
     }
 }
 
 /// How long a closed-loop client waits after a refused connection or a 503 before its next
 /// request (the server's `Retry-After`, a full inference time, would hide the offered load).
 pub const FAILURE_PAUSE: Duration = Duration::from_millis(250);
+
+/// Longest pause after failures: reached when every request fails (a server that closes
+/// every connection, answers garbage, or times out at once).
+pub const MAX_FAILURE_PAUSE: Duration = Duration::from_secs(4);
+
+/// The pause after a failure of `kind`, the `in_a_row`-th since the last success of any client.
+/// Refusals and 503s are the service's own overload signals and keep the short pause; other
+/// failures back off exponentially while nothing succeeds.
+pub fn failure_pause(kind: ErrorKind, in_a_row: u64) -> Duration {
+    match kind {
+        ErrorKind::Refused | ErrorKind::Unavailable => FAILURE_PAUSE,
+        ErrorKind::Timeout | ErrorKind::BadAnswer | ErrorKind::Other => {
+            let doublings = in_a_row.saturating_sub(1).min(8) as u32;
+            FAILURE_PAUSE
+                .saturating_mul(1 << doublings)
+                .min(MAX_FAILURE_PAUSE)
+        }
+    }
+}
 
 /// A closed-loop client: sends while its index is below the wanted concurrency.
 async fn client(index: u32, shared: Arc<Shared>, mut wanted: watch::Receiver<u32>) {
@@ -418,6 +463,7 @@ pub async fn generate(
         sending_ended: Notify::new(),
         timeout: args.timeout,
         reconnect_every: args.reconnect_every,
+        failures_in_a_row: AtomicU64::new(0),
         pool: Mutex::new(Vec::new()),
     });
     let mut progress = Progress::new(args.quiet, args.interval);

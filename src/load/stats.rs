@@ -25,6 +25,8 @@ pub struct ErrorCounts {
     pub unavailable: u64,
     /// No answer within the request timeout.
     pub timeout: u64,
+    /// 2xx answers that are not the server's JSON, or too large.
+    pub bad_answer: u64,
     /// Everything else.
     pub other: u64,
 }
@@ -35,13 +37,14 @@ impl ErrorCounts {
             ErrorKind::Refused => self.refused += 1,
             ErrorKind::Unavailable => self.unavailable += 1,
             ErrorKind::Timeout => self.timeout += 1,
+            ErrorKind::BadAnswer => self.bad_answer += 1,
             ErrorKind::Other => self.other += 1,
         }
     }
 
     /// All failures.
     pub fn total(&self) -> u64 {
-        self.refused + self.unavailable + self.timeout + self.other
+        self.refused + self.unavailable + self.timeout + self.bad_answer + self.other
     }
 }
 
@@ -70,7 +73,7 @@ pub struct Stats {
     queue_ms: (f64, u64),
     /// Sum of the server-reported inference times (ms), and how many answers carried one.
     inference_ms: (f64, u64),
-    /// Up to a few distinct descriptions of failures of kind `other`, for diagnosis.
+    /// Up to a few distinct descriptions of failures of kind `other` or `bad_answer`.
     pub other_examples: Vec<String>,
     /// Arrivals not sent because the client was at its in-flight limit (rate profile).
     pub client_limited: u64,
@@ -170,7 +173,7 @@ impl Stats {
                 } else {
                     self.interval_errors += 1;
                 }
-                if *kind == ErrorKind::Other
+                if matches!(kind, ErrorKind::Other | ErrorKind::BadAnswer)
                     && self.other_examples.len() < 5
                     && !self.other_examples.contains(detail)
                 {
@@ -217,13 +220,14 @@ impl Stats {
             }
         };
         format!(
-            "{:>6.1}s  {load}  sent {}  ok {}  errors: refused {} 503 {} timeout {} other {}  in flight {}  p50 {} p99 {}",
+            "{:>6.1}s  {load}  sent {}  ok {}  errors: refused {} 503 {} timeout {} bad answer {} other {}  in flight {}  p50 {} p99 {}",
             elapsed.as_secs_f64(),
             self.sent,
             self.ok,
             self.errors.refused,
             self.errors.unavailable,
             self.errors.timeout,
+            self.errors.bad_answer,
             self.errors.other,
             in_flight,
             q(0.5),
@@ -353,7 +357,7 @@ pub struct LoadReport {
     pub connections_opened: u64,
     /// Arrivals skipped because the client was at `--max-in-flight` (rate profile).
     pub client_limited: u64,
-    /// Examples of failures of kind `other`.
+    /// Examples of failures of kind `other` and `bad_answer`.
     pub other_error_examples: Vec<String>,
 }
 
@@ -414,12 +418,13 @@ impl LoadReport {
         let e = &self.errors;
         let _ = writeln!(
             s,
-            "  ok {}   errors {}: refused {}, 503 {}, timeout {}, other {}{}",
+            "  ok {}   errors {}: refused {}, 503 {}, timeout {}, bad answer {}, other {}{}",
             self.ok,
             e.total(),
             e.refused,
             e.unavailable,
             e.timeout,
+            e.bad_answer,
             e.other,
             if self.unfinished > 0 {
                 format!("   unfinished {}", self.unfinished)
@@ -475,7 +480,7 @@ impl LoadReport {
             );
         }
         for ex in &self.other_error_examples {
-            let _ = writeln!(s, "  other error: {ex}");
+            let _ = writeln!(s, "  error: {ex}");
         }
         s
     }

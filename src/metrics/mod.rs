@@ -23,20 +23,20 @@ pub use checks::{DecisionHook, HpaView, StageResult};
 #[derive(Debug, Clone, clap::Args)]
 pub struct MetricsArgs {
     /// Retry until every stage passes or this deadline (e.g. `3m`), for use right after a deploy.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::load::parse_bounded_duration)]
     pub wait: Option<Duration>,
     /// After the checks, show replicas, metric against target, and queue depth and in-flight
     /// requests per pod, refreshed every --interval, until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
     /// Stop watching after this long (default: until Ctrl-C).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "watch")]
+    #[arg(long, value_name = "DURATION", value_parser = crate::load::parse_duration, requires = "watch")]
     pub watch_for: Option<Duration>,
     /// Append each watched observation to this CSV file (timeline rows, as `kscale plot` reads).
     #[arg(long, value_name = "FILE.csv", requires = "watch")]
     pub record: Option<PathBuf>,
     /// Time between retries (--wait) and refreshes (--watch).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::load::parse_duration)]
     pub interval: Duration,
 }
 

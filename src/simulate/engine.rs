@@ -178,6 +178,9 @@ pub struct Summary {
     pub peak_row_p99_seconds: Option<f64>,
     /// Ready pod-seconds (what the run costs).
     pub pod_seconds: f64,
+    /// Simulated time at which the run stopped at [`MAX_EVENTS`]; `None` when it ran to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated_at_seconds: Option<f64>,
 }
 
 /// What one simulation produced.
@@ -213,8 +216,39 @@ pub struct SyncRecord {
 /// A scale-up this soon after a scale-down counts as flapping.
 const QUICK_REVERSAL_SECONDS: f64 = 300.0;
 
-/// Runaway guard: no sensible run needs more events than this.
-const MAX_EVENTS: u64 = 200_000_000;
+/// Runaway guard: no sensible run needs more events than this (about a minute of work).
+pub const MAX_EVENTS: u64 = 200_000_000;
+
+/// About how many events a run of `duration` seconds takes: two per request (send and answer)
+/// at the rate the load can reach, plus the fixed scrapes, syncs and rows. A closed-loop
+/// client within the pods' capacity sends once per inference; one beyond it is shed or refused
+/// and retries after `retry_after_seconds`. Used to refuse a run before it hits [`MAX_EVENTS`].
+pub fn estimated_events(p: &SimParams, load: &LoadProfile, duration: f64) -> f64 {
+    let capacity =
+        f64::from(p.hpa.max_replicas.max(1)) * (f64::from(p.workers) + f64::from(p.max_queue));
+    let cycle = (p.inference_seconds + p.client_jitter_seconds / 2.0).max(1e-6);
+    let retry = p.retry_after_seconds.max(1e-6);
+    let per_second = |value: f64| match load.kind {
+        LoadKind::Concurrency => {
+            2.0 * (value.min(capacity) / cycle + (value - capacity).max(0.0) / retry)
+        }
+        LoadKind::Rate => 3.0 * value,
+    };
+    let mut requests = 0.0;
+    for (i, step) in load.steps.iter().enumerate() {
+        let from = step.at_seconds.min(duration);
+        let to = load
+            .steps
+            .get(i + 1)
+            .map_or(duration, |next| next.at_seconds.min(duration));
+        requests += per_second(step.value) * (to - from).max(0.0);
+    }
+    let fixed = duration
+        * (1.0 / p.scrape_interval_seconds.max(1e-6)
+            + 1.0 / p.sync_period_seconds.max(1e-6)
+            + 1.0 / p.row_interval_seconds.max(1e-6));
+    requests + fixed
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -425,6 +459,7 @@ impl Sim<'_> {
         while let Some(ev) = self.heap.pop() {
             count += 1;
             if count > MAX_EVENTS {
+                self.summary.truncated_at_seconds = Some(ev.at);
                 break;
             }
             let now = ev.at;

@@ -138,10 +138,11 @@ pub fn run(config: &Config, args: &SimulateArgs, json: bool) -> anyhow::Result<S
 /// Simulates the configuration (and the `--compare` one) without printing anything.
 pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<SimulateReport> {
     if args.duration > MAX_DURATION || args.duration.is_zero() {
-        anyhow::bail!(
+        return Err(crate::BadInput(format!(
             "--duration {} is out of range: give between 1s and 7 days",
             humantime::format_duration(args.duration)
-        );
+        ))
+        .into());
     }
     let load = match (&args.steps, &args.rate_steps) {
         (Some(s), _) => s.clone(),
@@ -179,7 +180,22 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
         params
             .validate()
             .with_context(|| format!("cannot simulate the configuration `{label}`"))?;
+        let events = engine::estimated_events(&params, &load, duration);
+        if events > engine::MAX_EVENTS as f64 {
+            return Err(crate::BadInput(format!(
+                "the load {load} over --duration {} needs about {events:.1e} events with `{label}`, more than the simulator's limit of {}: shorten --duration or lower the load",
+                humantime::format_duration(args.duration),
+                engine::MAX_EVENTS
+            ))
+            .into());
+        }
         let out = simulate(&params, &load, duration, args.seed);
+        if let Some(at) = out.summary.truncated_at_seconds {
+            anyhow::bail!(
+                "the simulation of `{label}` stopped at the limit of {} events at {at:.0} s of {duration:.0} s: its figures would describe a shorter run than asked; shorten --duration or lower the load",
+                engine::MAX_EVENTS
+            );
+        }
         runs.push(SimulatedRun {
             label,
             params,

@@ -286,3 +286,39 @@ fn the_fast_profile_example_is_a_valid_kscale_toml() {
         SimParams::from_config(&fast_profile()).hpa
     );
 }
+
+#[test]
+fn a_run_beyond_the_event_limit_is_refused_up_front() {
+    let c = Config::default();
+    let args = |steps: &str, duration: u64| SimulateArgs {
+        steps: Some(LoadProfile::parse_concurrency(steps).expect("steps")),
+        rate_steps: None,
+        duration: std::time::Duration::from_secs(duration),
+        seed: 1,
+        compare: None,
+        plot: None,
+        csv: None,
+        balance: Balance::RoundRobin,
+    };
+    let started = std::time::Instant::now();
+    let err = build_report(&c, &args("0s:100000", 7 * 24 * 3600)).expect_err("too many events");
+    assert!(crate::is_bad_input(&err), "{err:#}");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("events") && text.contains("--duration"),
+        "{text}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // The runs the README shows stay well within the limit.
+    let p = SimParams::from_config(&c);
+    for (steps, duration) in [
+        ("0s:2,300s:8,1200s:2", 2400.0),
+        ("0s:2,120s:8,720s:2", 1200.0),
+    ] {
+        let load = LoadProfile::parse_concurrency(steps).expect("steps");
+        let events = super::engine::estimated_events(&p, &load, duration);
+        assert!(events < 1e6, "{steps}: {events}");
+    }
+    // A week of a few hundred clients fits: they are within the pods' capacity.
+    assert!(build_report(&c, &args("0s:200", 7 * 24 * 3600)).is_ok());
+}

@@ -3,6 +3,7 @@
 mod cli_smoke;
 mod controlplane;
 mod dashboard;
+mod hostile_input;
 mod load;
 mod load_plot_cli;
 mod metrics_cmd;

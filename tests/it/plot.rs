@@ -149,3 +149,50 @@ fn an_unknown_picture_format_is_refused() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("*.png or *.svg"));
 }
+
+#[test]
+fn a_huge_recording_is_drawn_at_the_pictures_resolution() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("huge.csv");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    writeln!(
+        file,
+        "t_seconds,replicas_current,replicas_desired,metric_value,target,load"
+    )
+    .unwrap();
+    let rows = 300_000;
+    for i in 0..rows {
+        let replicas = 1 + (i / 50_000) % 3;
+        // One row of a spike the picture must still show.
+        let metric = if i == 123_457 {
+            99.0
+        } else {
+            10.0 + (i % 7) as f64
+        };
+        writeln!(
+            file,
+            "{},{replicas},{replicas},{metric},12,{}",
+            i as f64 * 0.1,
+            2 + i % 3
+        )
+        .unwrap();
+    }
+    drop(file);
+    let out = dir.path().join("huge.svg");
+    run(&args(vec![csv.clone()], out.clone(), 1200, 800)).unwrap();
+    let svg_bytes = std::fs::metadata(&out).unwrap().len();
+    let csv_bytes = std::fs::metadata(&csv).unwrap().len();
+    // Every row drawn made an SVG larger than the CSV (1.7 GB for 3 million rows); at the
+    // picture's resolution it stays a few MB whatever the row count.
+    assert!(
+        svg_bytes < 4 * 1024 * 1024 && svg_bytes < csv_bytes / 2,
+        "SVG of {svg_bytes} bytes from a CSV of {csv_bytes} bytes"
+    );
+    let kept = kscale::downsample::read(&csv, 2400).unwrap();
+    assert!(kept.len() < rows / 5, "{} rows kept", kept.len());
+    assert!(
+        kept.iter().any(|r| r.metric_value == Some(99.0)),
+        "the spike was lost"
+    );
+}

@@ -31,20 +31,63 @@ struct Row {
 
 /// Runs every measurement and prints the table.
 pub fn bench_server(args: &[String]) -> anyhow::Result<()> {
-    let seconds: u64 = match args.first().map(String::as_str) {
-        Some("--seconds") => args
-            .get(1)
-            .and_then(|s| s.parse().ok())
-            .context("--seconds needs a whole number, e.g. --seconds 10")?,
-        Some(other) => {
-            bail!("unknown argument `{other}`; usage: cargo xtask bench-server [--seconds N]")
+    let mut seconds: u64 = 10;
+    let mut hostile_only = false;
+    let mut binary_arg: Option<PathBuf> = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                seconds = rest
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .context("--seconds needs a whole number, e.g. --seconds 10")?;
+            }
+            "--hostile" => hostile_only = true,
+            "--binary" => {
+                binary_arg = Some(
+                    rest.next()
+                        .map(PathBuf::from)
+                        .context("--binary needs the path of a kscale-server binary")?,
+                );
+            }
+            other => bail!(
+                "unknown argument `{other}`; usage: cargo xtask bench-server [--seconds N] [--hostile] [--binary PATH]"
+            ),
         }
-        None => 10,
-    };
+    }
+    if hostile_only {
+        // The hostile figures need no wrk; --binary measures another build (e.g. the one
+        // before a fix) with the same clients.
+        let binary = match binary_arg {
+            Some(b) => b,
+            None => build_release()?,
+        };
+        let mut rows = Vec::new();
+        hostile(&binary, &mut rows)?;
+        print_rows("kscale-server under hostile clients", &rows);
+        return Ok(());
+    }
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("`wrk` is not installed; run `cargo xtask deps` (Debian package wrk)");
     }
     raise_open_file_limit()?;
+    let binary = match binary_arg {
+        Some(b) => b,
+        None => build_release()?,
+    };
+
+    let mut rows = Vec::new();
+    throughput(&binary, seconds, &mut rows)?;
+    under_full_queue(&binary, seconds, &mut rows)?;
+    idle_connections(&binary, &mut rows)?;
+    drain(&binary, &mut rows)?;
+    hostile(&binary, &mut rows)?;
+    print_rows("kscale-server benchmark", &rows);
+    Ok(())
+}
+
+fn build_release() -> anyhow::Result<PathBuf> {
     run(
         "cargo",
         &["build", "--release", "--locked", "-p", "kscale-server"],
@@ -53,20 +96,245 @@ pub fn bench_server(args: &[String]) -> anyhow::Result<()> {
     if !binary.exists() {
         bail!("{} is missing after the build", binary.display());
     }
+    Ok(binary)
+}
 
-    let mut rows = Vec::new();
-    throughput(&binary, seconds, &mut rows)?;
-    under_full_queue(&binary, seconds, &mut rows)?;
-    idle_connections(&binary, &mut rows)?;
-    drain(&binary, &mut rows)?;
-
+fn print_rows(title: &str, rows: &[Row]) {
     println!();
-    println!("kscale-server benchmark, {}", machine());
+    println!("{title}, {}", machine());
     println!("{:<62} {:>18}  target", "measurement", "value");
     println!("{}", "-".repeat(96));
     for row in rows {
         println!("{:<62} {:>18}  {}", row.what, row.value, row.target);
     }
+}
+
+/// The hostile-client figures: a body dribbled one byte per segment, clients that never read
+/// their answers, and probes under a connection flood.
+fn hostile(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    dribble(binary, rows)?;
+    never_reading(binary, rows)?;
+    flood(binary, rows)
+}
+
+fn dribble(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const CLIENTS: usize = 10;
+    const FOR: Duration = Duration::from_secs(8);
+    let server = Server::start(binary, &[("READ_TIMEOUT_SECONDS", "30")])?;
+    http_get(server.addr, "/healthz")?;
+    let idle = server.rss_mib()?;
+    eprintln!("bench: {CLIENTS} clients dribble a body one byte per segment for {FOR:?}");
+    let addr = server.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let mut stream = TcpStream::connect(addr)?;
+                stream.set_nodelay(true)?;
+                stream.write_all(
+                    b"POST /infer HTTP/1.1\r\nHost: b\r\nContent-Length: 65536\r\n\r\n",
+                )?;
+                let start = Instant::now();
+                let mut sent = 0;
+                while start.elapsed() < FOR {
+                    stream.write_all(b" ")?;
+                    sent += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Ok(sent)
+            })
+        })
+        .collect();
+    let mut peak = idle;
+    while clients.iter().any(|c| !c.is_finished()) {
+        peak = peak.max(server.rss_mib()?);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut bytes = 0;
+    for c in clients {
+        bytes += c
+            .join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    // The clients' sockets closed with their threads; give the server a moment to free them.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = server.rss_mib()?;
+    rows.push(Row {
+        what: format!("RSS, {CLIENTS} clients dribbling 1 byte/segment for 8 s ({bytes} B)"),
+        value: format!("{idle:.1} -> {peak:.1} -> {after:.1} MiB"),
+        target: "peak < 64 MiB",
+    });
+    Ok(())
+}
+
+/// Opens a connection that pipelines requests and never reads; returns once its writes block.
+fn stuck_client(addr: SocketAddr) -> anyhow::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
+    let requests = b"GET /metrics HTTP/1.1\r\nHost: b\r\n\r\n".repeat(256);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if stream.write_all(&requests).is_err() {
+            return Ok(stream);
+        }
+    }
+    bail!("the server kept reading a client that never reads for 60 s")
+}
+
+/// Polls `probe` until it succeeds or `limit` passes; the time it took, or `None`.
+fn time_until(limit: Duration, mut probe: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if probe() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+/// One request with a read timeout; the status, or `None`.
+fn status_within(addr: SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
+    let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+    stream.set_read_timeout(Some(timeout)).ok()?;
+    let mut stream = stream;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: b\r\n\r\n").ok()?;
+    read_status(&mut BufReader::new(stream)).ok()
+}
+
+fn seconds_or_more(d: Option<Duration>, limit: Duration) -> String {
+    d.map_or_else(
+        || format!("> {:.0} s", limit.as_secs_f64()),
+        |d| format!("{:.2} s", d.as_secs_f64()),
+    )
+}
+
+fn never_reading(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const CLIENTS: usize = 50;
+    const LIMIT: Duration = Duration::from_secs(30);
+    let mut server = Server::start(
+        binary,
+        &[
+            ("MAX_CONNECTIONS", "50"),
+            ("INFERENCE_SECONDS", "0"),
+            ("DRAIN_SECONDS", "30"),
+            ("ACCEPT_GRACE_SECONDS", "0"),
+        ],
+    )?;
+    eprintln!("bench: {CLIENTS} clients pipeline requests and never read (MAX_CONNECTIONS=50)");
+    // All at once, so that every slot is held when the clock starts.
+    let addr = server.addr;
+    let stuck: Vec<TcpStream> = (0..CLIENTS)
+        .map(|_| std::thread::spawn(move || stuck_client(addr)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))?
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let started = Instant::now();
+    let healthz = time_until(LIMIT, || {
+        status_within(server.addr, "/healthz", Duration::from_secs(2)) == Some(200)
+    });
+    rows.push(Row {
+        what: format!("/healthz answered while {CLIENTS} never-reading clients hold every slot"),
+        value: seconds_or_more(healthz, LIMIT),
+        target: "",
+    });
+    let inference = time_until(LIMIT.saturating_sub(started.elapsed()), || {
+        status_within(server.addr, "/", Duration::from_secs(2)) == Some(200)
+    })
+    .map(|_| started.elapsed());
+    rows.push(Row {
+        what: "  a new inference client served again (WRITE_TIMEOUT_SECONDS 10)".into(),
+        value: seconds_or_more(inference, LIMIT),
+        target: "",
+    });
+    // The drain with clients that never read: a fresh set of them, then SIGTERM.
+    let more: Vec<TcpStream> = (0..10)
+        .map(|_| std::thread::spawn(move || stuck_client(addr)))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|t| t.join().ok().and_then(Result::ok))
+        .collect();
+    let signalled = Instant::now();
+    Command::new("kill")
+        .args(["-s", "TERM", &server.child.id().to_string()])
+        .status()
+        .context("run kill")?;
+    let exited = time_until(LIMIT + Duration::from_secs(10), || {
+        matches!(server.child.try_wait(), Ok(Some(_)))
+    })
+    .map(|_| signalled.elapsed());
+    rows.push(Row {
+        what: format!(
+            "  SIGTERM to exit with {} never-reading clients (DRAIN_SECONDS 30)",
+            more.len()
+        ),
+        value: seconds_or_more(exited, LIMIT + Duration::from_secs(10)),
+        target: "",
+    });
+    drop(stuck);
+    drop(more);
+    Ok(())
+}
+
+fn flood(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    const MAX: usize = 2_000;
+    const PENDING: usize = 500;
+    const LIMIT: Duration = Duration::from_secs(10);
+    let server = Server::start(
+        binary,
+        &[("MAX_CONNECTIONS", "2000"), ("KEEP_ALIVE_SECONDS", "120")],
+    )?;
+    eprintln!(
+        "bench: {MAX} idle keep-alive connections at MAX_CONNECTIONS, {PENDING} more waiting"
+    );
+    let mut held = Vec::with_capacity(MAX);
+    for i in 0..MAX {
+        let stream = send_only(server.addr, "/healthz")
+            .with_context(|| format!("connection {i} of {MAX}"))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut reader = BufReader::new(stream);
+        read_status(&mut reader)?;
+        held.push(reader);
+    }
+    let pending: Vec<TcpStream> = (0..PENDING)
+        .filter_map(|_| TcpStream::connect_timeout(&server.addr, Duration::from_millis(200)).ok())
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let ok = status_within(server.addr, "/healthz", LIMIT) == Some(200);
+        times.push(ok.then(|| start.elapsed()));
+    }
+    let answered: Vec<Duration> = times.iter().flatten().copied().collect();
+    let value = if answered.len() == times.len() {
+        let mut sorted = answered.clone();
+        sorted.sort();
+        format!(
+            "p50 {:.1} ms, max {:.1} ms",
+            sorted[sorted.len() / 2].as_secs_f64() * 1000.0,
+            sorted[sorted.len() - 1].as_secs_f64() * 1000.0
+        )
+    } else {
+        format!(
+            "{} of {} unanswered in {:.0} s",
+            times.len() - answered.len(),
+            times.len(),
+            LIMIT.as_secs_f64()
+        )
+    };
+    rows.push(Row {
+        what: format!(
+            "/healthz, {MAX} idle connections at MAX_CONNECTIONS + {} waiting (10 probes)",
+            pending.len()
+        ),
+        value,
+        target: "",
+    });
+    drop(pending);
+    drop(held);
     Ok(())
 }
 

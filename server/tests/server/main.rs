@@ -4,6 +4,7 @@
 mod api;
 mod config;
 mod connections;
+mod hostile;
 mod queueing;
 mod shutdown;
 mod support;

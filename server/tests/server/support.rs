@@ -25,6 +25,7 @@ const OPTION_VARS: &[&str] = &[
     "READ_TIMEOUT_SECONDS",
     "MAX_BODY_BYTES",
     "MAX_CONNECTIONS",
+    "WRITE_TIMEOUT_SECONDS",
     "LOG_FORMAT",
     "RUST_LOG",
     "POD_NAME",
@@ -92,7 +93,20 @@ pub struct Server {
 impl Server {
     /// Starts the server on 127.0.0.1 with a free port and waits for its `listening on` line.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kscale-server"));
+        Self::start_wrapped(&[], env)
+    }
+
+    /// Like [`Server::start`], run through `wrapper` (e.g. `prlimit --nofile=256 --`).
+    pub fn start_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> Server {
+        let binary = env!("CARGO_BIN_EXE_kscale-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         for var in OPTION_VARS {
             command.env_remove(var);
         }
@@ -145,6 +159,23 @@ impl Server {
             stderr,
             exit: None,
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.0.as_ref().expect("child present").id()
+    }
+
+    /// Resident memory of the process in MiB, from /proc.
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read /proc/PID/status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {status}"));
+        kib / 1024.0
     }
 
     /// Everything the server wrote on stderr so far.
@@ -272,8 +303,13 @@ pub struct Conn {
 impl Conn {
     /// Connects with a 60 s read timeout (a bound, not a synchronisation).
     pub fn open(addr: SocketAddr) -> std::io::Result<Conn> {
+        Self::open_with_timeout(addr, Duration::from_secs(60))
+    }
+
+    /// Connects with the given read timeout.
+    pub fn open_with_timeout(addr: SocketAddr, read_timeout: Duration) -> std::io::Result<Conn> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        stream.set_read_timeout(Some(read_timeout))?;
         stream.set_nodelay(true)?;
         Ok(Conn {
             reader: BufReader::new(stream),
@@ -397,6 +433,11 @@ impl Conn {
                 Err(_) => return true,
             }
         }
+    }
+
+    /// The socket, for hostile clients that need it raw.
+    pub fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
     }
 
     /// Closes both directions, as a client that gives up does.
