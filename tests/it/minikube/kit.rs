@@ -189,21 +189,27 @@ impl Kit {
         );
     }
 
-    /// Memory in use by the node containers (`docker stats`).
+    /// Resident memory of each node container, from its memory cgroup (`docker stats` reads 0
+    /// under cgroup v1 with Debian's engine).
     pub fn cluster_memory(&self, profile: &str) -> String {
-        self.run(
-            "docker",
-            &[
-                "stats",
-                "--no-stream",
-                "--format",
-                "{{.Name}} {{.MemUsage}}",
-                profile,
-                &format!("{profile}-m02"),
-            ],
-        )
-        .trim()
-        .replace('\n', "; ")
+        [profile.to_string(), format!("{profile}-m02")]
+            .iter()
+            .map(|node| {
+                let id = self.run("docker", &["inspect", "--format", "{{.Id}}", node]);
+                let id = id.trim();
+                let v1 = format!("/sys/fs/cgroup/memory/docker/{id}/memory.stat");
+                let rss = std::fs::read_to_string(&v1).ok().and_then(|stat| {
+                    stat.lines()
+                        .find_map(|l| l.strip_prefix("total_rss "))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                });
+                match rss {
+                    Some(bytes) => format!("{node} {} MiB resident", bytes >> 20),
+                    None => format!("{node} (no memory cgroup v1 at {v1})"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// Deletes the profile when dropped, so a failing test leaves no cluster behind.

@@ -235,11 +235,17 @@ fn check_networking(kit: &Kit) {
         );
         (pod["status"]["containerStatuses"][0]["ready"] == true).then_some(())
     });
+    // Retried: kube-proxy on the second node programs the new endpoint a moment after the pod
+    // is ready. busybox's nc, not its wget, which crashes on a refused connection.
     let answer = run_pod(
         kit,
         "web-probe",
         &second,
-        "wget -q -T 5 -O - http://kit-web.default.svc.cluster.local/",
+        "for i in $(seq 1 30); do \
+           printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 kit-web.default.svc.cluster.local 80 > /tmp/answer \
+             && grep -q served-by /tmp/answer && tail -n 1 /tmp/answer && exit 0; \
+           sleep 1; \
+         done; cat /tmp/answer; exit 1",
     );
     assert_eq!(
         answer.trim(),

@@ -328,7 +328,14 @@ fn build_pause(layout: &Layout, programs: &Programs, mode: Mode) -> anyhow::Resu
 
 /// The shared libraries a rootfs binary links, as rootfs paths (`ldd` inside a chroot).
 fn libraries(rootfs: &Path, binary: &str) -> anyhow::Result<Vec<String>> {
-    let out = shell::output(Command::new("chroot").arg(rootfs).args(["ldd", binary]))?;
+    let mut ldd = Command::new("chroot");
+    ldd.arg(rootfs).args(["ldd", binary]);
+    let out = match shell::output(&mut ldd) {
+        Ok(out) => out,
+        // A static binary (busybox-static) links nothing.
+        Err(e) if e.to_string().contains("not a dynamic executable") => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     Ok(out
         .lines()
         .filter_map(|line| {
@@ -478,14 +485,12 @@ fn build_one(layout: &Layout, spec: &Spec, rootfs: &Rootfs, mode: Mode) -> anyho
         import.args(["--change", &format!("WORKDIR {workdir}")]);
     }
     import.args(["-", &reference]);
-    shell::pipe(
-        Command::new("tar")
-            .arg("--numeric-owner")
-            .arg("-C")
-            .arg(&context)
-            .args(["-cf", "-", "."]),
-        &mut import,
-    )?;
+    let mut tar = Command::new("tar");
+    tar.arg("--numeric-owner")
+        .arg("-C")
+        .arg(&context)
+        .args(["-cf", "-", "."]);
+    shell::pipe(tar, import)?;
     shell::remove_tree(&context)?;
     Ok(key)
 }

@@ -171,29 +171,33 @@ pub fn ensure(
     shell::write(&work.join("usr/sbin/runc"), &wrapper)?;
     shell::chmod_x(&work.join("usr/sbin/runc"))?;
     bake_images(layout, built, &work.join("var/lib/containerd"))?;
+    // `docker import` of Debian's engine accepts no STOPSIGNAL change, so the rootfs is imported
+    // first and a one-line Dockerfile adds the rest (the classic builder needs no registry).
+    let rootfs_ref = format!("{REPOSITORY}-rootfs:{key}");
     let mut import = engine::docker_cmd(layout);
-    import.args([
-        "import",
-        "--change",
-        "ENV container=docker",
-        "--change",
-        "STOPSIGNAL SIGRTMIN+3",
-        "--change",
-        "EXPOSE 22",
-        "--change",
-        "ENTRYPOINT [\"/usr/local/bin/entrypoint\", \"/sbin/init\"]",
-        "--change",
-        &format!("LABEL {KEY_LABEL}={key}"),
-        "-",
-        &reference,
-    ]);
-    shell::pipe(
-        Command::new("tar")
-            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
-            .arg(&work)
-            .args(["-cf", "-", "."]),
-        &mut import,
+    import.args(["import", "-", &rootfs_ref]);
+    let mut tar = Command::new("tar");
+    tar.args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
+        .arg(&work)
+        .args(["-cf", "-", "."]);
+    shell::pipe(tar, import)?;
+    let context = layout.state.join("kicbase-config");
+    shell::write(
+        &context.join("Dockerfile"),
+        format!(
+            "FROM {rootfs_ref}\nENV container=docker\nEXPOSE 22\n\
+             # systemd halts on SIGRTMIN+3 (SIGTERM would make it re-execute itself).\n\
+             STOPSIGNAL SIGRTMIN+3\nLABEL {KEY_LABEL}={key}\n\
+             ENTRYPOINT [\"/usr/local/bin/entrypoint\", \"/sbin/init\"]\n"
+        ),
     )?;
+    shell::run(
+        engine::docker_cmd(layout)
+            .env("DOCKER_BUILDKIT", "0")
+            .args(["build", "-q", "-t", &reference])
+            .arg(&context),
+    )?;
+    shell::remove_tree(&context)?;
     shell::remove_tree(&work)?;
     // Older base images only take space (about 1.5 GB each).
     let listed = shell::output(engine::docker_cmd(layout).args([
@@ -201,9 +205,9 @@ pub fn ensure(
         "ls",
         "--format",
         "{{.Repository}}:{{.Tag}}",
-        REPOSITORY,
     ]))?;
-    for old in listed.lines().filter(|l| *l != reference && !l.is_empty()) {
+    let ours = |l: &&str| l.starts_with(REPOSITORY) && !l.ends_with(&format!(":{key}"));
+    for old in listed.lines().filter(ours) {
         let _ = shell::output(engine::docker_cmd(layout).args(["image", "rm", old]));
     }
     Ok(reference)

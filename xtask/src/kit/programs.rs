@@ -17,6 +17,9 @@ pub const KUBERNETES_VERSION: &str = "v1.34.0";
 /// preflight (`HTTPProxyCIDR: parse "https://[10.96.0.1]:1234/": invalid IP-literal`).
 const KUBERNETES_TOOLCHAIN: &str = "go1.24.6";
 
+/// The Kubernetes libraries metrics-server v0.8.0 is built on (its `k8s.io/component-base`).
+const METRICS_SERVER_KUBERNETES: &str = "v1.33.2";
+
 /// Every built program the kit uses.
 #[derive(Debug, Clone)]
 pub struct Programs {
@@ -150,8 +153,16 @@ pub fn modules() -> Vec<GoModule> {
                 "sigs.k8s.io/metrics-server/cmd/metrics-server",
                 "metrics-server",
             )],
-            toolchain: None,
-            ldflags: String::new(),
+            // Its release's Go (its Dockerfile's golang:1.24.4): built with Go 1.26 it answers
+            // the API server's front-proxy requests with 401, so metrics.k8s.io is never served.
+            toolchain: Some("go1.24.4"),
+            // Its API server derives the API versions it serves from the Kubernetes library
+            // version stamped in: unstamped (v0.0), metrics.k8s.io answers 404 although the
+            // APIService is Available. v1.33.2 is the k8s.io/component-base it pins.
+            ldflags: format!(
+                "-X sigs.k8s.io/metrics-server/pkg/version.gitVersion=v0.8.0 {}",
+                gobuild::kubernetes_version_ldflags(METRICS_SERVER_KUBERNETES)
+            ),
             env: &[],
             tags: &[],
             cgo: false,
@@ -325,6 +336,12 @@ mod tests {
             find("kubernetes")
                 .ldflags
                 .contains(&format!("gitVersion={KUBERNETES_VERSION}"))
+        );
+        let ms = find("metricsserver");
+        let component_base = ms.pinned_version("k8s.io/component-base").unwrap();
+        assert_eq!(
+            component_base.replacen("v0.", "v1.", 1),
+            METRICS_SERVER_KUBERNETES
         );
         let toolchain = shell::read(&find("kubernetes").root().join("go.mod")).unwrap();
         assert!(toolchain.contains(&format!("toolchain {KUBERNETES_TOOLCHAIN}")));

@@ -66,9 +66,11 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `producer | consumer`, failing with whichever side failed.
-pub fn pipe(producer: &mut Command, consumer: &mut Command) -> anyhow::Result<String> {
-    let (p, c) = (describe(producer), describe(consumer));
+/// Runs `producer | consumer`, failing with whichever side failed. Both are taken by value:
+/// a command keeps its stdin handle until dropped, and a pipe end left open in this process
+/// would keep the producer blocked forever if the consumer stopped early.
+pub fn pipe(mut producer: Command, mut consumer: Command) -> anyhow::Result<String> {
+    let (p, c) = (describe(&producer), describe(&consumer));
     eprintln!("$ {p} | {c}");
     let mut first = producer
         .stdin(Stdio::null())
@@ -76,30 +78,54 @@ pub fn pipe(producer: &mut Command, consumer: &mut Command) -> anyhow::Result<St
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start `{p}`: {e}"))?;
+    drop(producer);
     let stdout = first
         .stdout
         .take()
         .ok_or_else(|| anyhow::anyhow!("`{p}` has no stdout"))?;
-    let second = consumer
+    // Read the producer's stderr meanwhile: a full stderr pipe would block it.
+    let first_err = first.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            text
+        })
+    });
+    consumer
         .stdin(Stdio::from(stdout))
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot start `{c}`: {e}"))?;
-    let mut first_err = String::new();
-    if let Some(mut err) = first.stderr.take() {
-        let _ = err.read_to_string(&mut first_err);
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let second = consumer
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start `{c}`: {e}"));
+    drop(consumer);
+    let second = match second {
+        Ok(child) => child.wait_with_output(),
+        Err(e) => {
+            let _ = first.kill();
+            let _ = first.wait();
+            return Err(e);
+        }
+    }
+    .map_err(|e| anyhow::anyhow!("cannot wait for `{c}`: {e}"))?;
+    if !second.status.success() {
+        let _ = first.kill();
     }
     let status = first
         .wait()
         .map_err(|e| anyhow::anyhow!("cannot wait for `{p}`: {e}"))?;
-    if !status.success() {
-        anyhow::bail!("`{p}` failed with {status}:\n{}", tail(&first_err, 20));
-    }
+    let first_err = first_err
+        .and_then(|t| t.join().ok())
+        .unwrap_or_default();
     if !second.status.success() {
         anyhow::bail!(
             "`{c}` failed with {}:\n{}",
             second.status,
             tail(&String::from_utf8_lossy(&second.stderr), 20)
         );
+    }
+    if !status.success() {
+        anyhow::bail!("`{p}` failed with {status}:\n{}", tail(&first_err, 20));
     }
     Ok(String::from_utf8_lossy(&second.stdout).into_owned())
 }
@@ -202,16 +228,24 @@ mod tests {
 
     #[test]
     fn pipes_report_the_failing_side() {
-        let out = pipe(
-            Command::new("printf").arg("a\\nb\\n"),
-            Command::new("wc").arg("-l"),
-        )
+        let mut printf = Command::new("printf");
+        printf.arg("a\\nb\\n");
+        let mut wc = Command::new("wc");
+        wc.arg("-l");
+        let out = pipe(printf, wc)
         .unwrap();
         assert_eq!(out.trim(), "2");
-        let err = pipe(&mut Command::new("false"), &mut Command::new("cat"))
+        let err = pipe(Command::new("false"), Command::new("cat"))
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("`false` failed"), "{err}");
+        // A consumer that stops early does not leave the producer blocked.
+        let mut yes = Command::new("yes");
+        yes.arg("y");
+        let mut head = Command::new("sh");
+        head.args(["-c", "head -c 10 >/dev/null; exit 4"]);
+        let err = pipe(yes, head).unwrap_err().to_string();
+        assert!(err.contains("exit status: 4"), "{err}");
     }
 
     #[test]
