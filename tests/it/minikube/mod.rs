@@ -4,7 +4,6 @@
 //! cores while it starts).
 
 mod kit;
-mod up;
 
 use std::time::{Duration, Instant};
 

@@ -114,9 +114,7 @@ pub fn pipe(mut producer: Command, mut consumer: Command) -> anyhow::Result<Stri
     let status = first
         .wait()
         .map_err(|e| anyhow::anyhow!("cannot wait for `{p}`: {e}"))?;
-    let first_err = first_err
-        .and_then(|t| t.join().ok())
-        .unwrap_or_default();
+    let first_err = first_err.and_then(|t| t.join().ok()).unwrap_or_default();
     if !second.status.success() {
         anyhow::bail!(
             "`{c}` failed with {}:\n{}",
@@ -232,8 +230,7 @@ mod tests {
         printf.arg("a\\nb\\n");
         let mut wc = Command::new("wc");
         wc.arg("-l");
-        let out = pipe(printf, wc)
-        .unwrap();
+        let out = pipe(printf, wc).unwrap();
         assert_eq!(out.trim(), "2");
         let err = pipe(Command::new("false"), Command::new("cat"))
             .unwrap_err()
