@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Layout;
 use crate::gobuild::{self, GoModule};
 
 /// The harness's modules: kwok of its own; Kubernetes, etcd and prometheus-adapter are the kit's
@@ -93,10 +92,10 @@ const KWOK_STAGES: [&str; 5] = [
 
 /// Copies the stage files from the pinned kwok module's source into the kwok build folder, so
 /// that the folder is complete on its own (a CI cache of `bin/` alone is enough).
-fn copy_kwok_stages(layout: &Layout, kwok: &GoModule, into: &Path) -> anyhow::Result<()> {
+fn copy_kwok_stages(kwok: &GoModule, into: &Path) -> anyhow::Result<()> {
     let version = kwok.pinned_version("sigs.k8s.io/kwok")?;
-    let source = layout
-        .cache
+    let source = gobuild::shared_cache()?
+        .dir
         .join("gomod")
         .join(format!("sigs.k8s.io/kwok@{version}"))
         .join("kustomize")
@@ -130,7 +129,7 @@ fn kwok_stages(kwok_bin: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Builds whatever is missing and returns the path of every program.
-pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
+pub fn ensure_programs() -> anyhow::Result<Programs> {
     let prometheus = find_on_path("prometheus").ok_or_else(|| {
         anyhow::anyhow!(
             "prometheus is not on PATH: run `cargo xtask deps` (Debian package prometheus)"
@@ -144,7 +143,7 @@ pub fn ensure_programs(layout: &Layout) -> anyhow::Result<Programs> {
             cache.build(
                 &module,
                 &go_version,
-                |dir| copy_kwok_stages(layout, &module, dir),
+                |dir| copy_kwok_stages(&module, dir),
                 |dir| kwok_stages(dir).is_ok(),
             )?
         } else {

@@ -482,7 +482,7 @@ pub fn up(layout: &Layout, options: &UpOptions) -> anyhow::Result<()> {
         return Ok(());
     }
     // Build before touching the system, so a build failure leaves nothing behind.
-    let programs = build::ensure_programs(layout)?;
+    let programs = build::ensure_programs()?;
     down(layout)?;
     std::fs::create_dir_all(&layout.state)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", layout.state.display()))?;

@@ -198,7 +198,7 @@ fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
 /// `cargo xtask ci` fails before the tests when one cannot be built.
 pub fn build_for_tests() -> anyhow::Result<()> {
     let layout = Layout::from_env()?;
-    build::ensure_programs(&layout)?;
+    build::ensure_programs()?;
     helm::ensure(&layout.cache)?;
     Ok(())
 }
@@ -227,7 +227,7 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
         Some("down") => cluster::down(&layout),
         Some("status") => cluster::status(&layout),
         Some("build") => {
-            let programs = build::ensure_programs(&layout)?;
+            let programs = build::ensure_programs()?;
             for path in programs.all() {
                 println!("{}", path.display());
             }
