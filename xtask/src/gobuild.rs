@@ -150,21 +150,9 @@ pub fn go_version() -> anyhow::Result<String> {
 /// The Go caches and binaries shared by the kit and the control plane (they pin the same
 /// Kubernetes, etcd and prometheus-adapter): `KSCALE_GO_CACHE`, or `$XDG_CACHE_HOME/kscale/go`.
 pub fn shared_cache() -> anyhow::Result<GoCache> {
-    let dir = match std::env::var_os("KSCALE_GO_CACHE") {
-        Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("XDG_CACHE_HOME") {
-            Some(dir) => PathBuf::from(dir),
-            None => match std::env::var_os("HOME") {
-                Some(home) => PathBuf::from(home).join(".cache"),
-                None => anyhow::bail!(
-                    "neither KSCALE_GO_CACHE, XDG_CACHE_HOME nor HOME is set: set one to choose the Go build cache folder"
-                ),
-            },
-        }
-        .join("kscale")
-        .join("go"),
-    };
-    Ok(GoCache { dir })
+    Ok(GoCache {
+        dir: crate::cache_dir("KSCALE_GO_CACHE", "go")?,
+    })
 }
 
 /// Where a family of builds keeps its Go caches and binaries.

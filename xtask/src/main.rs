@@ -52,6 +52,24 @@ pub fn project_root() -> std::path::PathBuf {
     dir.parent().unwrap_or(dir).to_path_buf()
 }
 
+/// `$<env>` if set, else `$XDG_CACHE_HOME/kscale/<leaf>`, else `~/.cache/kscale/<leaf>`.
+pub fn cache_dir(env: &str, leaf: &str) -> anyhow::Result<std::path::PathBuf> {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os(env) {
+        return Ok(PathBuf::from(dir));
+    }
+    let base = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".cache"),
+            None => anyhow::bail!(
+                "neither {env}, XDG_CACHE_HOME nor HOME is set: set one to choose the cache folder"
+            ),
+        },
+    };
+    Ok(base.join("kscale").join(leaf))
+}
+
 /// Runs a command in the project root, echoing it, and fails with its exit status.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     eprintln!("$ {program} {}", args.join(" "));

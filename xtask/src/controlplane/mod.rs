@@ -71,20 +71,7 @@ impl Layout {
             Some(dir) => PathBuf::from(dir),
             None => std::env::temp_dir().join("kscale-harness"),
         };
-        let cache = match std::env::var_os("KSCALE_CONTROLPLANE_CACHE") {
-            Some(dir) => PathBuf::from(dir),
-            None => match std::env::var_os("XDG_CACHE_HOME") {
-                Some(dir) => PathBuf::from(dir),
-                None => match std::env::var_os("HOME") {
-                    Some(home) => PathBuf::from(home).join(".cache"),
-                    None => anyhow::bail!(
-                        "neither KSCALE_CONTROLPLANE_CACHE, XDG_CACHE_HOME nor HOME is set: set one to choose the build cache folder"
-                    ),
-                },
-            }
-            .join("kscale")
-            .join("controlplane"),
-        };
+        let cache = crate::cache_dir("KSCALE_CONTROLPLANE_CACHE", "controlplane")?;
         Ok(Self { state, cache })
     }
 

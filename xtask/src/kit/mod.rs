@@ -58,20 +58,7 @@ impl Layout {
             Some(dir) => PathBuf::from(dir),
             None => std::env::temp_dir().join("kscale-kit"),
         };
-        let cache = match std::env::var_os("KSCALE_KIT_CACHE") {
-            Some(dir) => PathBuf::from(dir),
-            None => match std::env::var_os("XDG_CACHE_HOME") {
-                Some(dir) => PathBuf::from(dir),
-                None => match std::env::var_os("HOME") {
-                    Some(home) => PathBuf::from(home).join(".cache"),
-                    None => anyhow::bail!(
-                        "neither KSCALE_KIT_CACHE, XDG_CACHE_HOME nor HOME is set: set one to choose the kit's cache folder"
-                    ),
-                },
-            }
-            .join("kscale")
-            .join("kit"),
-        };
+        let cache = crate::cache_dir("KSCALE_KIT_CACHE", "kit")?;
         Ok(Self { cache, state })
     }
 
