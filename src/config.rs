@@ -1441,8 +1441,12 @@ mod tests {
                 self.out.push(self.prefix);
                 visitor.visit_f64(1.0)
             }
+            fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+                self.out.push(self.prefix);
+                visitor.visit_bool(true)
+            }
             serde::forward_to_deserialize_any! {
-                bool i8 i16 i32 i64 u8 u16 u32 u64 f32 char str bytes byte_buf unit
+                i8 i16 i32 i64 u8 u16 u32 u64 f32 char str bytes byte_buf unit
                 unit_struct newtype_struct tuple tuple_struct map identifier ignored_any
             }
         }
