@@ -35,6 +35,24 @@ pub struct GoModule {
 }
 
 impl GoModule {
+    /// A module built with the local Go, no extra flags, tags or environment.
+    pub fn new(
+        name: &'static str,
+        dir: &'static str,
+        programs: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        Self {
+            name,
+            dir,
+            programs,
+            toolchain: None,
+            ldflags: String::new(),
+            env: &[],
+            tags: &[],
+            cgo: false,
+        }
+    }
+
     /// The module's folder in this checkout.
     pub fn root(&self) -> PathBuf {
         crate::project_root().join(self.dir)

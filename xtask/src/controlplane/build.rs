@@ -18,16 +18,11 @@ fn modules() -> anyhow::Result<Vec<GoModule>> {
     };
     Ok(vec![
         take("kubernetes")?,
-        GoModule {
-            name: "kwok",
-            dir: "xtask/controlplane/kwok",
-            programs: &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
-            toolchain: None,
-            ldflags: String::new(),
-            env: &[],
-            tags: &[],
-            cgo: false,
-        },
+        GoModule::new(
+            "kwok",
+            "xtask/controlplane/kwok",
+            &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
+        ),
         take("adapter")?,
         // Debian's etcd 3.4.23 lacks RequestWatchProgress, which kwok's client-go 0.36 asks for
         // (its informers then fail over and over).

@@ -26,20 +26,16 @@ pub fn runc_wrapper(real: &str) -> String {
     include_str!("../../kit/runc-wrapper.sh").replace("@REAL@", real)
 }
 
-fn docker(layout: &Layout) -> Command {
+/// A `docker` command against the kit's engine.
+pub fn docker_cmd(layout: &Layout) -> Command {
     let mut cmd = Command::new("docker");
     cmd.env("DOCKER_HOST", layout.docker_host());
     cmd
 }
 
-/// A `docker` command against the kit's engine.
-pub fn docker_cmd(layout: &Layout) -> Command {
-    docker(layout)
-}
-
 /// True when the engine answers on its socket.
 pub fn running(layout: &Layout) -> bool {
-    docker(layout)
+    docker_cmd(layout)
         .args(["version", "--format", "{{.Server.Version}}"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -102,14 +98,8 @@ pub fn up(layout: &Layout) -> anyhow::Result<()> {
     anyhow::bail!(
         "dockerd did not answer on {} within 60 s; its log ends with:\n{}",
         layout.docker_host(),
-        tail_file(&log_path, 20)
+        shell::tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 20)
     )
-}
-
-fn tail_file(path: &std::path::Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Stops the engine (SIGTERM, then SIGKILL after 30 s); a no-op when it does not run.

@@ -76,33 +76,36 @@ enum Source {
 /// One image to build.
 struct Spec {
     reference: Reference,
-    files: Vec<(Source, &'static str)>,
+    files: Vec<(Source, String)>,
     /// (link path, target).
-    links: Vec<(&'static str, &'static str)>,
+    links: Vec<(String, String)>,
     /// Empty folders to create.
     dirs: Vec<&'static str>,
-    entrypoint: Option<Vec<&'static str>>,
+    entrypoint: Option<Vec<String>>,
     workdir: Option<&'static str>,
 }
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// iptables (nft backend) as kube-proxy and flannel call it, and conntrack.
-fn xtables() -> Vec<(Source, &'static str)> {
+fn xtables() -> Vec<(Source, String)> {
     vec![
         (
             Source::Rootfs("/usr/sbin/xtables-nft-multi"),
-            "/usr/sbin/xtables-nft-multi",
+            "/usr/sbin/xtables-nft-multi".to_string(),
         ),
         (
             Source::RootfsDir("/usr/lib/x86_64-linux-gnu/xtables"),
-            "/usr/lib/x86_64-linux-gnu/xtables",
+            "/usr/lib/x86_64-linux-gnu/xtables".to_string(),
         ),
-        (Source::Rootfs("/usr/sbin/conntrack"), "/usr/sbin/conntrack"),
+        (
+            Source::Rootfs("/usr/sbin/conntrack"),
+            "/usr/sbin/conntrack".to_string(),
+        ),
     ]
 }
 
-fn xtables_links() -> Vec<(&'static str, &'static str)> {
+fn xtables_links() -> Vec<(String, String)> {
     [
         "iptables",
         "iptables-save",
@@ -118,22 +121,17 @@ fn xtables_links() -> Vec<(&'static str, &'static str)> {
         "ip6tables-nft-restore",
     ]
     .iter()
-    .map(|name| {
-        (
-            Box::leak(format!("/usr/sbin/{name}").into_boxed_str()) as &'static str,
-            "xtables-nft-multi",
-        )
-    })
+    .map(|name| (format!("/usr/sbin/{name}"), "xtables-nft-multi".to_string()))
     .collect()
 }
 
 fn simple(reference: Reference, program: PathBuf, at: &'static str) -> Spec {
     Spec {
         reference,
-        files: vec![(Source::Host(program), at)],
+        files: vec![(Source::Host(program), at.to_string())],
         links: vec![],
         dirs: vec![],
-        entrypoint: Some(vec![at]),
+        entrypoint: Some(vec![at.to_string()]),
         workdir: None,
     }
 }
@@ -146,24 +144,27 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         "kube-controller-manager",
         "kube-scheduler",
     ] {
-        let at: &'static str = Box::leak(format!("/usr/local/bin/{name}").into_boxed_str());
-        specs.push(simple(
+        let mut spec = simple(
             Reference::new("registry.k8s.io", name, KUBERNETES_VERSION),
             k8s(name)?,
-            at,
-        ));
+            "",
+        );
+        let at = format!("/usr/local/bin/{name}");
+        spec.files[0].1 = at.clone();
+        spec.entrypoint = Some(vec![at]);
+        specs.push(spec);
     }
     let mut proxy_files = xtables();
     proxy_files.push((
         Source::Host(k8s("kube-proxy")?),
-        "/usr/local/bin/kube-proxy",
+        "/usr/local/bin/kube-proxy".to_string(),
     ));
     specs.push(Spec {
         reference: Reference::new("registry.k8s.io", "kube-proxy", KUBERNETES_VERSION),
         files: proxy_files,
         links: xtables_links(),
         dirs: vec![],
-        entrypoint: Some(vec!["/usr/local/bin/kube-proxy"]),
+        entrypoint: Some(vec!["/usr/local/bin/kube-proxy".to_string()]),
         workdir: None,
     });
     specs.push(Spec {
@@ -171,16 +172,16 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         files: vec![
             (
                 Source::Host(programs.path("etcd", "etcd")?),
-                "/usr/local/bin/etcd",
+                "/usr/local/bin/etcd".to_string(),
             ),
             (
                 Source::Host(programs.path("etcd", "etcdctl")?),
-                "/usr/local/bin/etcdctl",
+                "/usr/local/bin/etcdctl".to_string(),
             ),
         ],
         links: vec![],
         dirs: vec!["/var/lib/etcd"],
-        entrypoint: Some(vec!["/usr/local/bin/etcd"]),
+        entrypoint: Some(vec!["/usr/local/bin/etcd".to_string()]),
         workdir: None,
     });
     specs.push(simple(
@@ -196,20 +197,20 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
     let mut flannel_files = xtables();
     flannel_files.push((
         Source::Host(programs.path("flannel", "flanneld")?),
-        "/opt/bin/flanneld",
+        "/opt/bin/flanneld".to_string(),
     ));
-    flannel_files.push((Source::Rootfs("/bin/busybox"), "/bin/busybox"));
+    flannel_files.push((Source::Rootfs("/bin/busybox"), "/bin/busybox".to_string()));
     specs.push(Spec {
         reference: flannel_reference(),
         files: flannel_files,
         links: {
             let mut links = xtables_links();
-            links.push(("/bin/cp", "busybox"));
-            links.push(("/bin/sh", "busybox"));
+            links.push(("/bin/cp".to_string(), "busybox".to_string()));
+            links.push(("/bin/sh".to_string(), "busybox".to_string()));
             links
         },
         dirs: vec!["/run/flannel"],
-        entrypoint: Some(vec!["/opt/bin/flanneld"]),
+        entrypoint: Some(vec!["/opt/bin/flanneld".to_string()]),
         workdir: None,
     });
     specs.push(simple(
@@ -239,11 +240,11 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         reference: Reference::new("quay.io", "prometheus/prometheus", "v3.14.0"),
         files: vec![(
             Source::Host(programs.path("prometheus", "prometheus")?),
-            "/bin/prometheus",
+            "/bin/prometheus".to_string(),
         )],
         links: vec![],
         dirs: vec!["/prometheus", "/etc/prometheus"],
-        entrypoint: Some(vec!["/bin/prometheus"]),
+        entrypoint: Some(vec!["/bin/prometheus".to_string()]),
         workdir: Some("/prometheus"),
     });
     specs.push(simple(
@@ -282,15 +283,10 @@ fn busybox_spec() -> Spec {
     let applets = ["sh", "nslookup", "wget", "cat", "sleep", "ls", "hostname"];
     Spec {
         reference: Reference::new("kscale.local", "kit/busybox", "bookworm"),
-        files: vec![(Source::Rootfs("/bin/busybox"), "/bin/busybox")],
+        files: vec![(Source::Rootfs("/bin/busybox"), "/bin/busybox".to_string())],
         links: applets
             .iter()
-            .map(|a| {
-                (
-                    Box::leak(format!("/bin/{a}").into_boxed_str()) as &'static str,
-                    "busybox",
-                )
-            })
+            .map(|a| (format!("/bin/{a}"), "busybox".to_string()))
             .collect(),
         dirs: vec!["/tmp"],
         entrypoint: None,

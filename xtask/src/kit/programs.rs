@@ -89,29 +89,19 @@ pub fn modules() -> Vec<GoModule> {
             tags: &[],
             cgo: false,
         },
-        GoModule {
-            name: "etcd",
-            dir: "xtask/kit/etcd",
-            programs: &[
+        GoModule::new(
+            "etcd",
+            "xtask/kit/etcd",
+            &[
                 ("go.etcd.io/etcd/server/v3", "etcd"),
                 ("go.etcd.io/etcd/etcdctl/v3", "etcdctl"),
             ],
-            toolchain: None,
-            ldflags: String::new(),
-            env: &[],
-            tags: &[],
-            cgo: false,
-        },
-        GoModule {
-            name: "coredns",
-            dir: "xtask/kit/coredns",
-            programs: &[("github.com/coredns/coredns", "coredns")],
-            toolchain: None,
-            ldflags: String::new(),
-            env: &[],
-            tags: &[],
-            cgo: false,
-        },
+        ),
+        GoModule::new(
+            "coredns",
+            "xtask/kit/coredns",
+            &[("github.com/coredns/coredns", "coredns")],
+        ),
         GoModule {
             name: "critools",
             dir: "xtask/kit/critools",
@@ -133,19 +123,14 @@ pub fn modules() -> Vec<GoModule> {
             // The UDP backend's proxy is C, as upstream builds it.
             cgo: true,
         },
-        GoModule {
-            name: "cniplugins",
-            dir: "xtask/kit/cniplugins",
-            programs: &[(
+        GoModule::new(
+            "cniplugins",
+            "xtask/kit/cniplugins",
+            &[(
                 "github.com/containernetworking/plugins/plugins/meta/flannel",
                 "flannel",
             )],
-            toolchain: None,
-            ldflags: String::new(),
-            env: &[],
-            tags: &[],
-            cgo: false,
-        },
+        ),
         GoModule {
             name: "metricsserver",
             dir: "xtask/kit/metricsserver",
@@ -211,16 +196,11 @@ pub fn modules() -> Vec<GoModule> {
             tags: &[],
             cgo: false,
         },
-        GoModule {
-            name: "adapter",
-            dir: "xtask/kit/adapter",
-            programs: &[("sigs.k8s.io/prometheus-adapter/cmd/adapter", "adapter")],
-            toolchain: None,
-            ldflags: String::new(),
-            env: &[],
-            tags: &[],
-            cgo: false,
-        },
+        GoModule::new(
+            "adapter",
+            "xtask/kit/adapter",
+            &[("sigs.k8s.io/prometheus-adapter/cmd/adapter", "adapter")],
+        ),
     ]
 }
 
