@@ -35,6 +35,36 @@ mkdir -p /home/docker/.ssh
 chown docker:docker /home/docker/.ssh
 chmod 700 /home/docker/.ssh
 
+# A Service's cluster IP means nothing outside the cluster. Until kube-proxy has programmed a new
+# Service, packets to its IP follow the default route out of the node; where the machine's network
+# answers them (a transparent proxy accepts any port 443), the API server's aggregator keeps that
+# connection and reports an APIService unavailable for good (metrics-server answering 404). A
+# refusal instead makes it retry until kube-proxy's rule is there. minikube's service range is
+# kubeadm's default, 10.96.0.0/12; traffic kube-proxy rewrote no longer has such a destination.
+cat > /usr/local/sbin/kit-service-range-guard <<'GUARD'
+#!/bin/sh
+set -eu
+for chain in OUTPUT FORWARD; do
+  iptables -C "$chain" -d 10.96.0.0/12 -p tcp -j REJECT --reject-with tcp-reset 2>/dev/null ||
+    iptables -I "$chain" -d 10.96.0.0/12 -p tcp -j REJECT --reject-with tcp-reset
+done
+GUARD
+chmod 755 /usr/local/sbin/kit-service-range-guard
+cat > /etc/systemd/system/kit-service-range-guard.service <<'UNIT'
+[Unit]
+Description=Refuse packets to Service IPs that kube-proxy has not rewritten
+Before=kubelet.service containerd.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/kit-service-range-guard
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl enable kit-service-range-guard.service
+
 # Debian installs the CNI plugins under /usr/lib/cni; kubelet and containerd look in /opt/cni/bin.
 cp -a /usr/lib/cni/. /opt/cni/bin/
 

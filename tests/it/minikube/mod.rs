@@ -4,6 +4,7 @@
 //! cores while it starts).
 
 mod kit;
+mod up;
 
 use std::time::{Duration, Instant};
 
@@ -272,11 +273,10 @@ fn check_image_load(kit: &Kit) {
     }
 }
 
-/// The metrics-server addon with the kit's image: its pod Ready on the cluster (its readiness
-/// needs metrics scraped from the kubelets). Requests to `metrics.k8s.io` through the API server
-/// still answer 404 on the kit (metrics-server refuses the API server's front-proxy certificate:
-/// "x509: certificate signed by unknown authority"), so serving is not asserted yet; see issue
-/// 10's note.
+/// The metrics-server addon with the kit's image: its pod Ready, its APIService Available, and
+/// `metrics.k8s.io` serving usage of both nodes through the API server (the aggregation path:
+/// front-proxy certificate, request headers, the Service's cluster IP from the control-plane
+/// node).
 fn check_metrics_server(kit: &Kit) {
     let mut args = vec!["addons", "enable", "metrics-server", "--profile", PROFILE];
     let flags = kit.metrics_server_flags();
@@ -310,6 +310,32 @@ fn check_metrics_server(kit: &Kit) {
         }
         ready.then_some(())
     });
+    let served = poll(
+        "metrics.k8s.io serves usage of both nodes",
+        Duration::from_secs(240),
+        || {
+            let out = kit.try_ok(
+                "kubectl",
+                &[
+                    "--context",
+                    PROFILE,
+                    "get",
+                    "--raw",
+                    "/apis/metrics.k8s.io/v1beta1/nodes",
+                ],
+            )?;
+            let list: serde_json::Value = serde_json::from_str(&out).ok()?;
+            let mut nodes: Vec<String> = list["items"]
+                .as_array()?
+                .iter()
+                .filter(|item| item["usage"]["memory"].is_string())
+                .filter_map(|item| item["metadata"]["name"].as_str().map(str::to_string))
+                .collect();
+            nodes.sort();
+            (nodes.len() == 2).then_some(nodes)
+        },
+    );
+    assert_eq!(served, vec![PROFILE.to_string(), format!("{PROFILE}-m02")]);
 }
 
 /// Everything the profile owns, as `docker` sees it and as processes.
