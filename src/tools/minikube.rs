@@ -7,6 +7,9 @@ use serde::Deserialize;
 use super::{Cmd, Runner, ToolError};
 use crate::config::ClusterConfig;
 
+/// The label minikube's docker driver puts on what it creates for a profile.
+const NETWORK_LABEL: &str = "name.minikube.sigs.k8s.io";
+
 /// What minikube knows about a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProfileState {
@@ -206,13 +209,58 @@ impl<'a> Minikube<'a> {
         ))
     }
 
-    /// Deletes the profile and everything in it.
+    /// Deletes the profile and everything in it. With the docker driver, minikube v1.37 can
+    /// return success and leave the profile's Docker network behind (its removal races the
+    /// containers' and is not retried); a second delete removes it, and a network that survives
+    /// that is an error naming the command that removes it.
     pub fn delete(&self) -> Result<(), ToolError> {
         let cmd = self
             .cmd()
             .args(["delete", "-p", &self.profile])
             .timeout(Duration::from_secs(300));
-        self.runner.run(&cmd).map(drop)
+        self.runner.run(&cmd)?;
+        if self.networks_left()?.is_empty() {
+            return Ok(());
+        }
+        self.runner.run(&cmd)?;
+        let left = self.networks_left()?;
+        if left.is_empty() {
+            return Ok(());
+        }
+        Err(ToolError::Failed {
+            command: cmd.to_string(),
+            code: Some(0),
+            stderr_tail: format!(
+                "the profile's Docker network is still there: {}",
+                left.join(", ")
+            ),
+            hint: Some(format!("remove it with `docker network rm {}`", left.join(" "))),
+        })
+    }
+
+    /// Docker networks labelled with this profile. Empty when Docker is not installed or does
+    /// not answer (another driver; nothing of the profile can be in it then), and in dry-run.
+    fn networks_left(&self) -> Result<Vec<String>, ToolError> {
+        if self.runner.dry_run() || self.runner.which("docker").is_none() {
+            return Ok(Vec::new());
+        }
+        let cmd = Cmd::new("docker")
+            .args(["network", "ls", "--format", "{{.Name}}", "--filter"])
+            .arg(format!("label={NETWORK_LABEL}={}", self.profile))
+            .timeout(Duration::from_secs(60));
+        let Some(out) = self.runner.probe(&cmd)? else {
+            return Ok(Vec::new());
+        };
+        if !out.success() {
+            return Ok(Vec::new());
+        }
+        Ok(out
+            .stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 }
 

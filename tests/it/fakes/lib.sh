@@ -3,12 +3,14 @@
 # real tool would remember in "$KSCALE_FAKE_STATE", a directory owned by the test:
 #   minikube/profiles/NAME/{status,nodes,addons/ADDON,images}   minikube profiles
 #   docker/images                                                 images in the local daemon
+#   docker/networks/PROFILE                                       minikube's network of a profile
 #   helm/repos                                                    "NAME URL" per line
 #   helm/releases/NAMESPACE/NAME/{chart,version,status,revision,values.yaml}
 # Failure injection: KSCALE_FAKE_FAIL is a comma-separated list of
 #   helm-install:RELEASE   `helm upgrade --install RELEASE` fails like a wait past its deadline
 #   helm-hang:RELEASE      `helm upgrade --install RELEASE` waits until a signal stops it
 #   docker-daemon          the Docker daemon is down
+#   minikube-delete-leaves-network  the first `minikube delete` leaves the profile's network
 # The variables may also come from fakes.env beside the fakes: kscale refuses unknown KSCALE_*
 # variables in its own environment, so the tests hand them to the fakes that way.
 if [[ -f "${BASH_SOURCE[0]%/*}/fakes.env" ]]; then

@@ -1,9 +1,13 @@
 //! The real `kscale up` on real minikube, as a user of an offline machine runs it: the kit's
-//! settings from `cargo xtask kit env`, the pinned charts from `../shared/charts`, a host-built
-//! server image, Grafana off.
+//! settings from `cargo xtask kit env` (its tools first on PATH, `KSCALE_CLUSTER_*`), the pinned
+//! charts from `../shared/charts`, a host-built server image, Grafana off. Every step goes
+//! through the `kscale` binary; `kubectl`, `helm` and `docker` only look.
+//!
+//! The metric is the fast profile (`concurrency`, 5 s scrapes) with a 30 s scale-down window, so
+//! a load step shows a scale-up and a scale-down within minutes.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::kit::{Kit, poll};
 
@@ -18,84 +22,254 @@ fn shared_charts() -> Option<PathBuf> {
         .then(|| dir.canonicalize().unwrap_or(dir))
 }
 
-/// `--set` arguments of every kscale run here.
-fn sets(charts: &Path) -> Vec<String> {
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kit/prometheus-values.yaml");
-    [
-        format!("cluster.profile={PROFILE}"),
-        format!("monitoring.chart_source={}", charts.display()),
-        format!("monitoring.prometheus_values={}", fixture.display()),
-        "monitoring.grafana=false".into(),
-        "app.image_build=host".into(),
-    ]
-    .iter()
-    .flat_map(|s| ["--set".to_string(), s.clone()])
-    .collect()
+/// Where the run keeps what it records (timelines, the picture), for a person to look at.
+fn out_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/minikube-e2e");
+    std::fs::create_dir_all(&dir).expect("create target/minikube-e2e");
+    dir
 }
 
-fn kscale(kit: &Kit, charts: &Path, args: &[&str], deadline: Duration) -> (bool, String, Duration) {
-    let mut all: Vec<String> = sets(charts);
-    all.extend(args.iter().map(|a| a.to_string()));
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    let (ok, out, err) = kit.bounded(env!("CARGO_BIN_EXE_kscale"), &refs, deadline);
-    (ok, format!("{out}\n{err}"), started.elapsed())
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
 }
 
-fn helm_revisions(kit: &Kit) -> Vec<(String, String)> {
-    let out = kit.ok(
-        "helm",
-        &[
-            "--kube-context",
-            PROFILE,
-            "list",
-            "-n",
-            "monitoring",
-            "-o",
-            "json",
-        ],
-        Duration::from_secs(60),
-    );
-    let list: serde_json::Value = serde_json::from_str(&out).expect("helm list JSON");
-    list.as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap_or("?").to_string(),
-                r["revision"].as_str().unwrap_or("?").to_string(),
-            )
-        })
+/// One `kscale` run: its outcome, stdout, stderr and duration.
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Run {
+    fn text(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}", self.text()))
+    }
+}
+
+struct E2e {
+    kit: Kit,
+    charts: PathBuf,
+}
+
+impl E2e {
+    /// `--set` arguments of every kscale run here.
+    fn sets(&self) -> Vec<String> {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kit/prometheus-values.yaml");
+        [
+            format!("cluster.profile={PROFILE}"),
+            format!("monitoring.chart_source={}", self.charts.display()),
+            format!("monitoring.prometheus_values={}", fixture.display()),
+            "monitoring.grafana=false".into(),
+            "app.image_build=host".into(),
+            "metric.profile=concurrency".into(),
+            "hpa.max_replicas=4".into(),
+            "hpa.scale_down.stabilization_window_seconds=30".into(),
+        ]
+        .iter()
+        .flat_map(|s| ["--set".to_string(), s.clone()])
         .collect()
+    }
+
+    fn kscale(&self, args: &[&str], deadline: Duration) -> Run {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        // Global flags and `--set` go after the subcommand (they are accepted everywhere).
+        let at = all.len().min(1);
+        for (i, s) in self.sets().into_iter().enumerate() {
+            all.insert(at + i, s);
+        }
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let (ok, stdout, stderr) = self
+            .kit
+            .bounded(env!("CARGO_BIN_EXE_kscale"), &refs, deadline);
+        Run {
+            ok,
+            stdout,
+            stderr,
+            took: started.elapsed(),
+        }
+    }
+
+    fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--context", PROFILE];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        self.kit.json("kubectl", &all)
+    }
+
+    /// (release, revision) of every helm release kscale installed.
+    fn helm_revisions(&self) -> Vec<(String, String)> {
+        let out = self.kit.ok(
+            "helm",
+            &[
+                "--kube-context",
+                PROFILE,
+                "list",
+                "-n",
+                "monitoring",
+                "-o",
+                "json",
+            ],
+            Duration::from_secs(60),
+        );
+        let list: serde_json::Value = serde_json::from_str(&out).expect("helm list JSON");
+        let mut releases: Vec<(String, String)> = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| (r["name"].to_string(), r["revision"].to_string()))
+            .collect();
+        releases.sort();
+        releases
+    }
+
+    /// The Deployment's generation and image.
+    fn deployment(&self) -> (i64, String) {
+        let d = self.kubectl_json(&["-n", "default", "get", "deployment", "inference"]);
+        (
+            d["metadata"]["generation"].as_i64().unwrap_or(-1),
+            d["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        )
+    }
+
+    /// (desired replicas of the HPA, ready replicas of the Deployment, nodes of ready pods).
+    fn scale_state(&self) -> Option<(i64, i64, Vec<String>)> {
+        let hpa = self.kit.try_ok(
+            "kubectl",
+            &[
+                "--context",
+                PROFILE,
+                "-n",
+                "default",
+                "get",
+                "hpa",
+                "inference",
+                "-o",
+                "json",
+            ],
+        )?;
+        let hpa: serde_json::Value = serde_json::from_str(&hpa).ok()?;
+        let pods = self.kit.try_ok(
+            "kubectl",
+            &[
+                "--context",
+                PROFILE,
+                "-n",
+                "default",
+                "get",
+                "pods",
+                "-l",
+                "app=inference",
+                "-o",
+                "json",
+            ],
+        )?;
+        let pods: serde_json::Value = serde_json::from_str(&pods).ok()?;
+        let ready: Vec<&serde_json::Value> = pods["items"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| {
+                p["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .collect();
+        let mut nodes: Vec<String> = ready
+            .iter()
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        Some((
+            hpa["status"]["desiredReplicas"].as_i64().unwrap_or(0),
+            ready.len() as i64,
+            nodes,
+        ))
+    }
+
+    /// Nothing of the profile is left: no profile, container, volume or network.
+    fn assert_nothing_left(&self) {
+        let profiles = self.kit.run("minikube", &["profile", "list", "-o", "json"]);
+        assert!(
+            !profiles.contains(&format!("\"Name\":\"{PROFILE}\"")),
+            "the profile is left: {profiles}"
+        );
+        let label = format!("label=name.minikube.sigs.k8s.io={PROFILE}");
+        for what in [
+            vec!["ps", "-a", "-q", "--filter", label.as_str()],
+            vec!["volume", "ls", "-q", "--filter", label.as_str()],
+            vec!["network", "ls", "-q", "--filter", label.as_str()],
+        ] {
+            let out = self.kit.ok("docker", &what, Duration::from_secs(30));
+            assert!(
+                out.trim().is_empty(),
+                "`docker {}` lists {out}",
+                what.join(" ")
+            );
+        }
+        assert!(
+            !self
+                .kit
+                .minikube_home()
+                .join("profiles")
+                .join(PROFILE)
+                .exists(),
+            "the profile folder is left"
+        );
+    }
 }
 
-fn deployment_generation(kit: &Kit) -> (String, String) {
-    let d = kit.json(
-        "kubectl",
-        &[
-            "--context",
-            PROFILE,
-            "-n",
-            "default",
-            "get",
-            "deployment",
-            "inference",
-            "-o",
-            "json",
-        ],
-    );
-    (
-        d["metadata"]["generation"].to_string(),
-        d["spec"]["template"]["spec"]["containers"][0]["image"]
-            .as_str()
-            .unwrap_or("?")
-            .to_string(),
-    )
+/// A copy of the repository's tracked files with the build cache of the host-built image, so a
+/// code change can be made without touching the checkout.
+fn copy_of_the_sources(to: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = std::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["ls-files", "-z"])
+        .output()
+        .expect("git ls-files");
+    assert!(files.status.success(), "git ls-files failed");
+    for rel in files.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let rel = String::from_utf8_lossy(rel).into_owned();
+        let (from, dest) = (root.join(&rel), to.join(&rel));
+        if !from.is_file() {
+            continue;
+        }
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&from, &dest).expect("copy a source file");
+    }
+    let cache = root.join("target/kscale-server-image");
+    if cache.is_dir() {
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&cache)
+            .arg(to.join("target"))
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copying the build cache failed");
+    }
 }
 
-/// Fresh `kscale up` to 6/6, a re-run that changes nothing, then `kscale teardown --yes`
-/// leaving nothing behind.
+/// Fresh `kscale up` to 6/6; a re-run that changes nothing; `kscale deploy` after a code change;
+/// a load step that scales real pods onto both nodes and back with no failed request, watched and
+/// recorded by `kscale metrics` and drawn by `kscale plot`; the failure paths (adapter gone, an
+/// image that cannot start); `kscale teardown --yes` leaving nothing behind.
 #[test]
 fn kscale_up_on_real_minikube() {
     let Some(kit) = Kit::load() else {
@@ -109,66 +283,263 @@ fn kscale_up_on_real_minikube() {
         eprintln!("skipped: ../shared/charts is not here");
         return;
     };
-    kit.run("minikube", &["delete", "--profile", PROFILE]);
-    let _cleanup = kit.delete_on_drop(PROFILE);
+    let e2e = E2e { kit, charts };
+    // A previous run that was killed may have left its profile.
+    e2e.kit.run("minikube", &["delete", "--profile", PROFILE]);
+    let _cleanup = e2e.kit.delete_on_drop(PROFILE);
 
-    let (ok, out, fresh) = kscale(&kit, &charts, &["up"], Duration::from_secs(30 * 60));
-    assert!(ok, "kscale up failed:\n{out}");
-    eprintln!("kscale up (fresh, to 6/6): {:.0} s", fresh.as_secs_f64());
-    assert!(out.contains("every stage passes"), "{out}");
-    let nodes = kit.json(
-        "kubectl",
-        &["--context", PROFILE, "get", "nodes", "-o", "json"],
+    // 1. Fresh `kscale up`, all the way to the six stages.
+    let up = e2e.kscale(&["up", "--output", "json"], Duration::from_secs(30 * 60));
+    assert!(up.ok, "kscale up failed:\n{}", up.text());
+    eprintln!("kscale up (fresh, to 6/6): {:.0} s", up.took.as_secs_f64());
+    let report = up.json();
+    assert_eq!(report["metrics"]["passed"], true, "{}", up.text());
+    assert_eq!(
+        report["metrics"]["stages"].as_array().map(Vec::len),
+        Some(6),
+        "{}",
+        up.text()
     );
+    let nodes = e2e.kubectl_json(&["get", "nodes"]);
     assert_eq!(nodes["items"].as_array().map(Vec::len), Some(2));
 
-    let revisions = helm_revisions(&kit);
-    let generation = deployment_generation(&kit);
-    let (ok, out, rerun) = kscale(&kit, &charts, &["up"], Duration::from_secs(15 * 60));
-    assert!(ok, "second kscale up failed:\n{out}");
-    eprintln!("kscale up (re-run): {:.1} s", rerun.as_secs_f64());
+    // 2. A second `up` changes nothing: no helm upgrade, no rollout.
+    let revisions = e2e.helm_revisions();
+    assert_eq!(revisions.len(), 2, "{revisions:?}");
+    let before = e2e.deployment();
+    let again = e2e.kscale(&["up", "--output", "json"], Duration::from_secs(15 * 60));
+    assert!(again.ok, "second kscale up failed:\n{}", again.text());
+    eprintln!("kscale up (re-run): {:.1} s", again.took.as_secs_f64());
     assert_eq!(
-        helm_revisions(&kit),
+        e2e.helm_revisions(),
         revisions,
-        "a re-run upgraded a release:\n{out}"
+        "a re-run upgraded a release"
     );
-    assert_eq!(
-        deployment_generation(&kit),
-        generation,
-        "a re-run rolled out:\n{out}"
+    assert_eq!(e2e.deployment(), before, "a re-run rolled out");
+
+    // 3. A change to the server's code: `deploy` rebuilds, loads and rolls out.
+    let sources = tempfile::tempdir().expect("temp dir");
+    copy_of_the_sources(sources.path());
+    let main_rs = sources.path().join("server/src/main.rs");
+    let mut code = std::fs::read_to_string(&main_rs).expect("server/src/main.rs");
+    code.push_str("\n// A change made by the real-minikube test.\n");
+    std::fs::write(&main_rs, code).expect("write server/src/main.rs");
+    let source = sources.path().to_string_lossy().into_owned();
+    let deploy = e2e.kscale(
+        &["deploy", "--source", &source, "--output", "json"],
+        Duration::from_secs(20 * 60),
+    );
+    assert!(deploy.ok, "kscale deploy failed:\n{}", deploy.text());
+    eprintln!(
+        "kscale deploy after a code change: {:.0} s",
+        deploy.took.as_secs_f64()
+    );
+    let after = e2e.deployment();
+    assert_ne!(after.1, before.1, "the image did not change");
+    assert!(after.0 > before.0, "no rollout: {before:?} -> {after:?}");
+
+    // 4 and 5. A load step through the NodePort, watched and recorded.
+    load_step(&e2e);
+
+    // 7. Failure paths on the real cluster.
+    adapter_gone(&e2e);
+    image_cannot_start(&e2e);
+
+    // 6. Teardown leaves nothing.
+    let down = e2e.kscale(&["teardown", "--yes"], Duration::from_secs(15 * 60));
+    assert!(down.ok, "kscale teardown failed:\n{}", down.text());
+    eprintln!("kscale teardown: {:.0} s", down.took.as_secs_f64());
+    e2e.assert_nothing_left();
+}
+
+/// Four clients for 150 s, then one until 330 s: the HPA scales the Deployment up onto both
+/// nodes and, the load off, back down, while every request succeeds (the server's drain and the
+/// pod's preStop/grace at work on the pods removed).
+fn load_step(e2e: &E2e) {
+    let dir = out_dir();
+    let load_csv = dir.join("load.csv");
+    let metrics_csv = dir.join("metrics.csv");
+    let _ = std::fs::remove_file(&load_csv);
+    let _ = std::fs::remove_file(&metrics_csv);
+    let (load_csv_s, metrics_csv_s) = (
+        load_csv.to_string_lossy().into_owned(),
+        metrics_csv.to_string_lossy().into_owned(),
+    );
+    let started = unix_now();
+    let (load, watch, states) = std::thread::scope(|scope| {
+        let watch = scope.spawn(|| {
+            e2e.kscale(
+                &[
+                    "metrics",
+                    "--watch",
+                    "--watch-for",
+                    "360s",
+                    "--interval",
+                    "3s",
+                    "--record",
+                    &metrics_csv_s,
+                    "--output",
+                    "json",
+                ],
+                Duration::from_secs(600),
+            )
+        });
+        let load = scope.spawn(|| {
+            e2e.kscale(
+                &[
+                    "load",
+                    "--steps",
+                    "0s:4,150s:1",
+                    "--duration",
+                    "330s",
+                    "--record",
+                    &load_csv_s,
+                    "--output",
+                    "json",
+                ],
+                Duration::from_secs(600),
+            )
+        });
+        // The test's own view: (seconds since the step, desired, ready, nodes), every 2 s.
+        let mut states = Vec::new();
+        while !load.is_finished() {
+            if let Some((desired, ready, nodes)) = e2e.scale_state() {
+                states.push((unix_now() - started, desired, ready, nodes));
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        (
+            load.join().expect("load thread"),
+            watch.join().expect("watch thread"),
+            states,
+        )
+    });
+    assert!(load.ok, "kscale load failed:\n{}", load.text());
+    let report = load.json();
+    eprintln!("kscale load report: {report}");
+    let sent = report["sent"].as_u64().unwrap_or(0);
+    let ok = report["ok"].as_u64().unwrap_or(0);
+    assert!(sent > 20, "too few requests: {report}");
+    assert_eq!(ok, sent, "requests failed during the run: {report}");
+
+    let first_decision = states.iter().find(|s| s.1 > 1).map(|s| s.0);
+    let first_new_ready = states.iter().find(|s| s.2 > 1).map(|s| s.0);
+    let peak = states.iter().map(|s| s.2).max().unwrap_or(0);
+    let spread = states.iter().map(|s| s.3.len()).max().unwrap_or(0);
+    eprintln!(
+        "load step: first scale-up decision {first_decision:?} s, first new pod ready {first_new_ready:?} s, peak {peak} ready pods on {spread} nodes"
+    );
+    assert!(
+        first_decision.is_some(),
+        "the HPA never scaled up: {states:?}"
+    );
+    assert!(peak >= 3, "the HPA did not reach 3 pods: {states:?}");
+    assert_eq!(spread, 2, "the pods did not reach both nodes: {states:?}");
+    let last = states.last().expect("states");
+    let scaled_down = states
+        .iter()
+        .skip_while(|s| s.2 < peak)
+        .find(|s| s.1 == 1)
+        .map(|s| s.0);
+    eprintln!("load step: scale-down decision at {scaled_down:?} s; at the end {last:?}");
+    assert!(
+        scaled_down.is_some(),
+        "the HPA did not scale back: {states:?}"
     );
 
-    let (ok, out, _) = kscale(
-        &kit,
-        &charts,
-        &["teardown", "--yes"],
-        Duration::from_secs(15 * 60),
+    assert!(watch.ok, "kscale metrics --watch failed:\n{}", watch.text());
+    let picture = dir.join("real-minikube.svg");
+    let plot = e2e.kscale(
+        &[
+            "plot",
+            &metrics_csv_s,
+            &load_csv_s,
+            "--out",
+            &picture.to_string_lossy(),
+        ],
+        Duration::from_secs(120),
     );
-    assert!(ok, "kscale teardown failed:\n{out}");
-    let profiles = kit.run("minikube", &["profile", "list", "-o", "json"]);
-    assert!(
-        !profiles.contains(&format!("\"Name\":\"{PROFILE}\"")),
-        "{profiles}"
-    );
-    let containers = kit.ok(
-        "docker",
-        &["ps", "-a", "--format", "{{.Names}}"],
-        Duration::from_secs(30),
-    );
-    assert!(
-        !containers.lines().any(|n| n.starts_with(PROFILE)),
-        "containers left: {containers}"
-    );
-    poll(
-        "the profile's network is gone",
-        Duration::from_secs(60),
+    assert!(plot.ok, "kscale plot failed:\n{}", plot.text());
+    let svg = std::fs::read_to_string(&picture).expect("the picture");
+    assert!(svg.contains("<svg"), "not an SVG");
+    let rows = std::fs::read_to_string(&metrics_csv).expect("metrics.csv");
+    assert!(rows.lines().count() > 20, "few watched rows:\n{rows}");
+}
+
+/// prometheus-adapter scaled to 0: `kscale metrics` fails at stage 4 (the APIService) with the
+/// adapter's hint; scaled back, it passes again.
+fn adapter_gone(e2e: &E2e) {
+    let scale = |n: &str| {
+        e2e.kit.ok(
+            "kubectl",
+            &[
+                "--context",
+                PROFILE,
+                "-n",
+                "monitoring",
+                "scale",
+                "deployment",
+                "prometheus-adapter",
+                "--replicas",
+                n,
+            ],
+            Duration::from_secs(60),
+        )
+    };
+    scale("0");
+    let failed = poll(
+        "kscale metrics fails without the adapter",
+        Duration::from_secs(180),
         || {
-            let networks = kit.ok(
-                "docker",
-                &["network", "ls", "--format", "{{.Name}}"],
-                Duration::from_secs(30),
-            );
-            (!networks.lines().any(|n| n == PROFILE)).then_some(())
+            let run = e2e.kscale(&["metrics", "--output", "json"], Duration::from_secs(120));
+            (!run.ok).then_some(run)
         },
+    );
+    let report = failed.json();
+    let first_failed = report["stages"]
+        .as_array()
+        .and_then(|stages| stages.iter().find(|s| s["passed"] == false))
+        .cloned()
+        .unwrap_or_else(|| panic!("no failed stage:\n{}", failed.text()));
+    assert_eq!(first_failed["stage"], 4, "{}", failed.text());
+    assert!(
+        first_failed["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("adapter")),
+        "{}",
+        failed.text()
+    );
+    scale("1");
+    let back = e2e.kscale(
+        &["metrics", "--wait", "5m", "--output", "json"],
+        Duration::from_secs(420),
+    );
+    assert!(back.ok, "the chain did not come back:\n{}", back.text());
+}
+
+/// An image the nodes do not have and cannot pull: `kscale deploy` fails and names the pod's
+/// reason.
+fn image_cannot_start(e2e: &E2e) {
+    let run = e2e.kscale(
+        &[
+            "deploy",
+            "--image",
+            "kscale.local/e2e/missing:0",
+            "--set",
+            "timeouts.rollout_seconds=120",
+        ],
+        Duration::from_secs(600),
+    );
+    assert!(
+        !run.ok,
+        "deploy of a missing image succeeded:\n{}",
+        run.text()
+    );
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull"]
+            .iter()
+            .any(|r| run.stderr.contains(r)),
+        "the pod's reason is not named:\n{}",
+        run.text()
     );
 }

@@ -547,6 +547,7 @@ pub fn is_read_only(line: &str) -> bool {
         "docker --version",
         "docker version",
         "docker image inspect",
+        "docker network ls",
     ];
     let helm_read = line.starts_with("helm --kube-context")
         && (line.contains(" list ") || line.contains(" get values "));

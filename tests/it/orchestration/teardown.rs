@@ -144,3 +144,25 @@ fn teardown_of_a_profile_reported_ok_removes_objects_first() {
         "a running cluster is emptied before it is deleted: {writes:?}"
     );
 }
+
+/// minikube v1.37 can leave the profile's Docker network behind while reporting success:
+/// teardown notices it, deletes once more, and nothing is left.
+#[test]
+fn teardown_deletes_again_when_minikube_leaves_the_network() {
+    let mut env = Env::new();
+    env.up_fresh();
+    let network = env.state().join("docker/networks/kscale");
+    assert!(network.exists(), "the fake start made no network");
+    env.set_env("KSCALE_FAKE_FAIL", "minikube-delete-leaves-network");
+    env.clear_log();
+    env.kscale(&["teardown", "--yes"])
+        .expect_code(0)
+        .stdout_has(&["removed minikube profile kscale"]);
+    let deletes = env
+        .log()
+        .iter()
+        .filter(|l| l.starts_with("minikube delete"))
+        .count();
+    assert_eq!(deletes, 2, "{:?}", env.log());
+    assert!(!network.exists(), "the network is left");
+}
