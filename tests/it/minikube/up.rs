@@ -145,9 +145,10 @@ impl E2e {
         )
     }
 
-    /// (desired replicas of the HPA, ready replicas of the Deployment, nodes of ready pods).
+    /// (desired replicas of the HPA, ready pods of the app, nodes of ready pods), in one
+    /// `kubectl` call so the samples stay close together on a busy machine.
     fn scale_state(&self) -> Option<(i64, i64, Vec<String>)> {
-        let hpa = self.kit.try_ok(
+        let out = self.kit.try_ok(
             "kubectl",
             &[
                 "--context",
@@ -155,32 +156,21 @@ impl E2e {
                 "-n",
                 "default",
                 "get",
-                "hpa",
-                "inference",
+                "hpa,pods",
                 "-o",
                 "json",
             ],
         )?;
-        let hpa: serde_json::Value = serde_json::from_str(&hpa).ok()?;
-        let pods = self.kit.try_ok(
-            "kubectl",
-            &[
-                "--context",
-                PROFILE,
-                "-n",
-                "default",
-                "get",
-                "pods",
-                "-l",
-                "app=inference",
-                "-o",
-                "json",
-            ],
-        )?;
-        let pods: serde_json::Value = serde_json::from_str(&pods).ok()?;
-        let ready: Vec<&serde_json::Value> = pods["items"]
-            .as_array()?
+        let list: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let items = list["items"].as_array()?;
+        let desired = items
             .iter()
+            .find(|i| i["kind"] == "HorizontalPodAutoscaler")?["status"]["desiredReplicas"]
+            .as_i64()
+            .unwrap_or(0);
+        let ready: Vec<&serde_json::Value> = items
+            .iter()
+            .filter(|i| i["kind"] == "Pod" && i["metadata"]["labels"]["app"] == "inference")
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .filter(|p| {
                 p["status"]["conditions"].as_array().is_some_and(|cs| {
@@ -195,11 +185,7 @@ impl E2e {
             .collect();
         nodes.sort();
         nodes.dedup();
-        Some((
-            hpa["status"]["desiredReplicas"].as_i64().unwrap_or(0),
-            ready.len() as i64,
-            nodes,
-        ))
+        Some((desired, ready.len() as i64, nodes))
     }
 
     /// Nothing of the profile is left: no profile, container, volume or network.
@@ -291,7 +277,11 @@ fn kscale_up_on_real_minikube() {
     // 1. Fresh `kscale up`, all the way to the six stages.
     let up = e2e.kscale(&["up", "--output", "json"], Duration::from_secs(30 * 60));
     assert!(up.ok, "kscale up failed:\n{}", up.text());
-    eprintln!("kscale up (fresh, to 6/6): {:.0} s", up.took.as_secs_f64());
+    eprintln!(
+        "kscale up (fresh, to 6/6): {:.0} s; its progress:\n{}",
+        up.took.as_secs_f64(),
+        up.stderr
+    );
     let report = up.json();
     assert_eq!(report["metrics"]["passed"], true, "{}", up.text());
     assert_eq!(
@@ -331,8 +321,9 @@ fn kscale_up_on_real_minikube() {
     );
     assert!(deploy.ok, "kscale deploy failed:\n{}", deploy.text());
     eprintln!(
-        "kscale deploy after a code change: {:.0} s",
-        deploy.took.as_secs_f64()
+        "kscale deploy after a code change: {:.0} s; its progress:\n{}",
+        deploy.took.as_secs_f64(),
+        deploy.stderr
     );
     let after = e2e.deployment();
     assert_ne!(after.1, before.1, "the image did not change");
@@ -392,6 +383,10 @@ fn load_step(e2e: &E2e) {
                     "0s:4,150s:1",
                     "--duration",
                     "330s",
+                    // A new connection per request, so kube-proxy spreads them over the pods
+                    // (a kept-alive connection stays on the pod it was opened to).
+                    "--reconnect-every",
+                    "1",
                     "--record",
                     &load_csv_s,
                     "--output",
@@ -403,8 +398,9 @@ fn load_step(e2e: &E2e) {
         // The test's own view: (seconds since the step, desired, ready, nodes), every 2 s.
         let mut states = Vec::new();
         while !load.is_finished() {
+            let at = unix_now() - started;
             if let Some((desired, ready, nodes)) = e2e.scale_state() {
-                states.push((unix_now() - started, desired, ready, nodes));
+                states.push((at, desired, ready, nodes));
             }
             std::thread::sleep(Duration::from_secs(2));
         }
@@ -421,6 +417,11 @@ fn load_step(e2e: &E2e) {
     let ok = report["ok"].as_u64().unwrap_or(0);
     assert!(sent > 20, "too few requests: {report}");
     assert_eq!(ok, sent, "requests failed during the run: {report}");
+    let served_by = report["pods"].as_object().map_or(0, |pods| pods.len());
+    assert!(
+        served_by >= 3,
+        "the load did not spread over the pods: {report}"
+    );
 
     let first_decision = states.iter().find(|s| s.1 > 1).map(|s| s.0);
     let first_new_ready = states.iter().find(|s| s.2 > 1).map(|s| s.0);
