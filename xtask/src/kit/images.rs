@@ -237,7 +237,9 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         "/bin/prometheus-config-reloader",
     ));
     specs.push(Spec {
-        reference: Reference::new("quay.io", "prometheus/prometheus", "v3.14.0"),
+        // The chart (kube-prometheus-stack 88.5.3) runs the `-distroless` flavour; the kit's
+        // image is likewise one static binary and no shell.
+        reference: Reference::new("quay.io", "prometheus/prometheus", "v3.14.0-distroless"),
         files: vec![(
             Source::Host(programs.path("prometheus", "prometheus")?),
             "/bin/prometheus".to_string(),
