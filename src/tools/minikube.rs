@@ -234,7 +234,10 @@ impl<'a> Minikube<'a> {
                 "the profile's Docker network is still there: {}",
                 left.join(", ")
             ),
-            hint: Some(format!("remove it with `docker network rm {}`", left.join(" "))),
+            hint: Some(format!(
+                "remove it with `docker network rm {}`",
+                left.join(" ")
+            )),
         })
     }
 
