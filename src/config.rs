@@ -424,6 +424,21 @@ pub struct TimeoutConfig {
     pub rollout_seconds: u64,
     /// The end-to-end metric check at the end of `up`.
     pub metric_seconds: u64,
+    /// Any other external command (version probes, `minikube profile list`, `helm repo add`,
+    /// `docker image inspect`, ...): none may hang kscale for ever.
+    pub command_seconds: u64,
+    /// `minikube addons enable`.
+    pub addon_seconds: u64,
+    /// Building the server image (`docker build`, or `cargo build` of the static server).
+    pub build_seconds: u64,
+    /// `minikube image load` of the server image onto every node.
+    pub image_load_seconds: u64,
+    /// `docker push` of the server image to `--registry`.
+    pub image_push_seconds: u64,
+    /// `minikube delete`.
+    pub delete_seconds: u64,
+    /// `kubectl port-forward` saying where it listens (`kscale load` without `--url`).
+    pub port_forward_seconds: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -435,6 +450,13 @@ impl Default for TimeoutConfig {
             apiservice_seconds: 300,
             rollout_seconds: 300,
             metric_seconds: 300,
+            command_seconds: 120,
+            addon_seconds: 300,
+            build_seconds: 1800,
+            image_load_seconds: 600,
+            image_push_seconds: 1200,
+            delete_seconds: 300,
+            port_forward_seconds: 30,
         }
     }
 }
@@ -850,22 +872,21 @@ impl Config {
             bad(&invalid.key, invalid.message);
         }
 
-        let t = &self.timeouts;
-        for (key, v) in [
-            ("timeouts.cluster_seconds", t.cluster_seconds),
-            ("timeouts.metrics_server_seconds", t.metrics_server_seconds),
-            ("timeouts.helm_seconds", t.helm_seconds),
-            ("timeouts.apiservice_seconds", t.apiservice_seconds),
-            ("timeouts.rollout_seconds", t.rollout_seconds),
-            ("timeouts.metric_seconds", t.metric_seconds),
-        ] {
-            if !(1..=MAX_TIMEOUT_SECONDS).contains(&v) {
-                bad(
-                    key,
-                    format!(
-                        "{v} is out of range: allowed 1-{MAX_TIMEOUT_SECONDS} seconds (366 days)"
-                    ),
-                );
+        // Every key of the section, read from its serialization: a new deadline cannot be
+        // left unchecked.
+        // (JSON, not TOML: TOML integers stop at i64::MAX, and such a value must be reported.)
+        if let Ok(serde_json::Value::Object(t)) = serde_json::to_value(&self.timeouts) {
+            for (name, value) in t {
+                let key = format!("timeouts.{name}");
+                let v = value.as_u64().unwrap_or(0);
+                if !(1..=MAX_TIMEOUT_SECONDS).contains(&v) {
+                    bad(
+                        &key,
+                        format!(
+                            "{v} is out of range: allowed 1-{MAX_TIMEOUT_SECONDS} seconds (366 days)"
+                        ),
+                    );
+                }
             }
         }
 

@@ -1,5 +1,6 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
+mod cli_conventions;
 mod cli_smoke;
 mod controlplane;
 mod dashboard;
