@@ -15,3 +15,4 @@ mod plot;
 mod render;
 mod sim_validation;
 mod support;
+mod tidy;
