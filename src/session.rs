@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::GlobalArgs;
 use crate::config::{Config, Layers};
 use crate::render::Templates;
 use crate::tools::{Execution, Runner};
@@ -33,7 +33,7 @@ impl Session {
     /// Loads and validates the configuration from its layers. Nothing touches a cluster here, so
     /// bad configuration is refused before anything changes.
     pub fn from_args(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let ui = Ui::detect(global.output == OutputFormat::Json);
+        let ui = Ui::detect(global.output);
         ui.set_verbose(global.verbose > 0);
         ui.set_dry_run(global.dry_run);
         let cfg = load_config(global)?;

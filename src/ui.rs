@@ -64,8 +64,8 @@ impl Ui {
     }
 
     /// Interactive on a terminal, plain lines otherwise, JSON when asked.
-    pub fn detect(json: bool) -> Self {
-        let mode = if json {
+    pub fn detect(format: OutputFormat) -> Self {
+        let mode = if format == OutputFormat::Json {
             Mode::Json
         } else if std::io::stderr().is_terminal() {
             Mode::Interactive

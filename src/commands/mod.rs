@@ -18,7 +18,7 @@ pub mod up;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, OutputFormat};
+use crate::cli::{Cli, Command};
 use crate::session::Session;
 use crate::ui::{self, Ui};
 
@@ -35,11 +35,10 @@ pub const INTERRUPTED: u8 = 130;
 /// Runs the parsed command line and returns the process exit code; every error is reported
 /// here, once.
 pub async fn run(cli: &Cli) -> u8 {
-    let json = cli.global.output == OutputFormat::Json;
     let outcome = match &cli.command {
         // Generated from the clap definitions alone: a broken kscale.toml must not stop them.
-        Command::Completions(args) => completions::exec(&Ui::detect(json), args),
-        Command::Man => man::exec(&Ui::detect(json)),
+        Command::Completions(args) => completions::exec(&Ui::detect(cli.global.output), args),
+        Command::Man => man::exec(&Ui::detect(cli.global.output)),
         Command::Up(args) => {
             with_session(cli, async |s| interruptible(up::exec(s, args)).await).await
         }

@@ -140,6 +140,8 @@ fn output_json_is_one_document_for_every_command_that_runs_offline() {
             "-c",
             "1",
         ],
+        // Probes are skipped in dry-run: no cluster (nor kubeconfig) is needed.
+        vec!["--dry-run", "--context", "nowhere", "metrics"],
     ];
     for command in commands {
         let mut args = vec!["--output", "json"];
