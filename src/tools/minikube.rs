@@ -21,9 +21,10 @@ pub enum ProfileState {
     },
 }
 
+/// `minikube profile list -o json`. `valid` is required: a document without it is another
+/// format (or minikube's error document), not an empty list.
 #[derive(Debug, Deserialize)]
 struct ProfileList {
-    #[serde(default)]
     valid: Vec<Profile>,
     #[serde(default)]
     invalid: Vec<Profile>,
@@ -241,5 +242,7 @@ mod tests {
             list.valid[0].config.as_ref().map(|c| c.nodes.len()),
             Some(2)
         );
+        // Another shape is not "no profile".
+        assert!(serde_json::from_str::<ProfileList>(r#"{"profiles":[]}"#).is_err());
     }
 }
