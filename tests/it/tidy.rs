@@ -3,7 +3,7 @@
 //! show it catches a violation.
 //!
 //! - status output only through the UI layer: no `print!`/`println!`/`eprint!`/`eprintln!`/`dbg!`
-//!   outside `src/ui.rs`;
+//!   and no `std::io::stdout()`/`stderr()` outside `src/ui.rs`;
 //! - processes start only in the tools layer: `std::process`, `tokio::process` and `duct`
 //!   appear only under `src/tools/`, and processes are started only in `src/tools/mod.rs`;
 //! - no `.unwrap()` in code that is not a test (input and I/O must fail with a message);
@@ -99,11 +99,13 @@ fn check_file(path: &str, text: &str) -> Vec<Violation> {
     let lines = code_lines(text);
     for (n, raw) in &lines {
         let code = without_strings(without_comment(raw));
-        if !in_ui
-            && ["print!(", "println!(", "eprint!(", "eprintln!(", "dbg!("]
-                .iter()
-                .any(|m| code.contains(m) && !code.contains(&format!("_{m}")))
-        {
+        let macros = ["print!(", "println!(", "eprint!(", "eprintln!(", "dbg!("]
+            .iter()
+            .any(|m| code.contains(m) && !code.contains(&format!("_{m}")));
+        let streams = ["io::stdout()", "io::stderr()"]
+            .iter()
+            .any(|m| code.contains(m));
+        if !in_ui && (macros || streams) {
             report(*n, "status output outside src/ui.rs");
         }
         let process = code.replace(PROCESS_ALLOWED[0], "");
@@ -245,6 +247,11 @@ fn the_scan_catches_status_output_outside_ui() {
         ["status output outside src/ui.rs"; 2]
     );
     assert!(rules("src/ui.rs", text).is_empty());
+    let direct = "fn f() {\n    let _ = std::io::stdout().write_all(b\"x\");\n}\n";
+    assert_eq!(
+        rules("src/simulate/mod.rs", direct),
+        ["status output outside src/ui.rs"]
+    );
     // Inside a string, in a comment, or in test code it is not status output.
     let quiet = "fn f() -> &'static str {\n    // println!(\"x\")\n    \"fn main() { println!(); }\"\n}\n\n#[cfg(test)]\nmod tests {\n    fn g() {\n        println!(\"t\");\n    }\n}\n";
     assert!(rules("src/app.rs", quiet).is_empty());
