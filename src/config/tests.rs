@@ -452,3 +452,16 @@ fn every_section_has_its_environment_prefix() {
         "{err}"
     );
 }
+
+#[test]
+fn every_deadline_is_checked_including_new_ones() {
+    let mut c = Config::default();
+    c.timeouts.command_seconds = 0;
+    c.timeouts.port_forward_seconds = MAX_TIMEOUT_SECONDS + 1;
+    let found = keys(&c);
+    assert_eq!(
+        found,
+        ["timeouts.command_seconds", "timeouts.port_forward_seconds"],
+        "{found:?}"
+    );
+}
