@@ -3,11 +3,10 @@
 //!
 //! `cargo run --release --example tune_fast_profile`
 
+use kscale::cli::SimulateArgs;
 use kscale::config::{Config, MetricProfile, PolicyKind, ScalingPolicy, SelectPolicy};
 use kscale::loadprofile::LoadProfile;
-use kscale::simulate::{
-    Balance, SimParams, SimulateArgs, Summary, build_report, simulate, summary_text,
-};
+use kscale::simulate::{Balance, SimParams, Summary, build_report, simulate, summary_text};
 
 struct Candidate {
     name: String,

@@ -267,12 +267,19 @@ fn build_image(
     mode: ImageBuild,
 ) -> anyhow::Result<()> {
     use crate::session::blocking;
-    use crate::tools::docker::Docker;
+    use crate::tools::docker::{Builder, Docker};
     let docker = Docker::new(&s.runner);
     match mode {
         ImageBuild::Dockerfile => {
             step.progress("docker build");
-            blocking(|| docker.build(&source.join("server/Dockerfile"), source, image, true))?;
+            blocking(|| {
+                docker.build(
+                    &source.join("server/Dockerfile"),
+                    source,
+                    image,
+                    Builder::BuildKit,
+                )
+            })?;
         }
         ImageBuild::Host => {
             step.progress("cargo build (static kscale-server)");
@@ -292,7 +299,7 @@ fn build_image(
                     &source.join("server/Dockerfile.runtime"),
                     context.path(),
                     image,
-                    false,
+                    Builder::Classic,
                 )
             })?;
         }

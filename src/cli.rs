@@ -1,8 +1,13 @@
-//! Command-line interface: every subcommand and global flag.
+//! Command-line interface: every subcommand, its flags and the global flags, and the value
+//! parsers they share. Only clap definitions live here: the modules that do the work take these
+//! structs, so a flag is defined once and completions and the man page see every one.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+pub use crate::ui::OutputFormat;
 
 /// Bring up an inference service that autoscales on a real inference metric.
 ///
@@ -56,15 +61,6 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{s:?} is not KEY=VALUE (e.g. --set app.workers=2)"))
 }
 
-/// Format of results on stdout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Human-readable text.
-    Text,
-    /// One JSON document.
-    Json,
-}
-
 /// Where the server image comes from.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ImageArgs {
@@ -86,8 +82,8 @@ pub struct UpArgs {
     #[command(flatten)]
     pub image: ImageArgs,
     /// Deadline of the final end-to-end metric check (e.g. 5m).
-    #[arg(long, value_name = "DURATION", value_parser = crate::load::parse_bounded_duration)]
-    pub wait: Option<std::time::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_bounded_duration)]
+    pub wait: Option<Duration>,
 }
 
 /// `kscale deploy`.
@@ -132,13 +128,215 @@ pub enum Command {
     /// Write every manifest and helm values file kscale would apply; no cluster needed.
     Render(RenderArgs),
     /// Send inference requests with a load profile (constant, rate, or steps) and report latencies.
-    Load(crate::load::LoadArgs),
+    Load(LoadArgs),
     /// Draw an autoscaling timeline (`metrics --record`, `load --record`) as PNG or SVG.
-    Plot(crate::plot::PlotArgs),
+    Plot(PlotArgs),
     /// Simulate the autoscaler on a load profile before deploying: reaction time, latency, shedding.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(SimulateArgs),
     /// Print the effective configuration (defaults, kscale.toml, environment, flags) as TOML.
     Config,
     /// Prove every link of the metric chain (pods, Prometheus, adapter, external metrics API, HPA).
-    Metrics(crate::metrics::MetricsArgs),
+    Metrics(MetricsArgs),
+    /// Print a shell completion script generated from these definitions.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) generated from these definitions.
+    Man,
+}
+
+/// `kscale completions`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `kscale load`: send inference requests with a load profile.
+#[derive(Debug, Clone, clap::Args)]
+#[command(group(clap::ArgGroup::new("load_profile").required(true).args(["concurrency", "rate", "steps", "rate_steps"])))]
+pub struct LoadArgs {
+    /// Base URL of the service (e.g. http://127.0.0.1:3000); requests go to `POST <URL>/infer`.
+    /// Without it, kscale opens a port-forward to the deployed service.
+    #[arg(long, env = "KSCALE_LOAD_URL")]
+    pub url: Option<String>,
+    /// Keep N requests in flight (closed loop: each client sends its next request when the
+    /// previous one is answered, or 250 ms after a 503 or a refused connection).
+    #[arg(long, short = 'c', value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::load::profile::MAX_CLIENTS)))]
+    pub concurrency: Option<u32>,
+    /// Start R requests per second, whatever the answers take (open loop).
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Change the number of clients over time: TIME:CLIENTS pairs, e.g. `0s:2,60s:8,300s:2`.
+    #[arg(long, value_name = "SPEC")]
+    pub steps: Option<String>,
+    /// Change the arrival rate over time: TIME:REQUESTS_PER_SECOND pairs, e.g. `0s:0.2,60s:1`.
+    #[arg(long, value_name = "SPEC")]
+    pub rate_steps: Option<String>,
+    /// Stop sending after this long (e.g. 90s, 10m).
+    #[arg(long, short = 'd', default_value = "60s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Stop sending after this many requests.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub max_requests: Option<u64>,
+    /// Open a new connection every N requests (0: keep each connection as long as the server
+    /// allows). kube-proxy balances connections, not requests: new connections reach new pods.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reconnect_every: u64,
+    /// Give up on a request (connection included) after this long; it counts as a timeout.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// With --rate or --rate-steps: at most this many requests in flight; arrivals beyond are counted, not sent.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_in_flight: u64,
+    /// The `input` text of every request.
+    #[arg(long, default_value = "hello")]
+    pub input: String,
+    /// Write the load side's timeline (send rate, latencies, errors per interval) to this CSV.
+    #[arg(long, value_name = "FILE.csv")]
+    pub record: Option<PathBuf>,
+    /// Interval of the progress line and of the recorded rows.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// No progress on stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// Options of `kscale metrics`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// Retry until every stage passes or this deadline (e.g. `3m`), for use right after a deploy.
+    #[arg(long, value_name = "DURATION", value_parser = parse_bounded_duration)]
+    pub wait: Option<Duration>,
+    /// After the checks, show replicas, metric against target, and queue depth and in-flight
+    /// requests per pod, refreshed every --interval, until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+    /// Stop watching after this long (default: until Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, requires = "watch")]
+    pub watch_for: Option<Duration>,
+    /// Append each watched observation to this CSV file (timeline rows, as `kscale plot` reads).
+    #[arg(long, value_name = "FILE.csv", requires = "watch")]
+    pub record: Option<PathBuf>,
+    /// Time between retries (--wait) and refreshes (--watch).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub interval: Duration,
+}
+
+impl Default for MetricsArgs {
+    fn default() -> Self {
+        Self {
+            wait: None,
+            watch: false,
+            watch_for: None,
+            record: None,
+            interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Flags of `kscale simulate`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Concurrency steps TIME:CLIENTS,... (closed loop); default 0s:2,120s:8,720s:2.
+    #[arg(long, value_name = "STEPS", value_parser = crate::loadprofile::LoadProfile::parse_concurrency, conflicts_with = "rate_steps")]
+    pub steps: Option<crate::loadprofile::LoadProfile>,
+    /// Arrival-rate steps TIME:REQ_PER_S,... (open loop, Poisson arrivals), e.g. 0s:0.1,60s:0.4.
+    #[arg(long, value_name = "STEPS", value_parser = crate::loadprofile::LoadProfile::parse_rate)]
+    pub rate_steps: Option<crate::loadprofile::LoadProfile>,
+    /// Simulated time, e.g. 20m or 1h.
+    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Random seed (same seed, same result).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A second configuration (a kscale.toml, over its profile's defaults) to run on the same load and
+    /// seed.
+    #[arg(long, value_name = "OTHER.toml")]
+    pub compare: Option<PathBuf>,
+    /// Draw the timelines into a PNG or SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// Write the timelines as CSV to FILE (`-` for stdout: the CSV is then the result, the summary goes to stderr, and `--output json` is refused).
+    #[arg(long, value_name = "FILE")]
+    pub csv: Option<PathBuf>,
+    /// How requests are spread over ready pods.
+    #[arg(long, value_enum, default_value_t = crate::simulate::Balance::RoundRobin)]
+    pub balance: crate::simulate::Balance,
+}
+
+/// `kscale plot`: draw a recorded timeline.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlotArgs {
+    /// Timeline CSV files (`kscale metrics --watch --record`, `kscale load --record`). Files
+    /// recorded at the same time are aligned on their wall-clock column.
+    #[arg(required = true, value_name = "FILE.csv")]
+    pub files: Vec<PathBuf>,
+    /// Picture to write; the extension chooses the format (`.png` or `.svg`). (Not `--output`,
+    /// which is the global result format.)
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: PathBuf,
+    /// Width in pixels.
+    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(200..=10000))]
+    pub width: u32,
+    /// Height in pixels.
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(200..=10000))]
+    pub height: u32,
+    /// Axis label of the HPA metric, with its unit.
+    #[arg(long, default_value = "mean request duration (s)")]
+    pub metric_label: String,
+    /// Axis label of the offered load, with its unit.
+    #[arg(long, default_value = "load (concurrent clients or req/s)")]
+    pub load_label: String,
+    /// Title above the picture.
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// Longest `--duration`, `--timeout` or `--interval`: far beyond any run, and far from the
+/// overflow of `Instant + Duration` (which panics).
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A length of time given as seconds (`90`, `0.5`) or humantime text (`90s`, `10m`), at most
+/// [`MAX_DURATION`]; the value parser of every duration flag.
+pub fn parse_bounded_duration(s: &str) -> Result<Duration, String> {
+    let too_long = || format!("`{s}` is too long: at most 366 days (e.g. 90s, 10m, 8h)");
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::try_from_secs_f64(secs).map_err(|_| too_long())?
+        }
+        Ok(_) => {
+            return Err(format!(
+                "`{s}` is not a length of time (e.g. 500ms, 90s, 10m)"
+            ));
+        }
+        Err(_) => {
+            humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?
+        }
+    };
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(d)
+}
+
+/// Like [`parse_bounded_duration`], longer than 0.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = parse_bounded_duration(s)?;
+    if d.is_zero() {
+        return Err("must be longer than 0".into());
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of requests per second"))?;
+    if !(r.is_finite() && r > 0.0 && r <= 100_000.0) {
+        return Err("must be more than 0 and at most 100000 requests/s".into());
+    }
+    Ok(r)
 }

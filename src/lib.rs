@@ -32,5 +32,29 @@ pub struct BadInput(pub String);
 
 /// Whether `e` (or anything it wraps) is [`BadInput`].
 pub fn is_bad_input(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.is::<BadInput>())
+    e.chain().any(|c| c.is::<BadInput>()) || e.downcast_ref::<BadInput>().is_some()
+}
+
+/// Marks `e` as bad input (exit 2), keeping its whole message.
+pub fn bad_input(e: anyhow::Error) -> anyhow::Error {
+    if is_bad_input(&e) {
+        e
+    } else {
+        BadInput(format!("{e:#}")).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_found_under_context_and_keeps_the_message() {
+        let e = anyhow::Error::new(BadInput("no".into())).context("while reading");
+        assert!(is_bad_input(&e));
+        let e = bad_input(anyhow::anyhow!("inner").context("outer"));
+        assert!(is_bad_input(&e));
+        assert_eq!(e.to_string(), "outer: inner");
+        assert!(!is_bad_input(&anyhow::anyhow!("a failure")));
+    }
 }

@@ -11,7 +11,7 @@ use crate::kubeapi::{self, EXTERNAL_METRICS_APISERVICE};
 use crate::render::RenderedFile;
 use crate::session::{Session, blocking};
 use crate::sources;
-use crate::tools::helm::Helm;
+use crate::tools::helm::{Helm, ReleaseState};
 use crate::tools::version::Version;
 
 /// One helm release kscale manages.
@@ -58,6 +58,15 @@ pub enum ReleaseAction {
     Missing,
 }
 
+/// What `sync_release` does with a release that is not installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// Install it (`up`).
+    Install,
+    /// Report it as [`ReleaseAction::Missing`] (`deploy`, which owns no helm release).
+    Report,
+}
+
 fn values_of<'f>(files: &'f [RenderedFile], name: &str) -> anyhow::Result<&'f RenderedFile> {
     files
         .iter()
@@ -83,13 +92,13 @@ pub fn ensure_repo(s: &Session, helm: &Helm) -> anyhow::Result<()> {
 }
 
 /// Installs or upgrades one release when its chart version or values differ from the rendered
-/// ones. With `install_missing` false a missing release is reported, not installed.
+/// ones; a missing release is installed or reported, as `if_missing` says.
 pub fn sync_release(
     s: &Session,
     helm: &Helm,
     spec: &ReleaseSpec,
     files: &[RenderedFile],
-    install_missing: bool,
+    if_missing: IfMissing,
 ) -> anyhow::Result<ReleaseAction> {
     let ns = &s.cfg.monitoring.namespace;
     let step = s.ui.step(&format!(
@@ -110,7 +119,7 @@ pub fn sync_release(
         }
     }
     let current = blocking(|| helm.release(&spec.release, ns))?;
-    if let Some(Some(rel)) = &current
+    if let Some(ReleaseState::Present(rel)) = &current
         && rel.status == "deployed"
         && rel.chart == format!("{}-{}", spec.chart, spec.version)
         && blocking(|| helm.values(&spec.release, ns))?.as_ref() == Some(&want)
@@ -118,7 +127,7 @@ pub fn sync_release(
         step.done("unchanged");
         return Ok(ReleaseAction::Unchanged);
     }
-    if matches!(current, Some(None)) && !install_missing {
+    if current == Some(ReleaseState::Absent) && if_missing == IfMissing::Report {
         step.fail("not installed");
         return Ok(ReleaseAction::Missing);
     }
@@ -151,7 +160,7 @@ pub fn sync_release(
         )
     }) {
         Ok(()) => {
-            step.done(if matches!(current, Some(Some(_))) {
+            step.done(if matches!(current, Some(ReleaseState::Present(_))) {
                 "upgraded"
             } else {
                 "installed"

@@ -14,6 +14,7 @@ use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
+use crate::cli::PlotArgs;
 use crate::downsample;
 use crate::timeline::TimelineRow;
 
@@ -32,45 +33,20 @@ pub fn register_fonts() {
     });
 }
 
-/// `kscale plot`: draw a recorded timeline.
-#[derive(Debug, Clone, clap::Args)]
-pub struct PlotArgs {
-    /// Timeline CSV files (`kscale metrics --watch --record`, `kscale load --record`). Files
-    /// recorded at the same time are aligned on their wall-clock column.
-    #[arg(required = true, value_name = "FILE.csv")]
-    pub files: Vec<PathBuf>,
-    /// Picture to write; the extension chooses the format (`.png` or `.svg`). (Not `--output`,
-    /// which is the global result format.)
-    #[arg(short = 'o', long = "out", value_name = "FILE")]
-    pub out: PathBuf,
-    /// Width in pixels.
-    #[arg(long, default_value_t = 1200, value_parser = clap::value_parser!(u32).range(200..=10000))]
-    pub width: u32,
-    /// Height in pixels.
-    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(200..=10000))]
-    pub height: u32,
-    /// Axis label of the HPA metric, with its unit.
-    #[arg(long, default_value = "mean request duration (s)")]
-    pub metric_label: String,
-    /// Axis label of the offered load, with its unit.
-    #[arg(long, default_value = "load (concurrent clients or req/s)")]
-    pub load_label: String,
-    /// Title above the picture.
-    #[arg(long)]
-    pub title: Option<String>,
-}
-
 /// Runs `kscale plot`: reads every file, draws them, and returns the path written.
 pub fn run(args: &PlotArgs) -> anyhow::Result<PathBuf> {
     let mut loaded = Vec::with_capacity(args.files.len());
     for path in &args.files {
         // Reduced while reading: a picture shows at most a few rows per pixel column.
-        let rows = downsample::read(path, args.width as usize * downsample::COLUMNS_PER_PIXEL)?;
+        // The files are the user's input: an unreadable one is exit 2.
+        let rows = downsample::read(path, args.width as usize * downsample::COLUMNS_PER_PIXEL)
+            .map_err(crate::bad_input)?;
         if rows.is_empty() {
-            anyhow::bail!(
+            return Err(crate::BadInput(format!(
                 "{} has a header but no rows: nothing to plot (was the recording stopped at once?)",
                 path.display()
-            );
+            ))
+            .into());
         }
         let name = path
             .file_stem()

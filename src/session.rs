@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::cli::{GlobalArgs, OutputFormat};
+use crate::cli::GlobalArgs;
 use crate::config::{Config, Layers};
 use crate::render::Templates;
-use crate::tools::Runner;
+use crate::tools::{Execution, Runner};
 use crate::ui::Ui;
 
 /// Everything a command needs.
@@ -25,13 +25,15 @@ pub struct Session {
     pub context: String,
     /// Whether kscale manages the cluster (a minikube profile) rather than a given `--context`.
     pub minikube: bool,
+    /// Whether `--templates` replaced built-in templates.
+    templates_overridden: bool,
 }
 
 impl Session {
     /// Loads and validates the configuration from its layers. Nothing touches a cluster here, so
     /// bad configuration is refused before anything changes.
     pub fn from_args(global: &GlobalArgs) -> anyhow::Result<Self> {
-        let ui = Ui::detect(global.output == OutputFormat::Json);
+        let ui = Ui::detect(global.output);
         ui.set_verbose(global.verbose > 0);
         ui.set_dry_run(global.dry_run);
         let cfg = load_config(global)?;
@@ -44,7 +46,12 @@ impl Session {
             // minikube names the kube context after the profile.
             _ => (cfg.cluster.profile.clone(), true),
         };
-        let runner = Runner::new(ui.clone(), global.dry_run);
+        let execution = if global.dry_run {
+            Execution::DryRun
+        } else {
+            Execution::Real
+        };
+        let runner = Runner::new(ui.clone(), execution).with_timeouts(cfg.timeouts.clone());
         Ok(Self {
             cfg,
             ui,
@@ -52,7 +59,19 @@ impl Session {
             templates,
             context,
             minikube,
+            templates_overridden: global.templates.is_some(),
         })
+    }
+
+    /// Every manifest and values file for `image`. With `--templates` a failure is the user's
+    /// templates' (bad input, exit 2); with the built-in ones it is kscale's own.
+    pub fn render(&self, image: &str) -> anyhow::Result<Vec<crate::render::RenderedFile>> {
+        let files = crate::render::render_all(&self.cfg, &self.templates, image);
+        if self.templates_overridden {
+            files.map_err(crate::bad_input)
+        } else {
+            files
+        }
     }
 
     /// A Kubernetes client for the session's context.

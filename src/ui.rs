@@ -1,14 +1,36 @@
-//! All status output of kscale: results on stdout, progress on stderr.
+//! All status output of kscale: results on stdout, progress on stderr. No other module prints
+//! (the tidy test enforces it), so the stdout/stderr rule and the JSON rule hold in one place.
 //!
 //! A TTY gets a spinner per step with its elapsed time and ✓/✗ when it ends; anything else gets
-//! plain lines. With `--output json` stdout carries exactly one JSON document.
+//! plain lines. With `--output json` stdout carries exactly one JSON document; a streaming
+//! command (`metrics --watch`) writes NDJSON instead, one compact document per line.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// Format of results on stdout (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document (NDJSON for streaming commands).
+    Json,
+}
+
+/// Reports a command's final error on stderr: the one message a failed run ends with. A free
+/// function because it also reports errors that occur before a [`Ui`] exists.
+pub fn error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+}
+
+/// A line on stderr outside any command (the interruption notice), for the same reason.
+pub fn notice(line: &str) {
+    eprintln!("{line}");
+}
 
 /// How output is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +64,8 @@ impl Ui {
     }
 
     /// Interactive on a terminal, plain lines otherwise, JSON when asked.
-    pub fn detect(json: bool) -> Self {
-        let mode = if json {
+    pub fn detect(format: OutputFormat) -> Self {
+        let mode = if format == OutputFormat::Json {
             Mode::Json
         } else if std::io::stderr().is_terminal() {
             Mode::Interactive
@@ -118,11 +140,22 @@ impl Ui {
         }
     }
 
-    /// One line of a dry-run plan (a result: stdout).
+    /// One line of a dry-run plan. Progress, not a result: stderr, so that stdout keeps only
+    /// the result (one JSON document with `--output json`).
     pub fn plan(&self, line: &str) {
         if self.mode != Mode::Quiet {
-            println!("{line}");
+            eprintln!("{line}");
         }
+    }
+
+    /// Asks a yes/no question on stderr and reads the answer from stdin; `Ok(false)` unless
+    /// the answer is yes. The caller checks first that stdin is a terminal.
+    pub fn confirm(&self, question: &str) -> std::io::Result<bool> {
+        eprint!("{question} [y/N] ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
     }
 
     /// A result for humans on stdout (ignored in JSON mode, which prints [`Ui::result_json`]).
@@ -132,12 +165,112 @@ impl Ui {
         }
     }
 
+    /// A result for humans on stdout exactly as given, without an added newline (a manifest
+    /// stream, a CSV, a completion script); ignored in JSON mode like [`Ui::result`].
+    pub fn result_raw(&self, text: &str) -> anyhow::Result<()> {
+        if !matches!(self.mode, Mode::Json | Mode::Quiet) {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Output that is the result in every mode (`simulate --csv -`): the caller has made sure
+    /// that nothing else goes to stdout.
+    pub fn result_bytes(&self, data: &[u8]) -> anyhow::Result<()> {
+        if self.mode != Mode::Quiet {
+            let mut out = std::io::stdout().lock();
+            out.write_all(data)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    /// One line of an NDJSON stream on stdout (JSON mode only): a compact document per line,
+    /// flushed at once so a reader sees each as it comes.
+    pub fn result_json_line(&self, value: &serde_json::Value) -> anyhow::Result<()> {
+        if self.mode == Mode::Json {
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer(&mut out, value)?;
+            writeln!(out)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     /// The JSON result document on stdout (JSON mode only).
     pub fn result_json(&self, value: &serde_json::Value) {
         if self.mode == Mode::Json {
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer_pretty(&mut out, value);
             let _ = writeln!(out);
+        }
+    }
+}
+
+/// Live progress of a long run (`kscale load`): a spinner line on a terminal, plain lines
+/// at most every `plain_every` otherwise, nothing when `quiet`. Independent of [`Mode`]: `load`
+/// shows it in JSON mode too (stdout still holds only the report).
+pub fn live(quiet: bool, plain_every: Duration) -> Live {
+    if quiet {
+        return Live {
+            bar: None,
+            plain_every: None,
+            last_plain: None,
+        };
+    }
+    if std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Live {
+            bar: Some(bar),
+            plain_every: None,
+            last_plain: None,
+        }
+    } else {
+        Live {
+            bar: None,
+            plain_every: Some(plain_every),
+            last_plain: None,
+        }
+    }
+}
+
+/// Live progress of a long run; see [`live`].
+#[derive(Debug)]
+pub struct Live {
+    bar: Option<ProgressBar>,
+    plain_every: Option<Duration>,
+    last_plain: Option<Instant>,
+}
+
+impl Live {
+    /// Replaces the progress line (plain output shows it only every so often).
+    pub fn show(&mut self, line: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(line);
+        } else if let Some(every) = self.plain_every
+            && self.last_plain.is_none_or(|t| t.elapsed() >= every)
+        {
+            eprintln!("{line}");
+            self.last_plain = Some(Instant::now());
+        }
+    }
+
+    /// A line that stays, printed above the spinner.
+    pub fn note(&self, line: &str) {
+        if let Some(bar) = &self.bar {
+            bar.suspend(|| eprintln!("{line}"));
+        } else if self.plain_every.is_some() {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Clears the spinner.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

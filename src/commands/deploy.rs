@@ -2,10 +2,17 @@
 
 use crate::app::{self, DeployReport};
 use crate::cli::DeployArgs;
-use crate::monitoring::{self, ReleaseAction};
+use crate::monitoring::{self, IfMissing, ReleaseAction};
 use crate::preflight::{self, Tool};
-use crate::render;
 use crate::session::Session;
+
+/// `kscale deploy`: runs it and reports the result.
+pub async fn exec(s: &Session, args: &DeployArgs) -> anyhow::Result<u8> {
+    let report = run(s, args).await?;
+    s.ui.result_json(&serde_json::to_value(&report)?);
+    print(s, &report);
+    Ok(super::SUCCESS)
+}
 
 /// Deploys the app to the session's cluster.
 pub async fn run(s: &Session, args: &DeployArgs) -> anyhow::Result<DeployReport> {
@@ -27,29 +34,37 @@ pub async fn run(s: &Session, args: &DeployArgs) -> anyhow::Result<DeployReport>
         client.as_ref(),
         &args.image,
         versions.helm_version(),
-        false,
+        Adapter::Sync,
     )
     .await?;
     Ok(report)
 }
 
-/// The deploy steps, shared with `up`. `installing` is true inside `up`, which has just synced
-/// the adapter itself.
+/// Whether the deploy steps sync the adapter's release (its rules follow the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adapter {
+    /// Sync it, reporting it when missing (`deploy`).
+    Sync,
+    /// The caller has just synced it (`up`).
+    SyncedByCaller,
+}
+
+/// The deploy steps, shared with `up`.
 pub async fn deploy(
     s: &Session,
     client: Option<&kube::Client>,
     image: &crate::cli::ImageArgs,
     helm_version: Option<crate::tools::version::Version>,
-    installing: bool,
+    adapter: Adapter,
 ) -> anyhow::Result<DeployReport> {
     let (image_ref, built) = app::provide_image(s, image)?;
-    let files = render::render_all(&s.cfg, &s.templates, &image_ref)?;
-    let adapter = if installing {
+    let files = s.render(&image_ref)?;
+    let adapter = if adapter == Adapter::SyncedByCaller {
         None
     } else {
         let helm = monitoring::helm(s, helm_version);
         let [_, adapter_spec] = monitoring::releases(&s.cfg);
-        let action = monitoring::sync_release(s, &helm, &adapter_spec, &files, false)?;
+        let action = monitoring::sync_release(s, &helm, &adapter_spec, &files, IfMissing::Report)?;
         if action == ReleaseAction::Missing {
             s.ui.warn(&format!(
                 "prometheus-adapter is not installed in namespace {}: the HPA reports FailedGetExternalMetric until `kscale up` installs it",

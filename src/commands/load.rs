@@ -1,25 +1,65 @@
 //! `kscale load`: drive the deployed service (or any `--url`) with a load profile.
 
-use crate::cli::OutputFormat;
-use crate::load::{self, LoadArgs, LoadReport, StopReason};
+use std::time::Duration;
+
+use crate::cli::LoadArgs;
+use crate::load::{self, LoadReport, StopReason};
 use crate::session::{Session, blocking};
 use crate::tools::Cmd;
 use crate::tools::port_forward::PortForwardSpec;
 
+/// `kscale load`: runs the load (or, with `--dry-run`, only says what it would send where)
+/// and reports it; see [`exit_code`].
+pub async fn exec(s: &Session, args: &LoadArgs) -> anyhow::Result<u8> {
+    // A bad profile is bad input (exit 2), found before any port-forward opens.
+    let profile = args
+        .profile()
+        .map_err(|e| crate::BadInput(format!("{e:#}")))?;
+    if s.runner.dry_run() {
+        let plan = plan(s, args, &profile.describe());
+        for line in &plan {
+            s.ui.plan(line);
+        }
+        s.ui.result_json(&serde_json::json!({ "dry_run": true, "sent": 0, "plan": plan }));
+        s.ui.result("dry-run: no request sent");
+        return Ok(super::SUCCESS);
+    }
+    let report = run(s, args).await?;
+    Ok(exit_code(&report))
+}
+
+/// What `load` would do, for `--dry-run`: nothing is sent and no port-forward is opened.
+pub fn plan(s: &Session, args: &LoadArgs, profile: &str) -> Vec<String> {
+    let target = match &args.url {
+        Some(url) => format!("POST {}/infer", url.trim_end_matches('/')),
+        None if s.minikube => format!("POST URL/infer, URL from `{}`", service_url_cmd(s)),
+        None => format!(
+            "POST URL/infer through `kubectl --context {} --namespace {} port-forward service/{} :{}`",
+            s.context, s.cfg.app.namespace, s.cfg.app.name, s.cfg.app.port
+        ),
+    };
+    vec![format!(
+        "load: would send {profile} for {} to {target} (dry-run: nothing sent)",
+        humantime::format_duration(args.duration)
+    )]
+}
+
+fn service_url_cmd(s: &Session) -> Cmd {
+    let app = &s.cfg.app;
+    Cmd::new("minikube").args(["service", &app.name, "-n", &app.namespace, "-p", &s.cfg.cluster.profile, "--url"]).hint(
+        "is the stack up (`kscale up`)? With the docker driver on macOS or Windows, `minikube service --url` needs a tunnel: pass --url from `kubectl port-forward` instead",
+    )
+}
+
 /// Runs the load: against `--url`, the minikube NodePort URL (which spreads connections over
 /// every pod), or a port-forward it opens and closes itself (which reaches a single pod).
-pub async fn run(s: &Session, args: &LoadArgs, output: OutputFormat) -> anyhow::Result<LoadReport> {
-    // A bad profile is bad input (exit 2), found before any port-forward opens.
-    args.profile()
-        .map_err(|e| crate::BadInput(format!("{e:#}")))?;
+pub async fn run(s: &Session, args: &LoadArgs) -> anyhow::Result<LoadReport> {
     if let Some(url) = &args.url {
-        return load::run_against(args, url, output).await;
+        return load::run_against(args, url, &s.ui).await;
     }
     let app = &s.cfg.app;
     if s.minikube {
-        let cmd = Cmd::new("minikube").args(["service", &app.name, "-n", &app.namespace, "-p", &s.cfg.cluster.profile, "--url"]).hint(
-            "is the stack up (`kscale up`)? With the docker driver on macOS or Windows, `minikube service --url` needs a tunnel: pass --url from `kubectl port-forward` instead",
-        );
+        let cmd = service_url_cmd(s);
         let out = blocking(|| s.runner.run(&cmd))?;
         let url = out
             .stdout
@@ -31,7 +71,7 @@ pub async fn run(s: &Session, args: &LoadArgs, output: OutputFormat) -> anyhow::
                     "`{cmd}` printed no URL; pass --url http://HOST:PORT of the service"
                 )
             })?;
-        return load::run_against(args, url, output).await;
+        return load::run_against(args, url, &s.ui).await;
     }
     let kubectl = s.runner.which("kubectl").ok_or_else(|| {
         anyhow::anyhow!(
@@ -46,16 +86,17 @@ pub async fn run(s: &Session, args: &LoadArgs, output: OutputFormat) -> anyhow::
         service: app.name.clone(),
         remote_port: app.port,
     };
-    load::run_via_port_forward(args, &spec, output).await
+    let timeout = Duration::from_secs(s.cfg.timeouts.port_forward_seconds);
+    load::run_via_port_forward(args, &s.runner, &spec, timeout).await
 }
 
 /// 130 when interrupted, 1 when nothing succeeded, else 0.
 pub fn exit_code(r: &LoadReport) -> u8 {
     if r.stopped_by == StopReason::Interrupted {
-        130
+        super::INTERRUPTED
     } else if r.sent > 0 && r.ok == 0 {
-        1
+        super::FAILURE
     } else {
-        0
+        super::SUCCESS
     }
 }

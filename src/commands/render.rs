@@ -6,16 +6,16 @@ use crate::cli::RenderArgs;
 use crate::render;
 use crate::session::Session;
 
-/// Renders without touching a cluster.
-pub fn run(s: &Session, args: &RenderArgs) -> anyhow::Result<()> {
+/// `kscale render`: renders without touching a cluster.
+pub fn exec(s: &Session, args: &RenderArgs) -> anyhow::Result<u8> {
     let image = match &args.image {
         Some(i) => i.clone(),
         None => crate::app::content_tag(&crate::app::default_source_dir(), s.cfg.app.image_build)?,
     };
-    let files = render::render_all(&s.cfg, &s.templates, &image)?;
+    let files = s.render(&image)?;
     match &args.output_dir {
         None if s.ui.json() => s.ui.result_json(&serde_json::to_value(&files)?),
-        None => print!("{}", render::to_stream(&files)),
+        None => s.ui.result_raw(&render::to_stream(&files))?,
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -30,5 +30,5 @@ pub fn run(s: &Session, args: &RenderArgs) -> anyhow::Result<()> {
             }));
         }
     }
-    Ok(())
+    Ok(super::SUCCESS)
 }

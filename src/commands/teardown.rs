@@ -1,13 +1,12 @@
 //! `kscale teardown`: remove what kscale installed, then the cluster. Nothing left is success.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use crate::cli::TeardownArgs;
 use crate::kubeapi;
 use crate::monitoring;
 use crate::preflight::{self, Tool};
-use crate::render;
 use crate::session::{Session, blocking};
 use crate::tools::minikube::{Minikube, ProfileState};
 
@@ -26,16 +25,16 @@ fn confirm(s: &Session, profile: &str, yes: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!(
+        // A missing flag, like any other bad input (exit 2).
+        return Err(crate::BadInput(format!(
             "refusing to delete minikube profile {profile} without --yes (no terminal to ask); nothing was changed.\n  \
              hint: `kscale teardown --yes`, or `--keep-cluster` to remove only what kscale installed"
-        );
+        ))
+        .into());
     }
-    eprint!("Delete minikube profile {profile} and everything in it? [y/N] ");
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+    if s.ui.confirm(&format!(
+        "Delete minikube profile {profile} and everything in it?"
+    ))? {
         Ok(())
     } else {
         anyhow::bail!("teardown cancelled; nothing was changed")
@@ -45,6 +44,14 @@ fn confirm(s: &Session, profile: &str, yes: bool) -> anyhow::Result<()> {
 /// Whether minikube's status word means the cluster answers (1.34+ says "OK" for a healthy one).
 fn running(status: &str) -> bool {
     matches!(status, "Running" | "OK")
+}
+
+/// `kscale teardown`: runs it and reports the result.
+pub async fn exec(s: &Session, args: &TeardownArgs) -> anyhow::Result<u8> {
+    let report = run(s, args).await?;
+    s.ui.result_json(&serde_json::to_value(&report)?);
+    print(s, &report);
+    Ok(super::SUCCESS)
 }
 
 /// Tears the stack down.
@@ -96,7 +103,7 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
     } else {
         Some(s.client().await?)
     };
-    let files = render::render_all(&s.cfg, &s.templates, "kscale-server:teardown")?;
+    let files = s.render("kscale-server:teardown")?;
     let step = s.ui.step("remove the HPA, the app and the scrape job");
     for name in [
         "hpa.yaml",

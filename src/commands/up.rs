@@ -1,11 +1,11 @@
 //! `kscale up`: from nothing to an autoscaling inference service, idempotently.
 
+use super::deploy::Adapter;
 use crate::cli::UpArgs;
 use crate::cluster::{self, ClusterAction};
 use crate::kubeapi;
-use crate::monitoring::{self, ReleaseAction};
+use crate::monitoring::{self, IfMissing, ReleaseAction};
 use crate::preflight::{self, Tool, Versions};
-use crate::render;
 use crate::session::Session;
 
 /// What `up` did, for the summary and `--output json`.
@@ -23,6 +23,14 @@ pub struct UpReport {
     pub metrics: Option<crate::metrics::MetricsReport>,
     /// How to reach each part.
     pub access: Vec<(String, String)>,
+}
+
+/// `kscale up`: runs it and reports the result.
+pub async fn exec(s: &Session, args: &UpArgs) -> anyhow::Result<u8> {
+    let report = run(s, args).await?;
+    s.ui.result_json(&serde_json::to_value(&report)?);
+    print(s, &report);
+    Ok(super::SUCCESS)
 }
 
 /// Runs every step; stops at the first failure with what failed and how to fix it.
@@ -66,7 +74,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         .image
         .clone()
         .unwrap_or_else(|| "kscale-server:pending".into());
-    let files = render::render_all(&s.cfg, &s.templates, &image_hint)?;
+    let files = s.render(&image_hint)?;
     let step = s.ui.step("monitoring namespace and scrape job");
     for name in ["monitoring-namespace.yaml", "scrape-config-secret.yaml"] {
         let f = files
@@ -90,7 +98,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
     monitoring::ensure_repo(s, &helm)?;
     let mut releases = Vec::new();
     for spec in monitoring::releases(&s.cfg) {
-        let action = monitoring::sync_release(s, &helm, &spec, &files, true)?;
+        let action = monitoring::sync_release(s, &helm, &spec, &files, IfMissing::Install)?;
         releases.push((spec.release.clone(), action));
     }
     if let Some(c) = &client {
@@ -102,7 +110,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         client.as_ref(),
         &args.image,
         versions.helm_version(),
-        true,
+        Adapter::SyncedByCaller,
     )
     .await?;
 
@@ -118,7 +126,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
                 s.cfg.timeouts.metric_seconds,
             ));
             let step = s.ui.step("end-to-end metric check (pods → Prometheus → adapter → external metrics API → HPA)");
-            let margs = crate::metrics::MetricsArgs {
+            let margs = crate::cli::MetricsArgs {
                 wait: Some(wait),
                 ..Default::default()
             };
@@ -126,6 +134,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
                 client.clone(),
                 &s.cfg,
                 &margs,
+                &s.ui,
                 crate::metrics::predict::metric_proposal,
             )
             .await?;

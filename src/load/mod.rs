@@ -9,8 +9,6 @@ pub mod conn;
 pub mod profile;
 pub mod stats;
 
-use std::io::IsTerminal as _;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,111 +17,15 @@ use anyhow::Context as _;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::cli::OutputFormat;
+use crate::cli::LoadArgs;
 use crate::timeline::{TimelineRow, TimelineWriter};
+use crate::tools::Runner;
+use crate::tools::port_forward::{PortForward, PortForwardSpec};
+use crate::ui::Ui;
 use conn::{Conn, ErrorKind, Outcome, Target};
 pub use profile::Profile;
 use stats::Stats;
 pub use stats::{LoadReport, StopReason};
-
-/// `kscale load`: send inference requests with a load profile.
-#[derive(Debug, Clone, clap::Args)]
-#[command(group(clap::ArgGroup::new("load_profile").required(true).args(["concurrency", "rate", "steps", "rate_steps"])))]
-pub struct LoadArgs {
-    /// Base URL of the service (e.g. http://127.0.0.1:3000); requests go to `POST <URL>/infer`.
-    /// Without it, kscale opens a port-forward to the deployed service.
-    #[arg(long, env = "KSCALE_LOAD_URL")]
-    pub url: Option<String>,
-    /// Keep N requests in flight (closed loop: each client sends its next request when the
-    /// previous one is answered, or 250 ms after a 503 or a refused connection).
-    #[arg(long, short = 'c', value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(profile::MAX_CLIENTS)))]
-    pub concurrency: Option<u32>,
-    /// Start R requests per second, whatever the answers take (open loop).
-    #[arg(long, value_name = "R", value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// Change the number of clients over time: TIME:CLIENTS pairs, e.g. `0s:2,60s:8,300s:2`.
-    #[arg(long, value_name = "SPEC")]
-    pub steps: Option<String>,
-    /// Change the arrival rate over time: TIME:REQUESTS_PER_SECOND pairs, e.g. `0s:0.2,60s:1`.
-    #[arg(long, value_name = "SPEC")]
-    pub rate_steps: Option<String>,
-    /// Stop sending after this long (e.g. 90s, 10m).
-    #[arg(long, short = 'd', default_value = "60s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Stop sending after this many requests.
-    #[arg(long, short = 'n', value_name = "N")]
-    pub max_requests: Option<u64>,
-    /// Open a new connection every N requests (0: keep each connection as long as the server
-    /// allows). kube-proxy balances connections, not requests: new connections reach new pods.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub reconnect_every: u64,
-    /// Give up on a request (connection included) after this long; it counts as a timeout.
-    #[arg(long, default_value = "120s", value_parser = parse_duration)]
-    pub timeout: Duration,
-    /// With --rate or --rate-steps: at most this many requests in flight; arrivals beyond are counted, not sent.
-    #[arg(long, value_name = "N", default_value_t = 1024,
-          value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_in_flight: u64,
-    /// The `input` text of every request.
-    #[arg(long, default_value = "hello")]
-    pub input: String,
-    /// Write the load side's timeline (send rate, latencies, errors per interval) to this CSV.
-    #[arg(long, value_name = "FILE.csv")]
-    pub record: Option<PathBuf>,
-    /// Interval of the progress line and of the recorded rows.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
-    pub interval: Duration,
-    /// No progress on stderr.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
-}
-
-/// Longest `--duration`, `--timeout` or `--interval`: far beyond any run, and far from the
-/// overflow of `Instant + Duration` (which panics).
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// A length of time given as seconds (`90`, `0.5`) or humantime text (`90s`, `10m`), at most
-/// [`MAX_DURATION`]; the value parser of every duration flag.
-pub fn parse_bounded_duration(s: &str) -> Result<Duration, String> {
-    let too_long = || format!("`{s}` is too long: at most 366 days (e.g. 90s, 10m, 8h)");
-    let d = match s.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
-            Duration::try_from_secs_f64(secs).map_err(|_| too_long())?
-        }
-        Ok(_) => {
-            return Err(format!(
-                "`{s}` is not a length of time (e.g. 500ms, 90s, 10m)"
-            ));
-        }
-        Err(_) => {
-            humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?
-        }
-    };
-    if d > MAX_DURATION {
-        return Err(too_long());
-    }
-    Ok(d)
-}
-
-/// Like [`parse_bounded_duration`], longer than 0.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_bounded_duration(s)?;
-    if d.is_zero() {
-        return Err("must be longer than 0".into());
-    }
-    Ok(d)
-}
-
-fn parse_rate(s: &str) -> Result<f64, String> {
-    let r: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of requests per second"))?;
-    if !(r.is_finite() && r > 0.0 && r <= 100_000.0) {
-        return Err("must be more than 0 and at most 100000 requests/s".into());
-    }
-    Ok(r)
-}
 
 impl LoadArgs {
     /// Arguments with a profile and every other option at its default (for callers and tests).
@@ -180,24 +82,21 @@ impl LoadArgs {
     }
 }
 
-/// Runs `kscale load --url …`: drives the URL until the profile ends or Ctrl-C, then prints the
-/// report on stdout. Without `--url` the caller must open a port-forward and use [`run_against`].
-pub async fn run(args: &LoadArgs, output: OutputFormat) -> anyhow::Result<LoadReport> {
+/// Runs `kscale load --url …`: drives the URL until the profile ends or Ctrl-C, then reports
+/// through `ui` (text or one JSON document on stdout). Without `--url` the caller opens a
+/// port-forward and uses [`run_against`].
+pub async fn run(args: &LoadArgs, ui: &Ui) -> anyhow::Result<LoadReport> {
     let Some(url) = args.url.as_deref() else {
         anyhow::bail!(
             "no --url given and no port-forward was opened: pass --url http://HOST:PORT of the \
              inference service"
         );
     };
-    run_against(args, url, output).await
+    run_against(args, url, ui).await
 }
 
 /// Like [`run`] against `base_url` (e.g. a port-forward's `http://127.0.0.1:PORT`).
-pub async fn run_against(
-    args: &LoadArgs,
-    base_url: &str,
-    output: OutputFormat,
-) -> anyhow::Result<LoadReport> {
+pub async fn run_against(args: &LoadArgs, base_url: &str, ui: &Ui) -> anyhow::Result<LoadReport> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let ctrl_c = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -207,33 +106,28 @@ pub async fn run_against(
     let report = generate(args, base_url, stop_rx).await;
     ctrl_c.abort();
     let report = report?;
-    match output {
-        OutputFormat::Text => print!("{}", report.to_text()),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")?
-        ),
-    }
+    ui.result_json(&serde_json::to_value(&report).context("cannot encode the report as JSON")?);
+    ui.result_raw(&report.to_text())?;
     Ok(report)
 }
 
-/// Like [`run`] through a `kubectl port-forward` to the service that `spec` names, opened
-/// for the run and closed after it. kubectl forwards to a single pod: use a NodePort URL with
-/// [`run_against`] to spread the load over pods.
+/// Like [`run`] through a `kubectl port-forward` (started by `runner`, so never in dry-run) to
+/// the service that `spec` names, opened for the run and closed after it. kubectl forwards to a
+/// single pod: use a NodePort URL with [`run_against`] to spread the load over pods.
 pub async fn run_via_port_forward(
     args: &LoadArgs,
-    spec: &crate::tools::port_forward::PortForwardSpec,
-    output: OutputFormat,
+    runner: &Runner,
+    spec: &PortForwardSpec,
+    timeout: Duration,
 ) -> anyhow::Result<LoadReport> {
-    let forward =
-        crate::tools::port_forward::PortForward::open(spec, Duration::from_secs(30)).await?;
+    let forward = PortForward::open(runner, spec, timeout).await?;
     if !args.quiet {
-        eprintln!(
+        runner.ui().info(&format!(
             "load: port-forward {} -> service/{}:{} (one pod receives every request)",
             forward.local_url, spec.service, spec.remote_port
-        );
+        ));
     }
-    let report = run_against(args, &forward.local_url, output).await;
+    let report = run_against(args, &forward.local_url, runner.ui()).await;
     forward.close().await;
     report
 }
@@ -376,65 +270,6 @@ fn unix_now() -> Option<f64> {
         .map(|d| d.as_secs_f64())
 }
 
-/// Live progress: a spinner line on a terminal, plain lines (every 5 s at most) otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    plain_every: Option<Duration>,
-    last_plain: Option<Instant>,
-}
-
-impl Progress {
-    fn new(quiet: bool, interval: Duration) -> Self {
-        if quiet {
-            return Self {
-                bar: None,
-                plain_every: None,
-                last_plain: None,
-            };
-        }
-        if std::io::stderr().is_terminal() {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.enable_steady_tick(Duration::from_millis(200));
-            Self {
-                bar: Some(bar),
-                plain_every: None,
-                last_plain: None,
-            }
-        } else {
-            Self {
-                bar: None,
-                plain_every: Some(interval.max(Duration::from_secs(5))),
-                last_plain: None,
-            }
-        }
-    }
-
-    fn show(&mut self, line: String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(line);
-        } else if let Some(every) = self.plain_every
-            && self.last_plain.is_none_or(|t| t.elapsed() >= every)
-        {
-            eprintln!("{line}");
-            self.last_plain = Some(Instant::now());
-        }
-    }
-
-    fn note(&self, line: &str) {
-        if let Some(bar) = &self.bar {
-            bar.suspend(|| eprintln!("{line}"));
-        } else if self.plain_every.is_some() {
-            eprintln!("{line}");
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 /// Drives `base_url` with the profile of `args` until it ends, `stop` turns true (then requests
 /// in flight are abandoned), or `--max-requests` were sent. Progress goes to stderr unless
 /// `args.quiet`; nothing is printed on stdout.
@@ -444,9 +279,10 @@ pub async fn generate(
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<LoadReport> {
     let profile = args.profile()?;
-    let target = Target::from_base_url(base_url, &args.input)?;
+    // The URL and the flags are the user's input: exit 2 when they are wrong.
+    let target = Target::from_base_url(base_url, &args.input).map_err(crate::bad_input)?;
     if args.interval < Duration::from_millis(100) {
-        anyhow::bail!("--interval must be at least 100ms");
+        return Err(crate::BadInput("--interval must be at least 100ms".into()).into());
     }
     let mut recorder = match &args.record {
         Some(path) => Some(TimelineWriter::create(path)?),
@@ -466,7 +302,7 @@ pub async fn generate(
         failures_in_a_row: AtomicU64::new(0),
         pool: Mutex::new(Vec::new()),
     });
-    let mut progress = Progress::new(args.quiet, args.interval);
+    let mut progress = crate::ui::live(args.quiet, args.interval.max(Duration::from_secs(5)));
     let start = Instant::now();
     let tokio_start = tokio::time::Instant::now();
     let end = tokio_start + args.duration;

@@ -9,48 +9,16 @@ pub mod prom;
 pub mod quantity;
 pub mod watch;
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::cli::MetricsArgs;
 use crate::config::Config;
 use crate::timeline::PodSample;
+use crate::ui::Ui;
 pub use checks::{DecisionHook, HpaView, StageResult};
-
-/// Options of `kscale metrics`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct MetricsArgs {
-    /// Retry until every stage passes or this deadline (e.g. `3m`), for use right after a deploy.
-    #[arg(long, value_name = "DURATION", value_parser = crate::load::parse_bounded_duration)]
-    pub wait: Option<Duration>,
-    /// After the checks, show replicas, metric against target, and queue depth and in-flight
-    /// requests per pod, refreshed every --interval, until Ctrl-C.
-    #[arg(long)]
-    pub watch: bool,
-    /// Stop watching after this long (default: until Ctrl-C).
-    #[arg(long, value_name = "DURATION", value_parser = crate::load::parse_duration, requires = "watch")]
-    pub watch_for: Option<Duration>,
-    /// Append each watched observation to this CSV file (timeline rows, as `kscale plot` reads).
-    #[arg(long, value_name = "FILE.csv", requires = "watch")]
-    pub record: Option<PathBuf>,
-    /// Time between retries (--wait) and refreshes (--watch).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::load::parse_duration)]
-    pub interval: Duration,
-}
-
-impl Default for MetricsArgs {
-    fn default() -> Self {
-        Self {
-            wait: None,
-            watch: false,
-            watch_for: None,
-            record: None,
-            interval: Duration::from_secs(5),
-        }
-    }
-}
 
 /// Result of `kscale metrics`.
 #[derive(Debug, Clone, Serialize)]
@@ -121,31 +89,32 @@ pub async fn run(
     client: kube::Client,
     cfg: &Config,
     args: &MetricsArgs,
-    json: bool,
+    ui: &Ui,
 ) -> anyhow::Result<MetricsReport> {
-    run_with(client, cfg, args, json, checks::no_prediction).await
+    run_with(client, cfg, args, ui, checks::no_prediction).await
 }
 
-/// Runs `kscale metrics` with a hook that predicts the HPA's next decision.
+/// Runs `kscale metrics` with a hook that predicts the HPA's next decision. The report is one
+/// JSON document with `--output json`; with `--watch` stdout is NDJSON instead: the report on
+/// its first line, then one timeline row per line.
 pub async fn run_with(
     client: kube::Client,
     cfg: &Config,
     args: &MetricsArgs,
-    json: bool,
+    ui: &Ui,
     decide: DecisionHook,
 ) -> anyhow::Result<MetricsReport> {
-    let report = check(client.clone(), cfg, args, decide).await?;
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).context("serializing the report")?
-        );
+    let report = check(client.clone(), cfg, args, ui, decide).await?;
+    let json = serde_json::to_value(&report).context("serializing the report")?;
+    if args.watch {
+        ui.result_json_line(&json)?;
     } else {
-        print!("{}", report.to_text());
+        ui.result_json(&json);
     }
+    ui.result_raw(&report.to_text())?;
     if args.watch {
         let checker = checker(client, cfg, decide)?;
-        watch::watch(&checker, args, json).await?;
+        watch::watch(&checker, args, ui).await?;
     }
     Ok(report)
 }
@@ -184,6 +153,7 @@ pub async fn check(
     client: kube::Client,
     cfg: &Config,
     args: &MetricsArgs,
+    ui: &Ui,
     decide: DecisionHook,
 ) -> anyhow::Result<MetricsReport> {
     let checker = checker(client, cfg, decide)?;
@@ -214,23 +184,23 @@ pub async fn check(
         let now = Instant::now();
         if now >= deadline {
             if let Some(f) = report.first_failure() {
-                eprintln!(
+                ui.info(&format!(
                     "kscale metrics: deadline reached after {attempts} attempts; last failure: stage {} ({}): {}",
                     f.stage,
                     f.name,
                     f.cause.as_deref().unwrap_or(&f.seen)
-                );
+                ));
             }
             return Ok(report);
         }
         if let Some(f) = report.first_failure() {
-            eprintln!(
+            ui.info(&format!(
                 "waiting ({:.0} s left): stage {} ({}): {}",
                 (deadline - now).as_secs_f64(),
                 f.stage,
                 f.name,
                 f.seen
-            );
+            ));
         }
         tokio::time::sleep(args.interval.min(deadline - now)).await;
     }

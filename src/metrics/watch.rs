@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use super::MetricsArgs;
 use super::checks::Checker;
+use crate::cli::MetricsArgs;
 use crate::timeline::{PodSample, TimelineRow};
+use crate::ui::Ui;
 
 /// One observation: the HPA, the external metric, and every pod's gauges.
 pub async fn observe(checker: &Checker<'_>, t_seconds: f64) -> TimelineRow {
@@ -75,8 +76,9 @@ pub fn format_row(r: &TimelineRow) -> String {
     )
 }
 
-/// Refreshes every `--interval` until Ctrl-C or `--watch-for`.
-pub async fn watch(checker: &Checker<'_>, args: &MetricsArgs, json: bool) -> anyhow::Result<()> {
+/// Refreshes every `--interval` until Ctrl-C or `--watch-for`: a line per observation, one
+/// compact JSON document per line with `--output json` (NDJSON).
+pub async fn watch(checker: &Checker<'_>, args: &MetricsArgs, ui: &Ui) -> anyhow::Result<()> {
     let start = Instant::now();
     // Opened once: the timeline module owns the format, the header check and per-row flushing.
     let mut recorder = match &args.record {
@@ -87,14 +89,8 @@ pub async fn watch(checker: &Checker<'_>, args: &MetricsArgs, json: bool) -> any
     tokio::pin!(ctrl_c);
     loop {
         let row = observe(checker, start.elapsed().as_secs_f64()).await;
-        if json {
-            println!(
-                "{}",
-                serde_json::to_string(&row).context("serializing a row")?
-            );
-        } else {
-            println!("{}", format_row(&row));
-        }
+        ui.result_json_line(&serde_json::to_value(&row).context("serializing a row")?)?;
+        ui.result(&format_row(&row));
         if let Some(recorder) = recorder.as_mut() {
             recorder.append(&row)?;
         }

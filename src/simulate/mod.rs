@@ -22,52 +22,23 @@ mod tests;
 pub use engine::{Balance, SimOutput, SimParams, Summary, SyncRecord, simulate, simulate_recorded};
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
+use crate::cli::SimulateArgs;
 use crate::config::{Config, Layers, MetricProfile};
 use crate::loadprofile::{LoadKind, LoadProfile};
 use crate::timeline::TimelineRow;
+use crate::ui::Ui;
 
 /// The load used when neither `--steps` nor `--rate-steps` is given: a 4x step, then back.
 pub const DEFAULT_STEPS: &str = "0s:2,120s:8,720s:2";
 
 /// Longest simulated time accepted.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Flags of `kscale simulate`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SimulateArgs {
-    /// Concurrency steps TIME:CLIENTS,... (closed loop); default 0s:2,120s:8,720s:2.
-    #[arg(long, value_name = "STEPS", value_parser = LoadProfile::parse_concurrency, conflicts_with = "rate_steps")]
-    pub steps: Option<LoadProfile>,
-    /// Arrival-rate steps TIME:REQ_PER_S,... (open loop, Poisson arrivals), e.g. 0s:0.1,60s:0.4.
-    #[arg(long, value_name = "STEPS", value_parser = LoadProfile::parse_rate)]
-    pub rate_steps: Option<LoadProfile>,
-    /// Simulated time, e.g. 20m or 1h.
-    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
-    pub duration: Duration,
-    /// Random seed (same seed, same result).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// A second configuration (a kscale.toml, over its profile's defaults) to run on the same load and
-    /// seed.
-    #[arg(long, value_name = "OTHER.toml")]
-    pub compare: Option<PathBuf>,
-    /// Draw the timelines into a PNG or SVG file.
-    #[arg(long, value_name = "FILE")]
-    pub plot: Option<PathBuf>,
-    /// Write the timelines as CSV to FILE (`-` for stdout; the summary then goes to stderr).
-    #[arg(long, value_name = "FILE")]
-    pub csv: Option<PathBuf>,
-    /// How requests are spread over ready pods.
-    #[arg(long, value_enum, default_value_t = Balance::RoundRobin)]
-    pub balance: Balance,
-}
 
 /// One simulated configuration.
 #[derive(Debug, Clone, Serialize)]
@@ -97,31 +68,34 @@ pub struct SimulateReport {
     pub elapsed_seconds: f64,
 }
 
-/// Runs `kscale simulate`: simulates, prints the summary (text or JSON) on stdout, writes the CSV and
-/// the picture when asked, and returns the report.
-pub fn run(config: &Config, args: &SimulateArgs, json: bool) -> anyhow::Result<SimulateReport> {
-    let report = build_report(config, args)?;
+/// Runs `kscale simulate`: simulates, reports the summary through `ui` (text, or one JSON
+/// document), writes the CSV and the picture when asked, and returns the report. stdout holds
+/// one result: with `--csv -` that is the CSV, so the text summary goes to stderr and
+/// `--output json` (a second document for stdout) is refused as bad input.
+pub fn run(config: &Config, args: &SimulateArgs, ui: &Ui) -> anyhow::Result<SimulateReport> {
     let csv_to_stdout = args.csv.as_deref() == Some(Path::new("-"));
+    if csv_to_stdout && ui.json() {
+        return Err(crate::BadInput(
+            "--csv - writes the CSV to stdout, where --output json writes the report: write the CSV to a file, or drop --output json".into(),
+        )
+        .into());
+    }
+    let report = build_report(config, args)?;
     if let Some(path) = &args.csv {
         let text = timeline_csv(&report.runs);
         if csv_to_stdout {
-            std::io::stdout()
-                .write_all(text.as_bytes())
+            ui.result_bytes(text.as_bytes())
                 .context("cannot write the CSV to stdout")?;
         } else {
             std::fs::write(path, text)
                 .with_context(|| format!("cannot write the timeline CSV to {}", path.display()))?;
         }
     }
-    let text = if json {
-        serde_json::to_string_pretty(&report).context("cannot encode the report as JSON")? + "\n"
-    } else {
-        summary_text(&report)
-    };
     if csv_to_stdout {
-        eprint!("{text}");
+        ui.info(summary_text(&report).trim_end());
     } else {
-        print!("{text}");
+        ui.result_json(&serde_json::to_value(&report).context("cannot encode the report as JSON")?);
+        ui.result_raw(&summary_text(&report))?;
     }
     if let Some(path) = &args.plot {
         let series: Vec<(&str, &[TimelineRow])> = report

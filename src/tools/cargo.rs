@@ -32,7 +32,7 @@ impl<'a> Cargo<'a> {
             .arg("--target-dir")
             .arg(target_dir.display().to_string())
             .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .timeout(Duration::from_secs(1800))
+            .timeout(Duration::from_secs(self.runner.timeouts().build_seconds))
             .hint("the compiler output above names the problem; `cargo build -p kscale-server` reproduces it (or set app.image_build = \"dockerfile\")");
         self.runner.run(&cmd)?;
         Ok(target_dir

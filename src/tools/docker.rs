@@ -5,6 +5,15 @@ use std::time::Duration;
 
 use super::{Cmd, Runner, ToolError};
 
+/// Which docker builder runs a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    /// BuildKit: cache mounts and parallel stages; needs the buildx plugin in recent CLIs.
+    BuildKit,
+    /// The classic builder: enough for `FROM scratch` + `COPY`, works with any engine.
+    Classic,
+}
+
 /// The docker program.
 pub struct Docker<'a> {
     runner: &'a Runner,
@@ -20,7 +29,6 @@ impl<'a> Docker<'a> {
     pub fn server_version(&self) -> Result<Option<String>, ToolError> {
         let cmd = Cmd::new("docker")
             .args(["version", "--format", "{{.Server.Version}}"])
-            .timeout(Duration::from_secs(30))
             .hint("start the Docker daemon (Docker Desktop, or `sudo systemctl start docker`) and check that your user may use it");
         let Some(out) = self.runner.probe(&cmd)? else {
             return Ok(None);
@@ -46,12 +54,18 @@ impl<'a> Docker<'a> {
         dockerfile: &Path,
         context: &Path,
         image: &str,
-        buildkit: bool,
+        builder: Builder,
     ) -> Result<(), ToolError> {
         let cmd = Cmd::new("docker")
             .args(["build", "-f", &dockerfile.display().to_string(), "-t", image, &context.display().to_string()])
-            .env("DOCKER_BUILDKIT", if buildkit { "1" } else { "0" })
-            .timeout(Duration::from_secs(1800))
+            .env(
+                "DOCKER_BUILDKIT",
+                match builder {
+                    Builder::BuildKit => "1",
+                    Builder::Classic => "0",
+                },
+            )
+            .timeout(Duration::from_secs(self.runner.timeouts().build_seconds))
             .hint("the build log above says which step failed; `docker build -f server/Dockerfile .` reproduces it");
         self.runner.run(&cmd).map(drop)
     }
@@ -62,7 +76,7 @@ impl<'a> Docker<'a> {
             .run(&Cmd::new("docker").args(["tag", image, target]))?;
         let cmd = Cmd::new("docker")
             .args(["push", target])
-            .timeout(Duration::from_secs(1200))
+            .timeout(Duration::from_secs(self.runner.timeouts().image_push_seconds))
             .hint("log in to the registry first (`docker login REGISTRY`) and check the --registry value");
         self.runner.run(&cmd).map(drop)
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::version::Version;
-use super::{Cmd, Runner, ToolError};
+use super::{Cmd, Runner, ToolError, unreadable};
 use crate::sources::ChartRef;
 
 /// A release as `helm list -o json` shows it.
@@ -20,6 +20,15 @@ pub struct Release {
     pub status: String,
     /// `<chart>-<version>`.
     pub chart: String,
+}
+
+/// What `helm list` knows about one release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseState {
+    /// Not installed.
+    Absent,
+    /// Installed, in some status.
+    Present(Release),
 }
 
 /// The helm program, bound to a kube context.
@@ -53,7 +62,9 @@ impl<'a> Helm<'a> {
         if !out.success() {
             return Ok(Some(false));
         }
-        let repos: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap_or_default();
+        // A format change must fail with what helm said, not read as "no such repository".
+        let repos: Vec<serde_json::Value> =
+            serde_json::from_str(&out.stdout).map_err(|e| unreadable(&cmd, &out, "JSON", &e))?;
         Ok(Some(repos.iter().any(|r| r["name"].as_str() == Some(name))))
     }
 
@@ -68,11 +79,7 @@ impl<'a> Helm<'a> {
     }
 
     /// The release `name` in `namespace`, if installed; `None` in dry-run.
-    pub fn release(
-        &self,
-        name: &str,
-        namespace: &str,
-    ) -> Result<Option<Option<Release>>, ToolError> {
+    pub fn release(&self, name: &str, namespace: &str) -> Result<Option<ReleaseState>, ToolError> {
         let cmd = self.cmd().args([
             "list",
             "-n",
@@ -96,13 +103,11 @@ impl<'a> Helm<'a> {
             return Err(super::failed(&cmd, &out));
         }
         let releases: Vec<Release> =
-            serde_json::from_str(&out.stdout).map_err(|e| ToolError::Failed {
-                command: cmd.to_string(),
-                code: out.code,
-                stderr_tail: format!("unreadable JSON from helm: {e}"),
-                hint: None,
-            })?;
-        Ok(Some(releases.into_iter().find(|r| r.name == name)))
+            serde_json::from_str(&out.stdout).map_err(|e| unreadable(&cmd, &out, "JSON", &e))?;
+        Ok(Some(match releases.into_iter().find(|r| r.name == name) {
+            Some(r) => ReleaseState::Present(r),
+            None => ReleaseState::Absent,
+        }))
     }
 
     /// The user-supplied values of a release (`helm get values -o yaml`), parsed; `None` in
@@ -121,9 +126,9 @@ impl<'a> Helm<'a> {
         if !out.success() {
             return Err(super::failed(&cmd, &out));
         }
-        Ok(Some(
-            crate::render::parse_yaml(&out.stdout).unwrap_or(serde_json::Value::Null),
-        ))
+        let values = crate::render::parse_yaml(&out.stdout)
+            .map_err(|e| unreadable(&cmd, &out, "YAML", e.as_ref()))?;
+        Ok(Some(values))
     }
 
     /// `helm upgrade --install` with a pinned chart version, values files (later ones win), a

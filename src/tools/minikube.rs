@@ -24,9 +24,10 @@ pub enum ProfileState {
     },
 }
 
+/// `minikube profile list -o json`. `valid` is required: a document without it is another
+/// format (or minikube's error document), not an empty list.
 #[derive(Debug, Deserialize)]
 struct ProfileList {
-    #[serde(default)]
     valid: Vec<Profile>,
     #[serde(default)]
     invalid: Vec<Profile>,
@@ -93,7 +94,7 @@ impl<'a> Minikube<'a> {
             None => ProfileState::Absent,
             Some(p) => ProfileState::Present {
                 status: p.status,
-                nodes: p.config.map(|c| c.nodes.len()).unwrap_or(0),
+                nodes: p.config.map_or(0, |c| c.nodes.len()),
             },
         }))
     }
@@ -163,8 +164,18 @@ impl<'a> Minikube<'a> {
         if !out.success() {
             return Err(super::failed(&cmd, &out));
         }
-        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
-        Ok(Some(v[addon]["Status"].as_str() == Some("enabled")))
+        // A format change must fail with what minikube said, not read as "addon disabled".
+        let v: serde_json::Value = serde_json::from_str(&out.stdout)
+            .map_err(|e| super::unreadable(&cmd, &out, "JSON", &e))?;
+        let status = v[addon]["Status"].as_str().ok_or_else(|| {
+            super::unreadable(
+                &cmd,
+                &out,
+                "JSON",
+                &std::io::Error::other(format!("no {addon}.Status")),
+            )
+        })?;
+        Ok(Some(status == "enabled"))
     }
 
     /// Enables an addon; `flags` such as `--images=...` select other images.
@@ -176,7 +187,7 @@ impl<'a> Minikube<'a> {
             cmd = cmd.arg(flag);
         }
         let cmd = cmd
-            .timeout(Duration::from_secs(300))
+            .timeout(Duration::from_secs(self.runner.timeouts().addon_seconds))
             .hint("see `minikube addons list -p PROFILE` and `kubectl -n kube-system get pods`");
         self.runner.run(&cmd).map(drop)
     }
@@ -186,7 +197,9 @@ impl<'a> Minikube<'a> {
         let cmd = self
             .cmd()
             .args(["image", "load", image, "-p", &self.profile])
-            .timeout(Duration::from_secs(600))
+            .timeout(Duration::from_secs(
+                self.runner.timeouts().image_load_seconds,
+            ))
             .hint("check free disk space in the minikube nodes (`minikube ssh -p PROFILE df -h`)");
         self.runner.run(&cmd).map(drop)
     }
@@ -217,7 +230,7 @@ impl<'a> Minikube<'a> {
         let cmd = self
             .cmd()
             .args(["delete", "-p", &self.profile])
-            .timeout(Duration::from_secs(300));
+            .timeout(Duration::from_secs(self.runner.timeouts().delete_seconds));
         self.runner.run(&cmd)?;
         if self.networks_left()?.is_empty() {
             return Ok(());
@@ -249,8 +262,7 @@ impl<'a> Minikube<'a> {
         }
         let cmd = Cmd::new("docker")
             .args(["network", "ls", "--format", "{{.Name}}", "--filter"])
-            .arg(format!("label={NETWORK_LABEL}={}", self.profile))
-            .timeout(Duration::from_secs(60));
+            .arg(format!("label={NETWORK_LABEL}={}", self.profile));
         let Some(out) = self.runner.probe(&cmd)? else {
             return Ok(Vec::new());
         };
@@ -280,5 +292,7 @@ mod tests {
             list.valid[0].config.as_ref().map(|c| c.nodes.len()),
             Some(2)
         );
+        // Another shape is not "no profile".
+        assert!(serde_json::from_str::<ProfileList>(r#"{"profiles":[]}"#).is_err());
     }
 }

@@ -1,9 +1,12 @@
-//! The one place kscale runs external programs (minikube, helm, kubectl, docker), through `duct`.
+//! The one place kscale runs external programs (minikube, helm, kubectl, docker): [`Runner`],
+//! through `duct` for commands that finish and through [`Runner::spawn`] for long-lived ones
+//! (`kubectl port-forward`, in `port_forward`).
 //!
-//! Invariants: every external process starts here (long-lived ones, like `kubectl port-forward`,
-//! in `port_forward`); a failure carries the command line, the exit
-//! status and the tail of stderr, plus a hint; in `--dry-run` nothing is executed (actions are
-//! printed, probes answer "unknown" and callers plan for a fresh machine).
+//! Invariants: every external process starts in this file (the tidy test enforces it); every
+//! command has a deadline (its own, or the configured `timeouts.command_seconds`); a failure
+//! carries the command line, the exit status and the tail of stderr, plus a hint; in `--dry-run`
+//! nothing is executed (actions are printed, probes answer "unknown" and callers plan for a
+//! fresh machine; a long-lived process is refused).
 
 pub mod cargo;
 pub mod docker;
@@ -16,6 +19,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::TimeoutConfig;
 use crate::ui::Ui;
 
 /// How many lines of stderr an error keeps.
@@ -73,7 +77,7 @@ impl Cmd {
         self
     }
 
-    /// Kills the command after `d`.
+    /// Kills the command after `d` (instead of the runner's default deadline).
     pub fn timeout(mut self, d: Duration) -> Self {
         self.timeout = Some(d);
         self
@@ -161,6 +165,12 @@ pub enum ToolError {
         /// What to do about it.
         hint: Option<String>,
     },
+    /// A long-lived process was asked for in `--dry-run`, which starts none.
+    #[error("`{command}` was not started: --dry-run executes nothing")]
+    DryRun {
+        /// The command line.
+        command: String,
+    },
     /// Starting or waiting for the process failed.
     #[error("cannot run `{command}`: {source}")]
     Io {
@@ -217,17 +227,42 @@ pub fn install_hint(program: &str) -> String {
     }
 }
 
+/// Whether a [`Runner`] executes commands or only prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Execution {
+    /// Run every command.
+    Real,
+    /// `--dry-run`: print actions, skip probes, start nothing.
+    DryRun,
+}
+
 /// Runs external commands; the only place that does.
 #[derive(Clone)]
 pub struct Runner {
     ui: Ui,
     dry_run: bool,
+    timeouts: TimeoutConfig,
 }
 
 impl Runner {
-    /// A runner reporting through `ui`; in `dry_run` it executes nothing.
-    pub fn new(ui: Ui, dry_run: bool) -> Self {
-        Self { ui, dry_run }
+    /// A runner reporting through `ui`, with the default deadlines.
+    pub fn new(ui: Ui, execution: Execution) -> Self {
+        Self {
+            ui,
+            dry_run: execution == Execution::DryRun,
+            timeouts: TimeoutConfig::default(),
+        }
+    }
+
+    /// The same runner with the configured deadlines (`timeouts.*`).
+    pub fn with_timeouts(mut self, timeouts: TimeoutConfig) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The deadlines the typed wrappers give their commands.
+    pub fn timeouts(&self) -> &TimeoutConfig {
+        &self.timeouts
     }
 
     /// Whether this runner executes nothing.
@@ -299,21 +334,20 @@ impl Runner {
             command: command.clone(),
             source,
         };
-        let output = match cmd.timeout {
-            None => expr.run().map_err(io)?,
-            Some(limit) => {
-                let handle = expr.start().map_err(io)?;
-                match handle.wait_timeout(limit).map_err(io)? {
-                    Some(o) => o.clone(),
-                    None => {
-                        let _ = handle.kill();
-                        return Err(ToolError::TimedOut {
-                            command,
-                            after: limit,
-                            hint: cmd.hint.clone(),
-                        });
-                    }
-                }
+        // No command runs without a deadline: a hung tool must not hang kscale.
+        let limit = cmd
+            .timeout
+            .unwrap_or(Duration::from_secs(self.timeouts.command_seconds));
+        let handle = expr.start().map_err(io)?;
+        let output = match handle.wait_timeout(limit).map_err(io)? {
+            Some(o) => o.clone(),
+            None => {
+                let _ = handle.kill();
+                return Err(ToolError::TimedOut {
+                    command,
+                    after: limit,
+                    hint: cmd.hint.clone(),
+                });
             }
         };
         Ok(Output {
@@ -321,6 +355,54 @@ impl Runner {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
+    }
+}
+
+impl Runner {
+    /// Starts a long-lived command (stdin closed, stdout and stderr piped, killed when the
+    /// handle is dropped); its owner bounds how long it waits on it. Refused in dry-run.
+    pub fn spawn(&self, cmd: &Cmd) -> Result<tokio::process::Child, ToolError> {
+        let command = cmd.to_string();
+        if self.dry_run {
+            self.ui.plan(&format!(
+                "$ {command}    (long-lived, not started in dry-run)"
+            ));
+            return Err(ToolError::DryRun { command });
+        }
+        if self.which(&cmd.program).is_none() {
+            return Err(ToolError::NotFound {
+                program: cmd.program.clone(),
+                hint: install_hint(&cmd.program),
+            });
+        }
+        self.ui.verbose(&format!("$ {command}"));
+        let mut child = tokio::process::Command::new(&cmd.program);
+        child
+            .args(&cmd.args)
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        child
+            .spawn()
+            .map_err(|source| ToolError::Io { command, source })
+    }
+}
+
+/// The error for a command whose output kscale cannot read (`what`: JSON, YAML): it names the
+/// command and shows the start of what it printed, since a format change of a tool must fail
+/// loudly rather than read as "nothing there".
+pub fn unreadable(cmd: &Cmd, out: &Output, what: &str, error: &dyn std::error::Error) -> ToolError {
+    let shown: String = out.stdout.chars().take(400).collect();
+    ToolError::Failed {
+        command: cmd.to_string(),
+        code: out.code,
+        stderr_tail: format!("unreadable {what} output ({error}):\n{}", shown.trim_end()),
+        hint: Some(format!(
+            "run `{cmd}` yourself; a newer {} may print another format",
+            cmd.program
+        )),
     }
 }
 
@@ -357,7 +439,7 @@ mod tests {
     #[test]
     fn a_failure_carries_command_status_and_stderr_tail() {
         let ui = Ui::new(crate::ui::Mode::Quiet);
-        let r = Runner::new(ui, false);
+        let r = Runner::new(ui, Execution::Real);
         let cmd = Cmd::new("sh")
             .args([
                 "-c",
@@ -377,7 +459,7 @@ mod tests {
 
     #[test]
     fn a_missing_program_says_how_to_install_it() {
-        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), false);
+        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), Execution::Real);
         let err = r
             .run(&Cmd::new("kscale-no-such-tool"))
             .expect_err("missing");
@@ -386,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_command_past_its_deadline_is_stopped() {
-        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), false);
+        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), Execution::Real);
         let err = r
             .run(
                 &Cmd::new("sleep")
@@ -399,11 +481,32 @@ mod tests {
 
     #[test]
     fn dry_run_executes_nothing() {
-        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), true);
+        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), Execution::DryRun);
         let out = r
             .run(&Cmd::new("sh").args(["-c", "exit 1"]))
             .expect("dry-run reports success");
         assert!(out.success());
         assert!(r.probe(&Cmd::new("true")).expect("probe").is_none());
+        assert!(matches!(
+            r.spawn(&Cmd::new("sleep").arg("5")),
+            Err(ToolError::DryRun { .. })
+        ));
+    }
+
+    #[test]
+    fn a_command_without_its_own_deadline_gets_the_configured_one() {
+        let timeouts = TimeoutConfig {
+            command_seconds: 1,
+            ..TimeoutConfig::default()
+        };
+        let r =
+            Runner::new(Ui::new(crate::ui::Mode::Quiet), Execution::Real).with_timeouts(timeouts);
+        let err = r
+            .run(&Cmd::new("sleep").arg("30"))
+            .expect_err("stopped at the default deadline");
+        assert!(
+            matches!(err, ToolError::TimedOut { after, .. } if after == Duration::from_secs(1)),
+            "{err}"
+        );
     }
 }

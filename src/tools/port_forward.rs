@@ -5,13 +5,13 @@
 //! To watch the HPA balance load, prefer the NodePort URL (`minikube service --url`).
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+use super::{Cmd, Runner};
 
 /// What to forward.
 #[derive(Debug, Clone)]
@@ -28,7 +28,8 @@ pub struct PortForwardSpec {
     pub remote_port: u16,
 }
 
-/// A running port-forward; dropping it kills kubectl.
+/// A running port-forward; dropping it kills kubectl. Started through [`Runner::spawn`], the
+/// tools layer's one place that starts long-lived processes.
 #[derive(Debug)]
 pub struct PortForward {
     child: Child,
@@ -39,12 +40,16 @@ pub struct PortForward {
 impl PortForward {
     /// Starts `kubectl port-forward` on a free local port of 127.0.0.1 and waits (up to
     /// `timeout`) for kubectl to say where it listens.
-    pub async fn open(spec: &PortForwardSpec, timeout: Duration) -> anyhow::Result<PortForward> {
-        let mut command = Command::new(&spec.kubectl);
+    pub async fn open(
+        runner: &Runner,
+        spec: &PortForwardSpec,
+        timeout: Duration,
+    ) -> anyhow::Result<PortForward> {
+        let mut cmd = Cmd::new(&spec.kubectl.display().to_string());
         if let Some(context) = &spec.context {
-            command.args(["--context", context]);
+            cmd = cmd.args(["--context", context]);
         }
-        command
+        let cmd = cmd
             .args([
                 "--namespace",
                 &spec.namespace,
@@ -53,17 +58,8 @@ impl PortForward {
                 "127.0.0.1",
             ])
             .arg(format!("service/{}", spec.service))
-            .arg(format!(":{}", spec.remote_port))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = command.spawn().with_context(|| {
-            format!(
-                "cannot run {} port-forward: is kubectl installed and on PATH?",
-                spec.kubectl.display()
-            )
-        })?;
+            .arg(format!(":{}", spec.remote_port));
+        let mut child = runner.spawn(&cmd)?;
         let stderr_text = Arc::new(Mutex::new(String::new()));
         let mut stderr_task = None;
         if let Some(stderr) = child.stderr.take() {

@@ -87,7 +87,8 @@ async fn every_panel_query_runs_in_a_real_prometheus() {
     use std::time::Duration;
 
     use crate::support::{Pipeline, PodSpec, poll};
-    use kscale::load::{LoadArgs, Profile, generate};
+    use kscale::cli::LoadArgs;
+    use kscale::load::{Profile, generate};
 
     let mut cfg = Config::default();
     cfg.metric.scrape_interval_seconds = 1;

@@ -14,7 +14,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kscale::load::{LoadArgs, LoadReport, Profile, StopReason, generate};
+use kscale::cli::LoadArgs;
+use kscale::load::{LoadReport, Profile, StopReason, generate};
 use kscale::tools::port_forward::{PortForward, PortForwardSpec};
 
 fn server_binary() -> PathBuf {
@@ -389,6 +390,14 @@ fn server_in_flight(server: &Server) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// The tools layer's runner, quiet, as `kscale load` gets it.
+fn runner() -> kscale::tools::Runner {
+    kscale::tools::Runner::new(
+        kscale::ui::Ui::new(kscale::ui::Mode::Quiet),
+        kscale::tools::Execution::Real,
+    )
+}
+
 /// A stand-in for kubectl (no cluster runs here): records its arguments and prints kubectl's
 /// forwarding line for a real server's port, then waits like kubectl does.
 fn fake_kubectl(dir: &std::path::Path, port: u16) -> PathBuf {
@@ -416,7 +425,7 @@ fn port_forward_gives_a_url_and_is_killed_on_drop() {
     };
     let rt = runtime();
     let (pid, report) = rt.block_on(async {
-        let pf = PortForward::open(&spec, Duration::from_secs(10))
+        let pf = PortForward::open(&runner(), &spec, Duration::from_secs(10))
             .await
             .expect("port-forward opens");
         let pid = pf.pid().expect("kubectl runs");
@@ -473,7 +482,7 @@ fn a_failing_port_forward_says_why() {
         remote_port: 3000,
     };
     let err = runtime()
-        .block_on(PortForward::open(&spec, Duration::from_secs(10)))
+        .block_on(PortForward::open(&runner(), &spec, Duration::from_secs(10)))
         .expect_err("fails");
     let msg = format!("{err:#}");
     assert!(msg.contains("not found") && msg.contains("exited"), "{msg}");
@@ -585,8 +594,9 @@ fn run_via_port_forward_loads_through_the_forward() {
     let report = runtime()
         .block_on(kscale::load::run_via_port_forward(
             &a,
+            &runner(),
             &spec,
-            kscale::cli::OutputFormat::Json,
+            Duration::from_secs(10),
         ))
         .expect("load through the forward");
     assert_eq!(report.ok, 2, "{report:#?}");

@@ -3,8 +3,7 @@
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 use kscale::cli::GlobalArgs;
-use kscale::load::LoadArgs;
-use kscale::plot::PlotArgs;
+use kscale::cli::{LoadArgs, PlotArgs};
 
 #[derive(Parser)]
 struct Cli {

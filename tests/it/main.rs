@@ -1,5 +1,6 @@
 //! kscale's integration tests: one test binary (faster to link), one module per area.
 
+mod cli_conventions;
 mod cli_smoke;
 mod controlplane;
 mod dashboard;
@@ -14,3 +15,4 @@ mod plot;
 mod render;
 mod sim_validation;
 mod support;
+mod tidy;

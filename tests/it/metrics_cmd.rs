@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use kscale::cli::MetricsArgs;
 use kscale::config::Config;
 use kscale::metrics::checks::no_prediction;
-use kscale::metrics::{MetricsArgs, MetricsReport, adapter_query};
+use kscale::metrics::{MetricsReport, adapter_query};
+use kscale::ui::{Mode, Ui};
 
 use crate::support::kube_stub::{Endpoint, KubeStub, Reply, Scenario, fixture_json};
 
@@ -15,9 +17,15 @@ const POD_B: &str = "inference-6b7f9c8d4-q8w4z";
 
 async fn check_with(scenario: Scenario, args: &MetricsArgs) -> (MetricsReport, KubeStub) {
     let stub = KubeStub::start(scenario).await;
-    let report = kscale::metrics::check(stub.client(), &Config::default(), args, no_prediction)
-        .await
-        .expect("the check runs");
+    let report = kscale::metrics::check(
+        stub.client(),
+        &Config::default(),
+        args,
+        &Ui::new(Mode::Quiet),
+        no_prediction,
+    )
+    .await
+    .expect("the check runs");
     (report, stub)
 }
 
@@ -518,9 +526,14 @@ async fn watch_records_timeline_rows() {
         interval: Duration::from_millis(100),
         ..MetricsArgs::default()
     };
-    let r = kscale::metrics::run(stub.client(), &Config::default(), &args, false)
-        .await
-        .unwrap();
+    let r = kscale::metrics::run(
+        stub.client(),
+        &Config::default(),
+        &args,
+        &Ui::new(Mode::Plain),
+    )
+    .await
+    .unwrap();
     assert!(r.passed);
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -543,9 +556,14 @@ async fn watch_records_timeline_rows() {
         "{text}"
     );
     // Appending again keeps one header.
-    kscale::metrics::run(stub.client(), &Config::default(), &args, true)
-        .await
-        .unwrap();
+    kscale::metrics::run(
+        stub.client(),
+        &Config::default(),
+        &args,
+        &Ui::new(Mode::Json),
+    )
+    .await
+    .unwrap();
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.matches("t_seconds").count(), 1, "{text}");
 }
@@ -612,9 +630,15 @@ async fn the_concurrency_profile_checks_its_own_rule() {
     let stub = KubeStub::start(Scenario::healthy()).await;
     let mut cfg = Config::default();
     cfg.metric.profile = kscale::config::MetricProfile::Concurrency;
-    let r = kscale::metrics::check(stub.client(), &cfg, &MetricsArgs::default(), no_prediction)
-        .await
-        .unwrap();
+    let r = kscale::metrics::check(
+        stub.client(),
+        &cfg,
+        &MetricsArgs::default(),
+        &Ui::new(Mode::Quiet),
+        no_prediction,
+    )
+    .await
+    .unwrap();
     assert!(r.passed, "{}", r.to_text());
     assert!(
         r.query.starts_with("sum(inference_requests_in_flight{job=\"kscale-inference\",namespace=\"default\"} + inference_queue_depth{job=\"kscale-inference\",namespace=\"default\"}) by ()"),
@@ -649,9 +673,15 @@ fn always_five(_: &kscale::metrics::HpaView, _: Option<&[f64]>, _: u32, _: &Conf
 async fn the_decision_hook_sees_the_external_value_and_a_disagreement_is_shown() {
     let stub = KubeStub::start(Scenario::healthy()).await;
     let args = MetricsArgs::default();
-    let r = kscale::metrics::check(stub.client(), &Config::default(), &args, ratio_times_ready)
-        .await
-        .unwrap();
+    let r = kscale::metrics::check(
+        stub.client(),
+        &Config::default(),
+        &args,
+        &Ui::new(Mode::Quiet),
+        ratio_times_ready,
+    )
+    .await
+    .unwrap();
     // 10.048 / 12 × 2 ready pods = 1.67 -> 2, as the HPA's status says.
     assert_eq!(r.hpa.as_ref().unwrap().expected_desired_replicas, Some(2));
     assert!(
@@ -660,9 +690,15 @@ async fn the_decision_hook_sees_the_external_value_and_a_disagreement_is_shown()
         r.stages[5].seen
     );
 
-    let r = kscale::metrics::check(stub.client(), &Config::default(), &args, always_five)
-        .await
-        .unwrap();
+    let r = kscale::metrics::check(
+        stub.client(),
+        &Config::default(),
+        &args,
+        &Ui::new(Mode::Quiet),
+        always_five,
+    )
+    .await
+    .unwrap();
     assert!(
         r.stages[5].seen.contains("the metric alone proposes 5"),
         "{}",

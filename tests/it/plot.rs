@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use kscale::plot::{PlotArgs, run};
+use kscale::cli::PlotArgs;
+use kscale::plot::run;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -11,6 +11,8 @@
 #   helm-hang:RELEASE      `helm upgrade --install RELEASE` waits until a signal stops it
 #   docker-daemon          the Docker daemon is down
 #   minikube-delete-leaves-network  the first `minikube delete` leaves the profile's network
+#   minikube-addons-format `minikube addons list -o json` prints another format (a list)
+#   helm-repo-format       `helm repo list -o json` prints another format (an object)
 # The variables may also come from fakes.env beside the fakes: kscale refuses unknown KSCALE_*
 # variables in its own environment, so the tests hand them to the fakes that way.
 if [[ -f "${BASH_SOURCE[0]%/*}/fakes.env" ]]; then

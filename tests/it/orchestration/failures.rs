@@ -66,6 +66,38 @@ fn a_docker_daemon_that_does_not_answer_stops_up_before_any_change() {
 }
 
 #[test]
+fn tool_output_in_another_format_fails_with_the_command_and_what_it_printed() {
+    // Read as "no such repository" or "addon disabled", a format change would make kscale act
+    // on a wrong belief (add the repository again, re-enable the addon): it must stop instead.
+    for (fail, command, printed, action) in [
+        (
+            "minikube-addons-format",
+            "`minikube addons list -p kscale -o json` failed",
+            "[{\"Name\":\"metrics-server\"",
+            "minikube addons enable",
+        ),
+        (
+            "helm-repo-format",
+            "`helm repo list -o json` failed",
+            "{\"repositories\":[]}",
+            "helm repo add",
+        ),
+    ] {
+        let mut env = Env::new();
+        env.set_env("KSCALE_FAKE_FAIL", fail);
+        let src = env.source().display().to_string();
+        let run = env.kscale(&["up", "--source", &src]);
+        run.expect_code(1)
+            .stderr_has(&[command, "unreadable JSON output", printed]);
+        assert!(
+            !env.log().iter().any(|l| l.starts_with(action)),
+            "{fail}: nothing acted on the unread output: {:?}",
+            env.log()
+        );
+    }
+}
+
+#[test]
 fn a_failing_helm_install_reports_command_exit_code_stderr_and_hint() {
     let mut env = Env::new();
     env.set_env("KSCALE_FAKE_FAIL", "helm-install:prometheus");

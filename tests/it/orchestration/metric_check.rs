@@ -152,6 +152,36 @@ fn the_chain_follows_the_stack_kscale_metrics_names_an_uninstalled_prometheus() 
 }
 
 #[test]
+fn metrics_watch_with_output_json_is_ndjson() {
+    let env = Env::new();
+    env.up_fresh();
+    let run = env.kscale(&[
+        "--output",
+        "json",
+        "metrics",
+        "--watch",
+        "--watch-for",
+        "1s",
+        "--interval",
+        "300ms",
+    ]);
+    run.expect_code(0);
+    let docs: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not one JSON document per line: {e}\n{}", run.stdout))
+        })
+        .collect();
+    assert!(docs.len() >= 2, "the report, then rows:\n{}", run.stdout);
+    assert_eq!(docs[0]["passed"], true, "the report comes first");
+    for row in &docs[1..] {
+        assert!(row["t_seconds"].is_number(), "a timeline row: {row}");
+    }
+}
+
+#[test]
 fn the_concurrency_profile_checks_its_own_series_and_the_hpa_proposes_a_scale_up() {
     let env = Env::new();
     let src = env.source().display().to_string();

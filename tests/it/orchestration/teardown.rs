@@ -41,7 +41,8 @@ fn teardown_without_a_terminal_refuses_without_yes_before_any_command() {
     let env = Env::new();
     env.up_fresh();
     let before = env.versions();
-    env.kscale(&["teardown"]).expect_code(1).stderr_has(&[
+    // A missing --yes is bad input, like any other: exit 2.
+    env.kscale(&["teardown"]).expect_code(2).stderr_has(&[
         "refusing to delete minikube profile kscale without --yes",
         "nothing was changed",
         "--keep-cluster",

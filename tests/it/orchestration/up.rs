@@ -186,7 +186,8 @@ fn dry_run_executes_nothing_and_prints_the_plan() {
     let env = Env::new();
     let src = env.source().display().to_string();
     let run = env.kscale(&["--dry-run", "up", "--source", &src]);
-    run.expect_code(0).stdout_has(&[
+    // The plan is progress (stderr); stdout keeps only the result.
+    run.expect_code(0).stderr_has(&[
         "$ minikube start -p kscale --nodes 2 --memory 4400 --cpus 2 --driver docker",
         "$ minikube addons enable metrics-server -p kscale",
         "$ helm repo add prometheus-community https://prometheus-community.github.io/helm-charts",
@@ -209,6 +210,36 @@ fn dry_run_executes_nothing_and_prints_the_plan() {
     );
     assert!(env.api.seen().is_empty(), "no API call");
     assert!(!env.profile_exists("kscale"));
+}
+
+#[test]
+fn dry_run_with_output_json_keeps_the_plan_off_stdout() {
+    let env = Env::new();
+    let src = env.source().display().to_string();
+    for args in [
+        vec!["--dry-run", "--output", "json", "up", "--source", &src],
+        vec!["--dry-run", "--output", "json", "deploy", "--source", &src],
+        vec!["--dry-run", "--output", "json", "teardown"],
+    ] {
+        let run = env.kscale(&args);
+        run.expect_code(0);
+        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not one JSON document: {e}\n{}",
+                run.stdout
+            )
+        });
+        assert!(
+            run.stderr.contains("$ "),
+            "{args:?}: the plan is on stderr: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        env.log(),
+        Vec::<String>::new(),
+        "the fakes were never called"
+    );
 }
 
 #[test]

@@ -35,10 +35,27 @@ fn api_url(path: &str) -> String {
     format!("https://{NS_IP}:{API_PORT}{path}")
 }
 
-/// `curl` with the admin client certificate; true on a 2xx answer. Inside the namespace when
-/// `in_netns`, for endpoints bound to its loopback.
-fn curl_ok(pki: &Pki, url: &str, in_netns: bool, verify: bool) -> bool {
-    let mut cmd = if in_netns {
+/// Where a health probe runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProbeAt {
+    /// Inside the network namespace, for endpoints bound to its loopback.
+    Netns,
+    /// On the host.
+    Host,
+}
+
+/// How a health probe treats the server's certificate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// Checked against the harness' CA (the API server's certificate names its address).
+    VerifyCa,
+    /// Not checked (self-signed serving certificates of the other components, or plain HTTP).
+    Insecure,
+}
+
+/// `curl` with the admin client certificate; true on a 2xx answer.
+fn curl_ok(pki: &Pki, url: &str, at: ProbeAt, tls: Tls) -> bool {
+    let mut cmd = if at == ProbeAt::Netns {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", netns::NETNS, "curl"]);
         c
@@ -47,7 +64,7 @@ fn curl_ok(pki: &Pki, url: &str, in_netns: bool, verify: bool) -> bool {
     };
     cmd.args(["-sf", "-o", "/dev/null", "--max-time", "2"]);
     if url.starts_with("https") {
-        if verify {
+        if tls == Tls::VerifyCa {
             cmd.arg("--cacert").arg(pki.file("ca.crt"));
         } else {
             cmd.arg("-k");
@@ -370,17 +387,37 @@ fn health(layout: &Layout) -> (Vec<String>, bool) {
         let (state, ok) = match recorded(layout, name) {
             Some(r) if r.running() => {
                 let healthy = match name {
-                    "etcd" => curl_ok(&pki, "http://127.0.0.1:2379/health", true, false),
-                    "kube-apiserver" => curl_ok(&pki, &api_url("/readyz"), false, true),
-                    "kube-controller-manager" => {
-                        curl_ok(&pki, "https://127.0.0.1:10257/healthz", true, false)
+                    "etcd" => curl_ok(
+                        &pki,
+                        "http://127.0.0.1:2379/health",
+                        ProbeAt::Netns,
+                        Tls::Insecure,
+                    ),
+                    "kube-apiserver" => {
+                        curl_ok(&pki, &api_url("/readyz"), ProbeAt::Host, Tls::VerifyCa)
                     }
-                    "kube-scheduler" => {
-                        curl_ok(&pki, "https://127.0.0.1:10259/healthz", true, false)
+                    "kube-controller-manager" => curl_ok(
+                        &pki,
+                        "https://127.0.0.1:10257/healthz",
+                        ProbeAt::Netns,
+                        Tls::Insecure,
+                    ),
+                    "kube-scheduler" => curl_ok(
+                        &pki,
+                        "https://127.0.0.1:10259/healthz",
+                        ProbeAt::Netns,
+                        Tls::Insecure,
+                    ),
+                    "kwok" => curl_ok(
+                        &pki,
+                        "http://127.0.0.1:10247/healthz",
+                        ProbeAt::Netns,
+                        Tls::Insecure,
+                    ),
+                    "prometheus" => {
+                        curl_ok(&pki, &prometheus_ready_url(), ProbeAt::Host, Tls::Insecure)
                     }
-                    "kwok" => curl_ok(&pki, "http://127.0.0.1:10247/healthz", true, false),
-                    "prometheus" => curl_ok(&pki, &prometheus_ready_url(), false, false),
-                    _ => curl_ok(&pki, &adapter_health_url(), true, false),
+                    _ => curl_ok(&pki, &adapter_health_url(), ProbeAt::Netns, Tls::Insecure),
                 };
                 let word = if healthy { "healthy" } else { "unhealthy" };
                 (format!("pid {} {word}", r.pid), healthy)
@@ -512,12 +549,17 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
 
     let etcd = launch("etcd", &programs.etcd, etcd_args(layout))?;
     process::wait_ready(&etcd, "health", Duration::from_secs(30), || {
-        curl_ok(&pki, "http://127.0.0.1:2379/health", true, false)
+        curl_ok(
+            &pki,
+            "http://127.0.0.1:2379/health",
+            ProbeAt::Netns,
+            Tls::Insecure,
+        )
     })?;
 
     let api = launch("kube-apiserver", &programs.apiserver, apiserver_args(&pki))?;
     process::wait_ready(&api, "/readyz", Duration::from_secs(120), || {
-        curl_ok(&pki, &api_url("/readyz"), false, true)
+        curl_ok(&pki, &api_url("/readyz"), ProbeAt::Host, Tls::VerifyCa)
     })?;
 
     let kcm = launch(
@@ -534,10 +576,20 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
 
     kubectl(layout, &["apply", "-f", "-"], Some(&nodes_manifest()))?;
     process::wait_ready(&kcm, "/healthz", Duration::from_secs(60), || {
-        curl_ok(&pki, "https://127.0.0.1:10257/healthz", true, false)
+        curl_ok(
+            &pki,
+            "https://127.0.0.1:10257/healthz",
+            ProbeAt::Netns,
+            Tls::Insecure,
+        )
     })?;
     process::wait_ready(&scheduler, "/healthz", Duration::from_secs(60), || {
-        curl_ok(&pki, "https://127.0.0.1:10259/healthz", true, false)
+        curl_ok(
+            &pki,
+            "https://127.0.0.1:10259/healthz",
+            ProbeAt::Netns,
+            Tls::Insecure,
+        )
     })?;
     process::wait_ready(&kwok, "both nodes Ready", Duration::from_secs(60), || {
         kubectl(
@@ -575,7 +627,7 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
         metrics::prometheus_args(layout, &prometheus_config),
     )?;
     process::wait_ready(&prometheus, "/-/ready", Duration::from_secs(60), || {
-        curl_ok(&pki, &prometheus_ready_url(), false, false)
+        curl_ok(&pki, &prometheus_ready_url(), ProbeAt::Host, Tls::Insecure)
     })?;
     let adapter_config = metrics::adapter_config(layout, options.adapter_config.as_deref())?;
     let adapter = launch(
@@ -584,7 +636,7 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
         metrics::adapter_args(layout, &adapter_config),
     )?;
     process::wait_ready(&adapter, "/healthz", Duration::from_secs(60), || {
-        curl_ok(&pki, &adapter_health_url(), true, false)
+        curl_ok(&pki, &adapter_health_url(), ProbeAt::Netns, Tls::Insecure)
     })?;
     kubectl(
         layout,

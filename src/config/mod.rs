@@ -1,0 +1,177 @@
+//! The one typed configuration of kscale.
+//!
+//! Layers, lowest first: built-in defaults (which reproduce the original system), `kscale.toml`,
+//! `KSCALE_*` environment variables, command-line flags. [`Config::validate`] runs before anything
+//! touches a cluster, and every error names the key and the allowed range.
+//!
+//! One file per section (`cluster`, `app`, `metric`, `hpa`, `monitoring`, `timeouts`), plus the
+//! validation (`validate`) and the keys as text (`keys`: environment, `--set`, display).
+
+mod app;
+mod cluster;
+mod hpa;
+mod keys;
+mod metric;
+mod monitoring;
+#[cfg(test)]
+mod tests;
+mod timeouts;
+mod validate;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+pub use app::{AppConfig, ImageBuild};
+pub use cluster::ClusterConfig;
+pub use hpa::{HpaConfig, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy};
+pub use metric::{MetricConfig, MetricProfile};
+pub use monitoring::MonitoringConfig;
+pub use timeouts::TimeoutConfig;
+pub use validate::{ConfigErrors, Invalid, is_dns1123_label};
+
+/// Everything kscale needs to bring up, deploy, check and simulate the stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The local minikube cluster.
+    pub cluster: ClusterConfig,
+    /// The inference server and its Kubernetes objects.
+    pub app: AppConfig,
+    /// The metric the HPA scales on and how Prometheus collects it.
+    pub metric: MetricConfig,
+    /// The HorizontalPodAutoscaler.
+    pub hpa: HpaConfig,
+    /// kube-prometheus-stack and prometheus-adapter.
+    pub monitoring: MonitoringConfig,
+    /// Deadlines of the waits.
+    pub timeouts: TimeoutConfig,
+}
+
+/// Largest number of seconds `kscale-server` accepts for any option (its `MAX_SECONDS`).
+pub const SERVER_MAX_SECONDS: u64 = 1_000_000;
+
+/// Longest deadline of a wait (`timeouts.*`): far beyond any real wait, far from the overflow of
+/// `Instant + Duration`.
+pub const MAX_TIMEOUT_SECONDS: u64 = 366 * 24 * 3600;
+
+/// Longest Prometheus rate window and adapter relist interval kscale renders: a day.
+pub const MAX_WINDOW_SECONDS: u64 = 86_400;
+
+/// Minimum memory per node for kube-prometheus-stack, the adapter and the app (MB).
+pub const MIN_NODE_MEMORY_MB: u32 = 3000;
+
+impl Config {
+    /// Reads a `kscale.toml` over the defaults. Unknown keys are refused with their path.
+    pub fn from_toml_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::from_toml_str(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml_str(text: &str) -> anyhow::Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+}
+
+/// Where configuration layers come from, lowest priority first after the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Layers {
+    /// Text of `kscale.toml`, with the path for error messages.
+    pub file: Option<(std::path::PathBuf, String)>,
+    /// Environment variables (all of them; only `KSCALE_*` are read).
+    pub env: Vec<(String, String)>,
+    /// `key=value` overrides from flags, in order.
+    pub sets: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Defaults of a metric profile for every section.
+    pub fn defaults_for(profile: MetricProfile) -> Self {
+        Self {
+            metric: MetricConfig::defaults_for(profile),
+            hpa: HpaConfig::defaults_for(profile),
+            ..Self::default()
+        }
+    }
+
+    /// Builds the configuration from its layers: the profile's defaults, the file, the
+    /// environment, the flags. Does not validate; call [`Config::validate`].
+    pub fn load(layers: &Layers) -> anyhow::Result<Self> {
+        let file_table: toml::Table = match &layers.file {
+            Some((path, text)) => toml::from_str(text).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid config file {}: {}",
+                    path.display(),
+                    e.to_string().trim_end()
+                )
+            })?,
+            None => toml::Table::new(),
+        };
+        // The profile decides the defaults of the other metric and HPA keys, so find it first.
+        let profile_text = layers
+            .sets
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "metric.profile")
+            .map(|(_, v)| v.clone())
+            .or_else(|| {
+                layers
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "KSCALE_METRIC_PROFILE")
+                    .map(|(_, v)| v.clone())
+            })
+            .or_else(|| {
+                file_table
+                    .get("metric")
+                    .and_then(|m| m.get("profile"))
+                    .and_then(|p| p.as_str())
+                    .map(str::to_string)
+            });
+        let profile = match profile_text.as_deref() {
+            None | Some("mean-duration") => MetricProfile::MeanDuration,
+            Some("concurrency") => MetricProfile::Concurrency,
+            Some(other) => anyhow::bail!(
+                "metric.profile: {other:?} is not a profile: allowed \"mean-duration\" (default) or \"concurrency\""
+            ),
+        };
+        let mut base = toml::Value::try_from(Self::defaults_for(profile))?;
+        merge(&mut base, toml::Value::Table(file_table));
+        let mut config: Config = base.try_into().map_err(|e: toml::de::Error| {
+            let place = layers
+                .file
+                .as_ref()
+                .map(|(p, _)| p.display().to_string())
+                .unwrap_or_default();
+            anyhow::anyhow!("invalid config file {place}: {}", e.to_string().trim_end())
+        })?;
+        config.apply_env(layers.env.iter().cloned())?;
+        for (key, value) in &layers.sets {
+            config
+                .set(key, value)
+                .with_context(|| format!("in --set {key}={value}"))?;
+        }
+        Ok(config)
+    }
+}
+
+/// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.
+fn merge(base: &mut toml::Value, over: toml::Value) {
+    match (base, over) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}

@@ -1,0 +1,301 @@
+//! Tidy: the rules of ARCHITECTURE.md that a text scan of `src/` can check, in the spirit of
+//! rust-analyzer's `tidy.rs`. Each rule is a function of (path, text) so that the tests below can
+//! show it catches a violation.
+//!
+//! - status output only through the UI layer: no `print!`/`println!`/`eprint!`/`eprintln!`/`dbg!`
+//!   and no `std::io::stdout()`/`stderr()` outside `src/ui.rs`;
+//! - processes start only in the tools layer: `std::process`, `tokio::process` and `duct`
+//!   appear only under `src/tools/`, and processes are started only in `src/tools/mod.rs`;
+//! - no `.unwrap()` in code that is not a test (input and I/O must fail with a message);
+//! - every `pub` item and field has a doc comment (rustc's `missing_docs` skips items of
+//!   private modules).
+
+use std::path::{Path, PathBuf};
+
+/// One broken rule at a place.
+#[derive(Debug, PartialEq, Eq)]
+struct Violation {
+    path: String,
+    line: usize,
+    rule: &'static str,
+}
+
+/// Uses of `std::process` that start nothing and may appear anywhere: the binary's exit status.
+const PROCESS_ALLOWED: &[&str] = &["std::process::ExitCode"];
+
+/// The lines of `text` that are not test code, with their 1-based numbers: an inline
+/// `#[cfg(test)] mod … { … }` is skipped up to its closing brace at the same indentation.
+fn code_lines(text: &str) -> Vec<(usize, &str)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.trim() == "#[cfg(test)]"
+            && let Some(next) = lines.get(i + 1)
+            && next.trim_start().starts_with("mod ")
+            && next.trim_end().ends_with('{')
+        {
+            let indent = &next[..next.len() - next.trim_start().len()];
+            let close = format!("{indent}}}");
+            let end = lines[i + 2..]
+                .iter()
+                .position(|l| *l == close)
+                .map_or(lines.len(), |p| i + 2 + p);
+            i = end + 1;
+            continue;
+        }
+        out.push((i + 1, line));
+        i += 1;
+    }
+    out
+}
+
+/// The code of a line without its `//` comment (a `//` inside a string literal is rare enough
+/// in this code base that the scan ignores the case).
+fn without_comment(line: &str) -> &str {
+    let mut in_string = false;
+    let bytes = line.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'"' if i == 0 || bytes[i - 1] != b'\\' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// The line without the contents of its string literals, so that a word inside a message
+/// (`"fn main() { println!(); }"`) is not taken for code.
+fn without_strings(line: &str) -> String {
+    let mut out = String::new();
+    let mut in_string = false;
+    let mut prev = '\0';
+    for c in line.chars() {
+        if c == '"' && prev != '\\' {
+            in_string = !in_string;
+            out.push(c);
+        } else if !in_string {
+            out.push(c);
+        }
+        prev = c;
+    }
+    out
+}
+
+fn check_file(path: &str, text: &str) -> Vec<Violation> {
+    let mut found = Vec::new();
+    let mut report = |line: usize, rule: &'static str| {
+        found.push(Violation {
+            path: path.to_string(),
+            line,
+            rule,
+        })
+    };
+    let in_ui = path == "src/ui.rs";
+    let in_tools = path.starts_with("src/tools/");
+    let spawner = path == "src/tools/mod.rs";
+    let lines = code_lines(text);
+    for (n, raw) in &lines {
+        let code = without_strings(without_comment(raw));
+        let macros = ["print!(", "println!(", "eprint!(", "eprintln!(", "dbg!("]
+            .iter()
+            .any(|m| code.contains(m) && !code.contains(&format!("_{m}")));
+        let streams = ["io::stdout()", "io::stderr()"]
+            .iter()
+            .any(|m| code.contains(m));
+        if !in_ui && (macros || streams) {
+            report(*n, "status output outside src/ui.rs");
+        }
+        let process = code.replace(PROCESS_ALLOWED[0], "");
+        if !in_tools
+            && ["std::process", "tokio::process", "duct::", "use duct"]
+                .iter()
+                .any(|m| process.contains(m))
+        {
+            report(*n, "process API outside src/tools");
+        }
+        if in_tools
+            && !spawner
+            && ["Command::new(", "duct::cmd", ".spawn()"]
+                .iter()
+                .any(|m| code.contains(m))
+        {
+            report(*n, "a process started outside src/tools/mod.rs");
+        }
+        if code.contains(".unwrap()") {
+            report(*n, ".unwrap() in non-test code");
+        }
+    }
+    for (i, (n, raw)) in lines.iter().enumerate() {
+        let t = raw.trim_start();
+        let public = t.starts_with("pub ")
+            && !t.starts_with("pub mod ")
+            && !t.starts_with("pub use ")
+            && !t.starts_with("pub(crate)");
+        if !public {
+            continue;
+        }
+        if !documented(&lines[..i]) {
+            report(*n, "public item without a doc comment");
+        }
+    }
+    found
+}
+
+/// Whether the item after `before` has a doc comment: walking up over its attributes (also
+/// those rustfmt wraps over several lines), the first other line is `///`.
+fn documented(before: &[(usize, &str)]) -> bool {
+    let mut in_attribute = false;
+    for (_, line) in before.iter().rev() {
+        let t = line.trim();
+        if in_attribute {
+            in_attribute = !t.starts_with("#[");
+            continue;
+        }
+        if t.starts_with("#[") && t.ends_with(']') {
+            continue;
+        }
+        if t.ends_with(']') {
+            // The last line of an attribute that starts further up.
+            in_attribute = true;
+            continue;
+        }
+        return t.starts_with("///");
+    }
+    false
+}
+
+/// Every `.rs` file under `dir`, with the files of `#[cfg(test)] mod x;` declarations left out.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read src") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut tests = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).expect("read source");
+        let lines: Vec<&str> = text.lines().collect();
+        for pair in lines.windows(2) {
+            if pair[0].trim() == "#[cfg(test)]"
+                && let Some(name) = pair[1]
+                    .trim()
+                    .strip_prefix("mod ")
+                    .and_then(|r| r.strip_suffix(';'))
+            {
+                let parent = f.parent().expect("parent");
+                let base = if f
+                    .file_name()
+                    .is_some_and(|n| n == "mod.rs" || n == "lib.rs")
+                {
+                    parent.to_path_buf()
+                } else {
+                    parent.join(f.file_stem().expect("stem"))
+                };
+                tests.push(base.join(format!("{name}.rs")));
+            }
+        }
+    }
+    files.retain(|f| !tests.contains(f));
+    files.sort();
+    files
+}
+
+#[test]
+fn src_keeps_the_architecture_rules() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = sources(&root.join("src"));
+    assert!(files.len() > 30, "the scan found the sources: {files:?}");
+    let mut all = Vec::new();
+    for f in files {
+        let rel = f
+            .strip_prefix(root)
+            .expect("under the root")
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(&f).expect("read source");
+        all.extend(check_file(&rel, &text));
+    }
+    assert!(
+        all.is_empty(),
+        "rules of ARCHITECTURE.md broken:\n{}",
+        all.iter()
+            .map(|v| format!("  {}:{}: {}", v.path, v.line, v.rule))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+fn rules(path: &str, text: &str) -> Vec<&'static str> {
+    check_file(path, text).into_iter().map(|v| v.rule).collect()
+}
+
+#[test]
+fn the_scan_catches_status_output_outside_ui() {
+    let text = "/// Doc.\npub fn f() {\n    println!(\"hi\");\n    eprint!(\"x\");\n}\n";
+    assert_eq!(
+        rules("src/load/mod.rs", text),
+        ["status output outside src/ui.rs"; 2]
+    );
+    assert!(rules("src/ui.rs", text).is_empty());
+    let direct = "fn f() {\n    let _ = std::io::stdout().write_all(b\"x\");\n}\n";
+    assert_eq!(
+        rules("src/simulate/mod.rs", direct),
+        ["status output outside src/ui.rs"]
+    );
+    // Inside a string, in a comment, or in test code it is not status output.
+    let quiet = "fn f() -> &'static str {\n    // println!(\"x\")\n    \"fn main() { println!(); }\"\n}\n\n#[cfg(test)]\nmod tests {\n    fn g() {\n        println!(\"t\");\n    }\n}\n";
+    assert!(rules("src/app.rs", quiet).is_empty());
+}
+
+#[test]
+fn the_scan_catches_processes_outside_tools() {
+    let text = "fn f() {\n    let _ = std::process::Command::new(\"ls\");\n    let _ = duct::cmd!(\"ls\");\n    use tokio::process::Child;\n}\n";
+    assert_eq!(
+        rules("src/app.rs", text),
+        ["process API outside src/tools"; 3]
+    );
+    assert_eq!(
+        rules("src/tools/port_forward.rs", text),
+        ["a process started outside src/tools/mod.rs"; 2]
+    );
+    assert!(rules("src/tools/mod.rs", text).is_empty());
+    assert!(
+        rules(
+            "src/main.rs",
+            "fn main() -> std::process::ExitCode {\n    todo!()\n}\n"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn the_scan_catches_unwrap_outside_tests() {
+    let text = "fn f(s: &str) -> u8 {\n    s.parse().unwrap()\n}\n\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() {\n        \"1\".parse::<u8>().unwrap();\n    }\n}\n";
+    let found = check_file("src/config.rs", text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (found[0].line, found[0].rule),
+        (2, ".unwrap() in non-test code")
+    );
+}
+
+#[test]
+fn the_scan_catches_undocumented_public_items() {
+    let text = "/// Documented.\n#[derive(Debug)]\npub struct A {\n    /// Documented.\n    pub a: u8,\n    pub b: u8,\n}\n\npub fn f() {}\n\n#[allow(dead_code)]\npub const C: u8 = 1;\n";
+    let found = check_file("src/x.rs", text);
+    assert_eq!(
+        found.iter().map(|v| v.line).collect::<Vec<_>>(),
+        [6, 9, 12],
+        "{found:?}"
+    );
+}
