@@ -236,11 +236,11 @@ pub fn estimated_events(p: &SimParams, load: &LoadProfile, duration: f64) -> f64
     };
     let mut requests = 0.0;
     for (i, step) in load.steps.iter().enumerate() {
-        let from = step.at_seconds.min(duration);
+        let from = step.at.as_secs_f64().min(duration);
         let to = load
             .steps
             .get(i + 1)
-            .map_or(duration, |next| next.at_seconds.min(duration));
+            .map_or(duration, |next| next.at.as_secs_f64().min(duration));
         requests += per_second(step.value) * (to - from).max(0.0);
     }
     let fixed = duration
@@ -423,7 +423,7 @@ impl Sim<'_> {
 
     fn start(&mut self) {
         if let Some((at, from, to)) = self.load.first_rise() {
-            self.summary.step_at_seconds = Some(at);
+            self.summary.step_at_seconds = Some(at.as_secs_f64());
             self.summary.step_from = Some(from);
             self.summary.step_to = Some(to);
         }
@@ -443,11 +443,11 @@ impl Sim<'_> {
         match self.load.kind {
             LoadKind::Concurrency => {
                 for (index, s) in self.load.steps.iter().enumerate() {
-                    self.push(s.at_seconds, Kind::Step { index });
+                    self.push(s.at.as_secs_f64(), Kind::Step { index });
                 }
             }
             LoadKind::Rate => {
-                let first = self.load.steps.first().map_or(0.0, |s| s.at_seconds);
+                let first = self.load.steps.first().map_or(0.0, |s| s.at.as_secs_f64());
                 self.push(first, Kind::OpenArrival { send: false });
             }
         }
@@ -504,12 +504,12 @@ impl Sim<'_> {
         if send {
             self.send(now, false);
         }
-        let rate = self.load.value_at(now);
+        let rate = self.load.value_at_seconds(now);
         let next_step = self
             .load
             .steps
             .iter()
-            .map(|s| s.at_seconds)
+            .map(|s| s.at.as_secs_f64())
             .find(|&t| t > now);
         let gap = if rate > 0.0 {
             // Exponential gaps: a Poisson process. 1 - u is in (0, 1], so the log is finite.
@@ -841,7 +841,7 @@ impl Sim<'_> {
             replicas_desired: self.desired,
             metric_value: self.last_metric,
             target: self.p.target,
-            load: Some(self.load.value_at(now)),
+            load: Some(self.load.value_at_seconds(now)),
             queue_depth: Some(queued),
             in_flight: Some(in_flight),
             p50_seconds: p50,

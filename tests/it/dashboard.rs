@@ -87,7 +87,8 @@ async fn every_panel_query_runs_in_a_real_prometheus() {
     use std::time::Duration;
 
     use crate::support::{Pipeline, PodSpec, poll};
-    use kscale::load::{LoadArgs, Profile, generate};
+    use kscale::load::{LoadArgs, generate};
+    use kscale::loadprofile::LoadProfile;
 
     let mut cfg = Config::default();
     cfg.metric.scrape_interval_seconds = 1;
@@ -106,7 +107,7 @@ async fn every_panel_query_runs_in_a_real_prometheus() {
     // Load on both pods, long enough for a few scrapes.
     let mut loads = Vec::new();
     for addr in p.addrs_in("default") {
-        let mut a = LoadArgs::with_profile(&Profile::Concurrency(2));
+        let mut a = LoadArgs::with_profile(&LoadProfile::concurrency(2));
         a.duration = Duration::from_secs(6);
         a.timeout = Duration::from_secs(10);
         let (_tx, rx) = tokio::sync::watch::channel(false);

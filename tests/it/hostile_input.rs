@@ -233,7 +233,7 @@ fn a_template_that_includes_itself_is_refused_by_name() {
 fn a_simulation_beyond_the_event_limit_is_refused_up_front() {
     let started = Instant::now();
     let out = kscale(
-        &["simulate", "--steps", "0s:100000", "--duration", "7d"],
+        &["simulate", "--steps", "0s:10000", "--duration", "7d"],
         &[],
     );
     assert_refused(&out, &["events", "--duration"]);
