@@ -288,7 +288,8 @@ pub async fn diagnose_pods(client: &Client, namespace: &str, selector: &str) -> 
     let mut lines = Vec::new();
     for pod in list.items {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        lines.push(format!("pod {name}: {}", pod_problem(&pod)));
+        let problem = pod_problem(&pod);
+        lines.push(format!("pod {name}: {}; fix: {}", problem.why, problem.fix));
         let fields = format!("involvedObject.name={name}");
         if let Ok(evs) = events.list(&ListParams::default().fields(&fields)).await {
             for ev in evs
@@ -309,40 +310,148 @@ pub async fn diagnose_pods(client: &Client, namespace: &str, selector: &str) -> 
     lines.join("\n")
 }
 
-/// A one-line account of a pod's state.
-pub fn pod_problem(pod: &Pod) -> String {
-    let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.unwrap_or_else(|| "Unknown".into());
-    let mut parts = vec![phase];
-    for cs in status.container_statuses.unwrap_or_default() {
+/// Why a pod is not ready and what to do about it: the one diagnosis `up`/`deploy` waits and
+/// `kscale metrics` stage 1 both print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProblem {
+    /// Phase, then each container's waiting/terminated/unready state (or the failing conditions).
+    pub why: String,
+    /// The next step, with the pod's namespace and name filled in.
+    pub fix: String,
+}
+
+/// Diagnoses a pod from its phase, container states and conditions.
+pub fn pod_problem(pod: &Pod) -> PodProblem {
+    let status = pod.status.as_ref();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Unknown".into());
+    let mut reasons = Vec::new();
+    for cs in status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+    {
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            let hint = match w.reason.as_deref() {
-                Some("ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff") => {
-                    " (the image is not on this node: `kscale deploy` loads it with `minikube image load`; on other clusters use --registry)"
-                }
-                Some("CrashLoopBackOff") => " (the server exits: see `kubectl logs --previous`)",
-                _ => "",
-            };
-            parts.push(format!(
-                "container {} waiting: {} {}{hint}",
+            reasons.push(format!(
+                "container {} waiting: {}{}",
                 cs.name,
                 w.reason.clone().unwrap_or_default(),
-                w.message.clone().unwrap_or_default()
+                w.message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
             ));
-        }
-        if !cs.ready {
-            parts.push(format!(
-                "container {} not ready (restarts {})",
+        } else if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            reasons.push(format!(
+                "container {} terminated: {} (exit {})",
+                cs.name,
+                t.reason.clone().unwrap_or_default(),
+                t.exit_code
+            ));
+        } else if !cs.ready {
+            reasons.push(format!(
+                "container {} running but not ready (readiness probe /readyz, restarts {})",
                 cs.name, cs.restart_count
             ));
         }
     }
-    parts.join("; ")
+    if reasons.is_empty() {
+        for c in status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| c.status != "True")
+        {
+            reasons.push(format!(
+                "{} {}{}",
+                c.type_,
+                c.reason.clone().unwrap_or_default(),
+                c.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let why = if reasons.is_empty() {
+        format!("phase {phase}")
+    } else {
+        format!("phase {phase}, {}", reasons.join("; "))
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let fix = if why.contains("ImagePull") || why.contains("ErrImageNeverPull") {
+        "the image is missing on the pod's node: re-run `kscale deploy` (on minikube it loads the \
+         image into every node with `minikube image load`), or on other clusters pass --registry, \
+         or --image with a pullable reference"
+            .to_owned()
+    } else if why.contains("CrashLoopBackOff") || why.contains("terminated") {
+        format!("read the server's log: kubectl -n {ns} logs {name} --previous")
+    } else if why.contains("Unschedulable") || phase == "Pending" {
+        format!(
+            "kubectl -n {ns} describe pod {name} (look at Events: not enough CPU/memory on the nodes?)"
+        )
+    } else {
+        format!("wait for the readiness probe, or kubectl -n {ns} describe pod {name}")
+    };
+    PodProblem { why, fix }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(status: Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "inference-1", "namespace": "kscale"},
+            "status": status,
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn pod_problem_names_the_state_and_a_fix_for_this_pod() {
+        let waiting = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "server", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}]}),
+        );
+        let p = pod_problem(&waiting);
+        assert_eq!(
+            p.why,
+            "phase Pending, container server waiting: ErrImageNeverPull (not present)"
+        );
+        assert!(p.fix.contains("minikube image load"), "{}", p.fix);
+        let crashed = pod(
+            serde_json::json!({"phase": "Running", "containerStatuses": [{
+            "name": "server", "ready": false, "restartCount": 3, "image": "i", "imageID": "",
+            "state": {"terminated": {"reason": "Error", "exitCode": 2}}}]}),
+        );
+        let p = pod_problem(&crashed);
+        assert_eq!(
+            p.why,
+            "phase Running, container server terminated: Error (exit 2)"
+        );
+        assert_eq!(
+            p.fix,
+            "read the server's log: kubectl -n kscale logs inference-1 --previous"
+        );
+        let unscheduled = pod(serde_json::json!({"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/2 nodes are available"}]}));
+        let p = pod_problem(&unscheduled);
+        assert_eq!(
+            p.why,
+            "phase Pending, PodScheduled Unschedulable: 0/2 nodes are available"
+        );
+        assert!(
+            p.fix
+                .starts_with("kubectl -n kscale describe pod inference-1"),
+            "{}",
+            p.fix
+        );
+    }
 
     fn deployment(generation: i64, status: Value) -> Deployment {
         serde_json::from_value(serde_json::json!({

@@ -214,99 +214,8 @@ fn is_ready(pod: &Pod) -> bool {
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Why a pod is not ready, from its phase and container states.
-fn not_ready_reason(pod: &Pod) -> (String, String) {
-    let status = pod.status.as_ref();
-    let phase = status
-        .and_then(|s| s.phase.clone())
-        .unwrap_or_else(|| "Unknown".into());
-    let mut reasons = Vec::new();
-    for cs in status
-        .and_then(|s| s.container_statuses.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            reasons.push(format!(
-                "container {} waiting: {}{}",
-                cs.name,
-                w.reason.clone().unwrap_or_default(),
-                w.message
-                    .as_ref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            ));
-        } else if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
-            reasons.push(format!(
-                "container {} terminated: {} (exit {})",
-                cs.name,
-                t.reason.clone().unwrap_or_default(),
-                t.exit_code
-            ));
-        } else if !cs.ready {
-            reasons.push(format!(
-                "container {} running but not ready (readiness probe /readyz)",
-                cs.name
-            ));
-        }
-    }
-    if reasons.is_empty() {
-        for c in status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-        {
-            if c.status != "True" {
-                reasons.push(format!(
-                    "{} {}{}",
-                    c.type_,
-                    c.reason.clone().unwrap_or_default(),
-                    c.message
-                        .as_ref()
-                        .map(|m| format!(": {m}"))
-                        .unwrap_or_default()
-                ));
-            }
-        }
-    }
-    let text = format!(
-        "phase {phase}{}",
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(", {}", reasons.join("; "))
-        }
-    );
-    let fix = if text.contains("ImagePull") || text.contains("ErrImageNeverPull") {
-        "the image is missing on the pod's node: re-run `kscale deploy` (it loads the image into every minikube node), or pass --image with a pullable reference".to_owned()
-    } else if text.contains("CrashLoopBackOff") || text.contains("terminated") {
-        format!(
-            "read the server's log: kubectl -n {} logs {} --previous",
-            pod_ns(pod),
-            pod_name(pod)
-        )
-    } else if text.contains("Unschedulable") || phase == "Pending" {
-        format!(
-            "kubectl -n {} describe pod {} (look at Events: not enough CPU/memory on the nodes?)",
-            pod_ns(pod),
-            pod_name(pod)
-        )
-    } else {
-        format!(
-            "wait for the readiness probe, or kubectl -n {} describe pod {}",
-            pod_ns(pod),
-            pod_name(pod)
-        )
-    };
-    (text, fix)
-}
-
 fn pod_name(p: &Pod) -> String {
     p.metadata.name.clone().unwrap_or_default()
-}
-
-fn pod_ns(p: &Pod) -> String {
-    p.metadata.namespace.clone().unwrap_or_default()
 }
 
 /// The container port the scrape job keeps (named `http`), else the configured port.
@@ -385,9 +294,9 @@ impl Checker<'_> {
         for pod in &list.items {
             let name = pod_name(pod);
             if !is_ready(pod) {
-                let (why, fix) = not_ready_reason(pod);
-                problems.push(format!("pod {name} not ready: {why}"));
-                fixes.push(fix);
+                let problem = crate::kubeapi::pod_problem(pod);
+                problems.push(format!("pod {name} not ready: {}", problem.why));
+                fixes.push(problem.fix);
                 continue;
             }
             let port = metrics_port(pod, self.cfg.app.port);

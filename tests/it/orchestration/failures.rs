@@ -151,8 +151,8 @@ fn a_rollout_past_its_deadline_says_which_pod_is_not_ready_and_why() {
     run.expect_code(1).stderr_has(&[
         "the rollout was not ready after 3s: 0 of 1 updated replicas available",
         "what is not ready:",
-        &format!("pod {pod}: Pending; container server waiting: ErrImageNeverPull"),
-        "`kscale deploy` loads it with `minikube image load`",
+        &format!("pod {pod}: phase Pending, container server waiting: ErrImageNeverPull"),
+        "it loads the image into every node with `minikube image load`",
         "event ErrImageNeverPull: Container image",
     ]);
     assert!(
