@@ -50,22 +50,85 @@ pub enum Applied {
     Unchanged,
 }
 
+/// One kind of object kscale renders and applies, described by k8s-openapi's own constants so
+/// that the API path, the scope and the typed check cannot drift apart.
+#[derive(Clone, Copy)]
+pub struct ObjectKind {
+    /// `apiVersion` as written in a manifest (`apps/v1`).
+    pub api_version: &'static str,
+    /// API group (empty for the core group).
+    pub group: &'static str,
+    /// `kind` (`Deployment`).
+    pub kind: &'static str,
+    /// The resource's plural in the URL (`deployments`).
+    pub plural: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// Deserializes into the k8s-openapi type and serializes back (what `render::check_object`
+    /// compares with the input to find fields the type does not know).
+    pub round_trip: fn(&Value) -> anyhow::Result<Value>,
+}
+
+impl ObjectKind {
+    fn of<K>() -> Self
+    where
+        K: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize + 'static,
+    {
+        Self {
+            api_version: K::API_VERSION,
+            group: K::GROUP,
+            kind: K::KIND,
+            plural: K::URL_PATH_SEGMENT,
+            namespaced: std::any::TypeId::of::<K::Scope>()
+                == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>(),
+            round_trip: round_trip::<K>,
+        }
+    }
+}
+
+/// Every kind kscale renders and applies.
+pub fn object_kinds() -> [ObjectKind; 6] {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+    [
+        ObjectKind::of::<Deployment>(),
+        ObjectKind::of::<Service>(),
+        ObjectKind::of::<Secret>(),
+        ObjectKind::of::<ConfigMap>(),
+        ObjectKind::of::<Namespace>(),
+        ObjectKind::of::<HorizontalPodAutoscaler>(),
+    ]
+}
+
+/// The kind kscale knows for `apiVersion` and `kind`, if any.
+pub fn object_kind(api_version: &str, kind: &str) -> Option<ObjectKind> {
+    object_kinds()
+        .into_iter()
+        .find(|k| k.api_version == api_version && k.kind == kind)
+}
+
+fn round_trip<T>(value: &Value) -> anyhow::Result<Value>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let typed: T =
+        serde_path_to_error::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(serde_json::to_value(&typed)?)
+}
+
 /// The API resource (plural, scope) of the kinds kscale applies; no discovery round trip needed.
 fn resource_of(gvk: &GroupVersionKind) -> anyhow::Result<(ApiResource, bool)> {
-    let (plural, namespaced) = match (gvk.group.as_str(), gvk.kind.as_str()) {
-        ("apps", "Deployment") => ("deployments", true),
-        ("", "Service") => ("services", true),
-        ("", "Secret") => ("secrets", true),
-        ("", "ConfigMap") => ("configmaps", true),
-        ("", "Namespace") => ("namespaces", false),
-        ("autoscaling", "HorizontalPodAutoscaler") => ("horizontalpodautoscalers", true),
-        _ => anyhow::bail!(
+    let Some(known) = object_kind(&gvk.api_version(), &gvk.kind) else {
+        anyhow::bail!(
             "kscale does not apply {}/{} objects",
             gvk.api_version(),
             gvk.kind
-        ),
+        );
     };
-    Ok((ApiResource::from_gvk_with_plural(gvk, plural), namespaced))
+    Ok((
+        ApiResource::from_gvk_with_plural(gvk, known.plural),
+        known.namespaced,
+    ))
 }
 
 fn api_for(client: &Client, obj: &DynamicObject) -> anyhow::Result<(Api<DynamicObject>, String)> {
@@ -408,6 +471,35 @@ mod tests {
             "status": status,
         }))
         .expect("pod")
+    }
+
+    #[test]
+    fn object_kinds_come_from_k8s_openapi() {
+        let table: Vec<_> = object_kinds()
+            .iter()
+            .map(|k| (k.api_version, k.kind, k.plural, k.namespaced))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("apps/v1", "Deployment", "deployments", true),
+                ("v1", "Service", "services", true),
+                ("v1", "Secret", "secrets", true),
+                ("v1", "ConfigMap", "configmaps", true),
+                ("v1", "Namespace", "namespaces", false),
+                (
+                    "autoscaling/v2",
+                    "HorizontalPodAutoscaler",
+                    "horizontalpodautoscalers",
+                    true
+                ),
+            ]
+        );
+        let gvk = GroupVersionKind::gvk("batch", "v1", "Job");
+        assert!(resource_of(&gvk).is_err());
+        let gvk = GroupVersionKind::gvk("", "v1", "Namespace");
+        let (ar, namespaced) = resource_of(&gvk).expect("known");
+        assert_eq!((ar.plural.as_str(), namespaced), ("namespaces", false));
     }
 
     #[test]

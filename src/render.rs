@@ -430,7 +430,6 @@ fn kind_label(k: FileKind) -> &'static str {
 /// that did not survive: k8s-openapi ignores unknown keys, so this is what catches a misspelled
 /// key before the API server (or worse, nobody) does.
 pub fn check_object(value: &Value) -> anyhow::Result<()> {
-    use k8s_openapi::api::{apps::v1 as apps, autoscaling::v2 as autoscaling, core::v1 as core};
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -447,19 +446,10 @@ pub fn check_object(value: &Value) -> anyhow::Result<()> {
     {
         anyhow::bail!("metadata.name is missing");
     }
-    let back = match (api_version, kind) {
-        ("apps/v1", "Deployment") => round_trip::<apps::Deployment>(value)?,
-        ("v1", "Service") => round_trip::<core::Service>(value)?,
-        ("v1", "Secret") => round_trip::<core::Secret>(value)?,
-        ("v1", "Namespace") => round_trip::<core::Namespace>(value)?,
-        ("v1", "ConfigMap") => round_trip::<core::ConfigMap>(value)?,
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
-            round_trip::<autoscaling::HorizontalPodAutoscaler>(value)?
-        }
-        _ => anyhow::bail!(
-            "kscale does not know {api_version}/{kind}; add it to render::check_object"
-        ),
+    let Some(known) = crate::kubeapi::object_kind(api_version, kind) else {
+        anyhow::bail!("kscale does not know {api_version}/{kind}; add it to kubeapi::object_kinds");
     };
+    let back = (known.round_trip)(value)?;
     let mut dropped = BTreeSet::new();
     missing_paths(value, &back, String::new(), &mut dropped);
     if !dropped.is_empty() {
@@ -474,15 +464,6 @@ pub fn check_object(value: &Value) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn round_trip<T>(value: &Value) -> anyhow::Result<Value>
-where
-    T: serde::de::DeserializeOwned + serde::Serialize,
-{
-    let typed: T =
-        serde_path_to_error::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(serde_json::to_value(&typed)?)
 }
 
 /// Paths present in `input` but absent from `back` (the typed round trip).
