@@ -487,16 +487,6 @@ pub fn is_dns1123_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Whether `s` is a Kubernetes quantity kscale can pass on (`500m`, `128Mi`, `1`, `0.5`).
-fn is_quantity(s: &str) -> bool {
-    const SUFFIXES: &[&str] = &["Ki", "Mi", "Gi", "Ti", "m", "k", "M", "G", "T", ""];
-    SUFFIXES.iter().any(|suffix| {
-        s.strip_suffix(suffix).is_some_and(|num| {
-            !num.is_empty() && num.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0)
-        })
-    })
-}
-
 impl Config {
     /// Checks every value against its allowed range. Runs before anything touches a cluster.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
@@ -667,7 +657,7 @@ impl Config {
             ("app.memory_request", &a.memory_request),
             ("app.memory_limit", &a.memory_limit),
         ] {
-            if !is_quantity(value) {
+            if !crate::quantity::is_resource_amount(value) {
                 bad(
                     key,
                     format!("{value:?} is not a Kubernetes quantity (e.g. \"500m\", \"128Mi\")"),

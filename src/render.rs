@@ -137,15 +137,6 @@ pub fn adapter_rule(cfg: &Config) -> AdapterRule {
     }
 }
 
-/// A metric target as a Kubernetes quantity: whole numbers as is, fractions in milli-units.
-pub fn quantity(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{}m", (v * 1000.0).round() as i64)
-    }
-}
-
 /// The template set: embedded, or read from a directory that overrides files by name.
 #[derive(Debug, Clone)]
 pub struct Templates {
@@ -312,7 +303,7 @@ pub fn render_all(
             MetricProfile::MeanDuration => "Value",
             MetricProfile::Concurrency => "AverageValue",
         },
-        "target_quantity": quantity(cfg.metric.target),
+        "target_quantity": crate::quantity::format(cfg.metric.target),
         "scrape_job": SCRAPE_JOB,
         "scrape_timeout_seconds": scrape_timeout,
         "scrape_secret": SCRAPE_SECRET,
@@ -513,13 +504,6 @@ mod tests {
         let text = "a {% include \"x.yaml\" %} {%- import 'm.tera' as m -%}\n\
                     {% include [\"y\", 'z'] ignore missing %} {{ not_a_tag }} {% if x %}{% endif %}";
         assert_eq!(references(text), ["x.yaml", "m.tera", "y", "z"]);
-    }
-
-    #[test]
-    fn quantities_are_whole_or_milli() {
-        assert_eq!(quantity(12.0), "12");
-        assert_eq!(quantity(1.5), "1500m");
-        assert_eq!(quantity(0.25), "250m");
     }
 
     #[test]

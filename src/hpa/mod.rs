@@ -14,11 +14,11 @@ mod replicas;
 #[cfg(test)]
 mod tests;
 
+pub use crate::quantity::{quantity_milli, target_milli};
 pub use autoscaler::{Autoscaler, Condition, Decision, MetricInput, MetricReading, SyncInputs};
 pub use replicas::{
     MetricError, MetricTarget, PodMetric, PodPhase, Proposal, Tolerances,
     external_average_value_replicas, external_value_replicas, pods_average_value_replicas,
-    quantity_milli, target_milli,
 };
 
 use serde::{Deserialize, Serialize};

@@ -10,8 +10,9 @@ use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
 
 use super::adapter_query::{self, go_quote};
-use super::{exposition, prom, quantity};
+use super::{exposition, prom};
 use crate::config::{Config, MetricProfile};
+use crate::quantity;
 use crate::render::AdapterRule;
 use crate::timeline::PodSample;
 

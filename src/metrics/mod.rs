@@ -6,7 +6,6 @@ pub mod checks;
 pub mod exposition;
 pub mod predict;
 pub mod prom;
-pub mod quantity;
 pub mod watch;
 
 use std::path::PathBuf;

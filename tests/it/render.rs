@@ -96,7 +96,7 @@ fn concurrency_profile_targets_an_average_value() {
     assert_eq!(ext.target.type_, "AverageValue");
     assert_eq!(
         ext.target.average_value.map(|q| q.0),
-        Some(render::quantity(cfg.metric.target))
+        Some(kscale::quantity::format(cfg.metric.target))
     );
     assert_eq!(ext.metric.name, cfg.metric.name);
 }

@@ -544,22 +544,6 @@ fn query_response(samples: &[(Vec<(String, String)>, f64)]) -> Value {
     json!({"status": "success", "data": {"resultType": "vector", "result": result}})
 }
 
-/// A value as the adapter writes a quantity.
-fn quantity(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{}", v as i64)
-    } else {
-        format!("{}m", (v * 1000.0).round() as i64)
-    }
-}
-
-fn parse_quantity(q: &str) -> Option<f64> {
-    match q.strip_suffix('m') {
-        Some(milli) => milli.parse::<f64>().ok().map(|v| v / 1000.0),
-        None => q.parse().ok(),
-    }
-}
-
 /// `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}` from the adapter's rules.
 fn external_metric(
     helm: &Helm,
@@ -614,7 +598,7 @@ fn external_metric(
         .into_iter()
         .map(|(_, v)| {
             json!({"metricName": metric, "metricLabels": {}, "timestamp": "2026-11-27T20:02:02Z",
-                   "value": quantity(v)})
+                   "value": kscale::quantity::format(v)})
         })
         .collect();
     (
@@ -650,7 +634,7 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|i| parse_quantity(i["value"].as_str()?))
+                .filter_map(|i| kscale::quantity::parse(i["value"].as_str()?).ok())
                 .collect(),
             _ => Vec::new(),
         };
@@ -664,7 +648,7 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
         proposals.push(proposal(&m["external"]["target"], value, current));
         metrics.push(json!({"type": "External", "external": {
             "metric": {"name": metric, "selector": {}},
-            "current": {"value": quantity(value)}}}));
+            "current": {"value": kscale::quantity::format(value)}}}));
     }
     let (active, reason, message) = match &failure {
         None => (
@@ -698,7 +682,11 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
 /// replicas by value/target, `AverageValue` divides the value by the per-pod target; within the
 /// default 10 % tolerance the scale stays.
 fn proposal(target: &Value, value: f64, current: i64) -> i64 {
-    let q = |k: &str| target[k].as_str().and_then(parse_quantity);
+    let q = |k: &str| {
+        target[k]
+            .as_str()
+            .and_then(|q| kscale::quantity::parse(q).ok())
+    };
     let (ratio, wanted) = match (target["type"].as_str(), q("value"), q("averageValue")) {
         (Some("Value"), Some(t), _) if t > 0.0 => (value / t, current as f64 * value / t),
         (Some("AverageValue"), _, Some(t)) if t > 0.0 && current > 0 => {
