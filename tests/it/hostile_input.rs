@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use kscale::config::Config;
-use kscale::render::{Templates, parse_yaml, render_all};
+use kscale::render::{Templates, file, parse_yaml, render_all};
 
 /// Runs kscale in an empty directory (no kscale.toml) without the caller's KSCALE_* variables.
 fn kscale(args: &[&str], env: &[(&OsStr, &OsStr)]) -> Output {
@@ -131,7 +131,7 @@ fn server_env(cfg: &Config) -> Vec<(String, String)> {
     let files = render_all(cfg, &Templates::embedded(), "kscale-server:test").expect("renders");
     let deployment = files
         .iter()
-        .find(|f| f.name == "deployment.yaml")
+        .find(|f| f.name == file::DEPLOYMENT)
         .expect("a deployment");
     let value = parse_yaml(&deployment.content).expect("yaml");
     let env = value
@@ -203,27 +203,27 @@ fn a_template_that_includes_itself_is_refused_by_name() {
     let templates = dir.path().join("templates");
     std::fs::create_dir(&templates).expect("mkdir");
     std::fs::write(
-        templates.join("deployment.yaml"),
+        templates.join(file::DEPLOYMENT),
         "kind: Deployment\n{% include \"deployment.yaml\" %}\n",
     )
     .expect("write");
     std::fs::write(
-        templates.join("service.yaml"),
+        templates.join(file::SERVICE),
         "{%- include   'hpa.yaml' -%}\n",
     )
     .expect("write");
     std::fs::write(
-        templates.join("hpa.yaml"),
+        templates.join(file::HPA),
         "{% include [\"x.yaml\", \"service.yaml\"] ignore missing %}\n",
     )
     .expect("write");
     let started = Instant::now();
     let dir_arg = templates.to_string_lossy().into_owned();
     let out = kscale(&["render", "--templates", &dir_arg], &[]);
-    assert_refused(&out, &["deployment.yaml", "includes itself"]);
+    assert_refused(&out, &[file::DEPLOYMENT, "includes itself"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("service.yaml") && stderr.contains("hpa.yaml"),
+        stderr.contains(file::SERVICE) && stderr.contains(file::HPA),
         "the two-file cycle is not named:\n{stderr}"
     );
     assert!(started.elapsed() < Duration::from_secs(60));

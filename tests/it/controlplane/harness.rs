@@ -61,7 +61,7 @@ impl Harness {
             "kscale render failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let adapter_config = rendered.join("prometheus-adapter-config.yaml");
+        let adapter_config = rendered.join(kscale::render::file::PROMETHEUS_ADAPTER_CONFIG);
         assert!(
             adapter_config.is_file(),
             "kscale render wrote no adapter config"
