@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Layers, MetricProfile};
 use crate::loadprofile::{LoadKind, LoadProfile};
-use crate::timeline::TimelineRow;
+use crate::timeline::{TimelineRow, TimelineWriter};
 
 /// The load used when neither `--steps` nor `--rate-steps` is given: a 4x step, then back.
 pub const DEFAULT_STEPS: &str = "0s:2,120s:8,720s:2";
@@ -103,7 +103,7 @@ pub fn run(config: &Config, args: &SimulateArgs, json: bool) -> anyhow::Result<S
     let report = build_report(config, args)?;
     let csv_to_stdout = args.csv.as_deref() == Some(Path::new("-"));
     if let Some(path) = &args.csv {
-        let text = timeline_csv(&report.runs);
+        let text = timeline_csv(&report.runs)?;
         if csv_to_stdout {
             std::io::stdout()
                 .write_all(text.as_bytes())
@@ -318,34 +318,15 @@ pub fn summary_text(report: &SimulateReport) -> String {
     out
 }
 
-fn csv_opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// The timelines as CSV: one row per run and time, columns named after [`TimelineRow`]'s fields.
-pub fn timeline_csv(runs: &[SimulatedRun]) -> String {
-    let mut out = String::from(
-        "run,t_seconds,replicas_current,replicas_desired,metric_value,target,load,queue_depth,in_flight,p50_seconds,p99_seconds,shed\n",
-    );
+/// The timelines as one CSV: a `run` column, then the columns of every timeline file
+/// ([`crate::timeline::CSV_COLUMNS`]), written by the one timeline writer.
+pub fn timeline_csv(runs: &[SimulatedRun]) -> anyhow::Result<String> {
+    let mut w = TimelineWriter::labelled(Vec::new(), "the timeline CSV")?;
     for r in runs {
-        let label = r.label.replace([',', '"', '\n'], "_");
+        w.set_run(&r.label);
         for row in &r.timeline {
-            let _ = writeln!(
-                out,
-                "{label},{},{},{},{},{},{},{},{},{},{},{}",
-                row.t_seconds,
-                row.replicas_current,
-                row.replicas_desired,
-                csv_opt(row.metric_value),
-                row.target,
-                csv_opt(row.load),
-                csv_opt(row.queue_depth),
-                csv_opt(row.in_flight),
-                csv_opt(row.p50_seconds),
-                csv_opt(row.p99_seconds),
-                csv_opt(row.shed),
-            );
+            w.append(row)?;
         }
     }
-    out
+    String::from_utf8(w.into_inner()?).context("the timeline CSV is not UTF-8")
 }

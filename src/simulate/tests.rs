@@ -189,7 +189,7 @@ fn report_text_csv_and_json() {
         text.contains("mean-duration") && text.contains("concurrency"),
         "{text}"
     );
-    let csv = timeline_csv(&r.runs);
+    let csv = timeline_csv(&r.runs).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines.len(),
