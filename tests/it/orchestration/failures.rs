@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::stub_api::Rollout;
 use super::{Env, mutating_requests};
+use crate::support::kube_stub::Rollout;
 
 #[test]
 fn a_missing_tool_is_named_with_how_to_install_it() {
