@@ -6,11 +6,9 @@
 //! `cargo xtask ci` does before the tests).
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,85 +16,29 @@ use kscale::load::{LoadArgs, LoadReport, StopReason, generate};
 use kscale::loadprofile::LoadProfile;
 use kscale::tools::port_forward::{PortForward, PortForwardSpec};
 
-fn server_binary() -> PathBuf {
-    // target/<profile>/deps/it-HASH -> target/<profile>/kscale-server
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = dir.join("kscale-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p kscale-server` first (cargo xtask ci does)",
-        bin.display()
-    );
-    bin
-}
+use crate::support::{PodSpec, ServerProc};
 
-/// A real server process, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+/// A real server process for one pod, killed on drop, with the load tests' readers of its metrics.
+struct Server(ServerProc);
+
+impl std::ops::Deref for Server {
+    type Target = ServerProc;
+
+    fn deref(&self) -> &ServerProc {
+        &self.0
+    }
 }
 
 impl Server {
     fn start(pod: &str, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(server_binary());
-        for var in [
-            "PORT",
-            "INFERENCE_SECONDS",
-            "WORKERS",
-            "MAX_QUEUE",
-            "KEEP_ALIVE_SECONDS",
-            "MAX_CONNECTION_AGE_SECONDS",
-            "DRAIN_SECONDS",
-            "LOG_FORMAT",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.args(["--bind", "127.0.0.1", "--port", "0"])
-            .env("POD_NAME", pod)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("spawn kscale-server");
-        let stdout = child.stdout.take().expect("stdout piped");
-        // Guard first, so a failed start still kills the process.
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:1".parse().expect("placeholder address"),
-        };
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("kscale-server printed no `listening on` line within 30 s");
-        server.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("listening address");
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        // Every test sets INFERENCE_SECONDS; the spec's other values are the server's defaults.
+        let spec = PodSpec::new("default", pod, 10.0);
+        Server(ServerProc::start(spec, env).expect("start kscale-server"))
     }
 
     /// `series{labels} -> value` from GET /metrics.
     fn metrics(&self) -> HashMap<String, f64> {
-        let body = http_get(self.addr, "/metrics");
+        let body = http_get(self.0.addr, "/metrics");
         body.lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .filter_map(|l| {
@@ -108,13 +50,6 @@ impl Server {
 
     fn metric(&self, series: &str) -> f64 {
         self.metrics().get(series).copied().unwrap_or(0.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -37,7 +37,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use kscale::metrics::prom::{self, QueryResult};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 /// How to install what the pipeline needs, for error messages.
@@ -78,13 +77,21 @@ impl PodSpec {
     }
 }
 
-/// A running `kscale-server`.
+/// A running `kscale-server` on 127.0.0.1 with a free port, killed on drop: the one way this
+/// test binary starts the server (pipeline, load, dashboard and simulator tests).
 pub struct ServerProc {
     /// What it pretends to be.
     pub spec: PodSpec,
     /// Where it listens.
     pub addr: SocketAddr,
-    child: Child,
+    child: std::process::Child,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Finds the `kscale-server` binary: `KSCALE_SERVER_BIN`, else next to this test executable's
@@ -121,15 +128,20 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
 }
 
 impl ServerProc {
-    /// Starts the server on 127.0.0.1 with a free port and waits for its `listening on` line.
-    pub async fn start(bin: &Path, spec: PodSpec) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bin);
+    /// Starts the server as `spec` says, with `env` on top, and waits for its `listening on`
+    /// line. Blocking (a thread reads the line), so sync and async tests both use it.
+    pub fn start(spec: PodSpec, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let bin = server_binary()?;
+        let mut cmd = std::process::Command::new(&bin);
+        // A developer's shell must not change a test.
         for var in [
             "PORT",
             "BIND",
             "INFERENCE_SECONDS",
             "WORKERS",
             "MAX_QUEUE",
+            "KEEP_ALIVE_SECONDS",
+            "MAX_CONNECTION_AGE_SECONDS",
             "DRAIN_SECONDS",
             "RUST_LOG",
             "LOG_FORMAT",
@@ -141,29 +153,46 @@ impl ServerProc {
             .env("WORKERS", spec.workers.to_string())
             .env("MAX_QUEUE", spec.max_queue.to_string())
             .env("POD_NAME", &spec.pod)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
+            .stderr(Stdio::null());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("kscale-server printed no `listening on` line within 30 s")?
-            .context("reading kscale-server's stdout")?
-            .context("kscale-server exited before listening")?;
-        let addr: SocketAddr = line
+        // Owned from here on, so that a failed start still kills the process.
+        let mut server = Self {
+            spec,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::{BufRead as _, Read as _};
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so the server never blocks on a full pipe.
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .context("kscale-server printed no `listening on` line within 30 s")?;
+        server.addr = line
+            .trim()
             .strip_prefix("listening on ")
             .with_context(|| format!("unexpected first line from kscale-server: {line:?}"))?
-            .trim()
             .parse()
             .with_context(|| format!("unparsable address in {line:?}"))?;
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { spec, addr, child })
+        Ok(server)
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
     }
 }
 
@@ -333,10 +362,9 @@ impl Pipeline {
     /// Starts one server per spec and a Prometheus running `scrape_job_yaml` against them, and
     /// waits until every target that the job's relabelling keeps has been scraped.
     pub async fn start(scrape_job_yaml: &str, specs: Vec<PodSpec>) -> anyhow::Result<Self> {
-        let bin = server_binary()?;
         let mut servers = Vec::with_capacity(specs.len());
         for spec in specs {
-            servers.push(ServerProc::start(&bin, spec).await?);
+            servers.push(ServerProc::start(spec, &[])?);
         }
         let refs: Vec<&ServerProc> = servers.iter().collect();
         let config = prometheus_config(scrape_job_yaml, &refs)?;
