@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use crate::support::needs::{Need, needs};
 use kscale::config::Config;
 use kscale::dashboard::{panel_queries, render};
 
@@ -48,6 +49,9 @@ fn the_dashboard_has_the_expected_panels() {
 
 #[test]
 fn every_panel_query_parses_as_promql() {
+    if !needs("promtool's parse of the panel queries", &[Need::Prometheus]) {
+        return;
+    }
     let text = render(&Config::default()).expect("renders");
     let queries = panel_queries(&text, "1m").expect("queries");
     assert!(queries.len() >= 8, "{queries:#?}");
@@ -87,6 +91,12 @@ async fn every_panel_query_runs_in_a_real_prometheus() {
     use std::time::Duration;
 
     use crate::support::{Pipeline, PodSpec, poll};
+    if !needs(
+        "the panel queries in a real Prometheus",
+        &[Need::Prometheus],
+    ) {
+        return;
+    }
     use kscale::load::{LoadArgs, generate};
     use kscale::loadprofile::LoadProfile;
 

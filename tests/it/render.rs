@@ -1,6 +1,7 @@
 //! Rendered manifests: typed k8s-openapi round trips, the values that reproduce the original,
 //! snapshots, and the scrape job checked by a real `promtool`.
 
+use crate::support::needs::{Need, needs};
 use k8s_openapi::api::{
     apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, core::v1 as core,
 };
@@ -307,6 +308,9 @@ fn job_with_static_targets(job_yaml: &str) -> serde_json::Value {
 
 #[test]
 fn scrape_job_passes_a_real_promtool_check() {
+    if !needs("promtool's check of the scrape job", &[Need::Prometheus]) {
+        return;
+    }
     let files = rendered(&Config::default());
     let jobs = job_with_static_targets(&file(&files, file::SCRAPE_CONFIG).content);
     let dir = tempfile::tempdir().expect("tempdir");

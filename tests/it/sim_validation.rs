@@ -29,6 +29,7 @@ use kscale::simulate::metric::{
     prometheus_rate, scrape,
 };
 
+use crate::support::needs::{Need, needs};
 use crate::support::{Pipeline, PodSpec, http_get};
 
 /// Inference time of every server, in seconds.
@@ -323,6 +324,12 @@ fn compare(pairs: &[(f64, f64, f64)]) -> Errors {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_metric_trace_matches_the_real_pipeline_on_a_load_step() {
+    if !needs(
+        "the simulator against a real Prometheus",
+        &[Need::Prometheus],
+    ) {
+        return;
+    }
     let cfg = config(MetricProfile::MeanDuration);
     let scrape_job = kscale::metrics::rendered_scrape_job(&cfg).expect("scrape job renders");
     let specs = PODS

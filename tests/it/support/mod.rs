@@ -19,11 +19,13 @@
 //! ```
 //!
 //! `poll` retries a check with a deadline; `http_request` is a one-shot HTTP/1.1 client;
-//! `kube_stub` is the API server stand-in for commands that talk to Kubernetes.
+//! `kube_stub` is the API server stand-in for commands that talk to Kubernetes; `needs` skips
+//! (or, with `CI` set, fails) a test whose tools this machine lacks.
 
 #![allow(dead_code)] // Each user of the harness uses a different part of it.
 
 pub mod kube_stub;
+pub mod needs;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -255,18 +257,7 @@ pub struct PrometheusProc {
 }
 
 fn require(tool: &str) -> anyhow::Result<PathBuf> {
-    for dir in std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin")])
-    {
-        let p = dir.join(tool);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!("`{tool}` is not installed: {PROMETHEUS_HINT}")
+    needs::on_path(tool).with_context(|| format!("`{tool}` is not installed: {PROMETHEUS_HINT}"))
 }
 
 impl PrometheusProc {
