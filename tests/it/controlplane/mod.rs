@@ -339,6 +339,7 @@ fn step_hpa_loop(h: &Harness) {
         let out = std::process::Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&h2.0)
+            .arg(harness::KUBECTL_TIMEOUT)
             .args(["get", "pods", "-n", "default", "-l", "app=inference", "-o"])
             .arg("jsonpath={range .items[?(@.status.phase==\"Running\")]}{.status.podIP}{\"\\n\"}{end}")
             .env("PATH", &h2.1)
