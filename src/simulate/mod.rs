@@ -16,10 +16,14 @@
 
 mod engine;
 pub mod metric;
+mod output;
+mod params;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Balance, SimOutput, SimParams, Summary, SyncRecord, simulate, simulate_recorded};
+pub use engine::{simulate, simulate_recorded};
+pub use output::{SimOutput, Summary, SyncRecord};
+pub use params::{Balance, SimParams};
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -180,12 +184,12 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
         params
             .validate()
             .with_context(|| format!("cannot simulate the configuration `{label}`"))?;
-        let events = engine::estimated_events(&params, &load, duration);
-        if events > engine::MAX_EVENTS as f64 {
+        let events = params::estimated_events(&params, &load, duration);
+        if events > params::MAX_EVENTS as f64 {
             return Err(crate::BadInput(format!(
                 "the load {load} over --duration {} needs about {events:.1e} events with `{label}`, more than the simulator's limit of {}: shorten --duration or lower the load",
                 humantime::format_duration(args.duration),
-                engine::MAX_EVENTS
+                params::MAX_EVENTS
             ))
             .into());
         }
@@ -193,7 +197,7 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
         if let Some(at) = out.summary.truncated_at_seconds {
             anyhow::bail!(
                 "the simulation of `{label}` stopped at the limit of {} events at {at:.0} s of {duration:.0} s: its figures would describe a shorter run than asked; shorten --duration or lower the load",
-                engine::MAX_EVENTS
+                params::MAX_EVENTS
             );
         }
         runs.push(SimulatedRun {

@@ -316,7 +316,7 @@ fn a_run_beyond_the_event_limit_is_refused_up_front() {
         ("0s:2,120s:8,720s:2", 1200.0),
     ] {
         let load = LoadProfile::parse_concurrency(steps).expect("steps");
-        let events = super::engine::estimated_events(&p, &load, duration);
+        let events = super::params::estimated_events(&p, &load, duration);
         assert!(events < 1e6, "{steps}: {events}");
     }
     // A week of a few hundred clients fits: they are within the pods' capacity.
