@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use anyhow::Context as _;
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
@@ -438,6 +440,30 @@ fn label_font(options: &PlotOptions) -> f64 {
     (options.height as f64 * 0.018).max(9.0)
 }
 
+/// The time axis and one value axis, styled alike on every panel; the caller adds its own ticks
+/// and draws.
+fn axes<'a, 'b, DB: DrawingBackend>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    p: &Prepared<'_>,
+    options: &PlotOptions,
+    y_desc: &str,
+) -> MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
+    let lf = label_font(options);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(p.time_unit.1)
+        .x_label_formatter(&whole_number)
+        .light_line_style(BLACK.mix(0.04))
+        .y_desc(y_desc)
+        .label_style(("sans-serif", lf))
+        .axis_desc_style(("sans-serif", lf));
+    mesh
+}
+
+/// A time tick: whole units.
+fn whole_number(v: &f64) -> String {
+    format!("{v:.0}")
+}
+
 fn draw_replicas<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     p: &Prepared<'_>,
@@ -474,14 +500,7 @@ fn draw_replicas<DB: DrawingBackend>(
         .map_err(drawing_error)?
         .set_secondary_coord(p.t_range.clone(), y_range(max_load, room));
     let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc("replicas (pods)")
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, "replicas (pods)")
         .y_labels(replica_labels(y_top))
         .y_label_formatter(&|v| integer_label(*v))
         .draw()
@@ -603,15 +622,7 @@ fn draw_metric<DB: DrawingBackend>(
     let mut chart = frame(area, options, "HPA metric against its target", false)
         .build_cartesian_2d(p.t_range.clone(), y_range(max, headroom(options, entries)))
         .map_err(drawing_error)?;
-    let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc(options.metric_label.as_str())
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, options.metric_label.as_str())
         .draw()
         .map_err(drawing_error)?;
     for (i, line) in p.lines.iter().enumerate() {
@@ -689,15 +700,7 @@ fn draw_load<DB: DrawingBackend>(
     let mut chart = frame(area, options, "Offered load and send rate", false)
         .build_cartesian_2d(p.t_range.clone(), y_range(max, headroom(options, entries)))
         .map_err(drawing_error)?;
-    let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc("clients, or requests/s")
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, "clients, or requests/s")
         .draw()
         .map_err(drawing_error)?;
     for (i, line) in p.lines.iter().enumerate() {
@@ -749,15 +752,7 @@ fn draw_latency<DB: DrawingBackend>(
         y_range(max, headroom(options, 2 * p.lines.len())),
     )
     .map_err(drawing_error)?;
-    let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc("latency (s)")
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, "latency (s)")
         .draw()
         .map_err(drawing_error)?;
     for (i, line) in p.lines.iter().enumerate() {
