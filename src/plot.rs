@@ -476,12 +476,7 @@ fn draw_replicas<DB: DrawingBackend>(
         .map(|r| r.replicas_current.max(r.replicas_desired))
         .max()
         .unwrap_or(1);
-    let max_load = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .filter_map(load_of)
-        .fold(0.0, f64::max);
+    let max_load = peak(p, |r| [load_of(r)]);
     let has_load = max_load > 0.0;
     let entries = p
         .lines
@@ -607,13 +602,7 @@ fn draw_metric<DB: DrawingBackend>(
     p: &Prepared<'_>,
     options: &PlotOptions,
 ) -> anyhow::Result<()> {
-    let max = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .flat_map(|r| [r.metric_value.unwrap_or(0.0), r.target])
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
+    let max = peak(p, |r| [r.metric_value, Some(r.target)]);
     let entries = 2 * p
         .lines
         .iter()
@@ -643,22 +632,50 @@ fn draw_metric<DB: DrawingBackend>(
                 });
         }
         // A gap where the metric could not be read is drawn as a gap, not as a line through it.
-        let mut first = true;
-        for segment in segments(line, |r| r.metric_value) {
-            let drawn = chart
-                .draw_series(LineSeries::new(segment, color.stroke_width(3)))
-                .map_err(drawing_error)?;
-            if first {
-                drawn
-                    .label(label(line.name, "metric"))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-                    });
-                first = false;
-            }
-        }
+        draw_with_gaps(
+            &mut chart,
+            line,
+            |r| r.metric_value,
+            color.stroke_width(3),
+            "metric",
+        )?;
     }
     legend(&mut chart, options)
+}
+
+/// The largest finite value `values` gives over every row of every line (0 when none is known).
+fn peak<const N: usize>(
+    p: &Prepared<'_>,
+    values: impl Fn(&TimelineRow) -> [Option<f64>; N],
+) -> f64 {
+    p.lines
+        .iter()
+        .flat_map(|l| l.rows.iter())
+        .flat_map(values)
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+}
+
+/// One line per run of known values of `f`, labelled once: an unknown stretch stays a gap.
+fn draw_with_gaps<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    line: &Line<'_>,
+    f: impl Fn(&TimelineRow) -> Option<f64>,
+    style: ShapeStyle,
+    what: &str,
+) -> anyhow::Result<()> {
+    for (i, segment) in segments(line, f).into_iter().enumerate() {
+        let drawn = chart
+            .draw_series(LineSeries::new(segment, style))
+            .map_err(drawing_error)?;
+        if i == 0 {
+            drawn
+                .label(label(line.name, what))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
+    }
+    Ok(())
 }
 
 /// Runs of consecutive rows where `f` is known.
@@ -683,12 +700,7 @@ fn draw_load<DB: DrawingBackend>(
     p: &Prepared<'_>,
     options: &PlotOptions,
 ) -> anyhow::Result<()> {
-    let max = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .flat_map(|r| [r.load.unwrap_or(0.0), r.send_rate.unwrap_or(0.0)])
-        .fold(0.0, f64::max);
+    let max = peak(p, |r| [r.load, r.send_rate]);
     let entries: usize = p
         .lines
         .iter()
@@ -735,12 +747,7 @@ fn draw_latency<DB: DrawingBackend>(
     p: &Prepared<'_>,
     options: &PlotOptions,
 ) -> anyhow::Result<()> {
-    let max = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .flat_map(|r| [r.p50_seconds.unwrap_or(0.0), r.p99_seconds.unwrap_or(0.0)])
-        .fold(0.0, f64::max);
+    let max = peak(p, |r| [r.p50_seconds, r.p99_seconds]);
     let mut chart = frame(
         area,
         options,
@@ -765,18 +772,7 @@ fn draw_latency<DB: DrawingBackend>(
             ),
             ("p99 latency", |r: &TimelineRow| r.p99_seconds, 1),
         ] {
-            let mut first = true;
-            for segment in segments(line, f) {
-                let drawn = chart
-                    .draw_series(LineSeries::new(segment, color.stroke_width(width)))
-                    .map_err(drawing_error)?;
-                if first {
-                    drawn.label(label(line.name, what)).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
-                    });
-                    first = false;
-                }
-            }
+            draw_with_gaps(&mut chart, line, f, color.stroke_width(width), what)?;
         }
     }
     legend(&mut chart, options)

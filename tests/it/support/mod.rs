@@ -350,6 +350,19 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// [`Pipeline::start`] for a test that needs it: `None` (the test skips, or fails with `CI`
+    /// set; see [`needs`]) without Prometheus, and a failed start fails the test.
+    pub async fn start_if_available(scrape_job_yaml: &str, specs: Vec<PodSpec>) -> Option<Self> {
+        if !needs::needs("a real Prometheus pipeline", &[needs::Need::Prometheus]) {
+            return None;
+        }
+        Some(
+            Self::start(scrape_job_yaml, specs)
+                .await
+                .expect("pipeline starts"),
+        )
+    }
+
     /// Starts one server per spec and a Prometheus running `scrape_job_yaml` against them, and
     /// waits until every target that the job's relabelling keeps has been scraped.
     pub async fn start(scrape_job_yaml: &str, specs: Vec<PodSpec>) -> anyhow::Result<Self> {
