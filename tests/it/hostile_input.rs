@@ -3,9 +3,8 @@
 //! real `kscale-server` accepts.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kscale::config::Config;
@@ -150,7 +149,6 @@ fn server_env(cfg: &Config) -> Vec<(String, String)> {
 
 #[test]
 fn the_largest_settings_kscale_accepts_start_the_real_server() {
-    let bin = crate::support::server_binary().expect("kscale-server binary");
     let mut widest = Config::default();
     // Every rendered server setting at the top of kscale's ranges that fit together.
     widest.app.workers = 1024;
@@ -168,32 +166,11 @@ fn the_largest_settings_kscale_accepts_start_the_real_server() {
         cfg.validate().expect("valid");
         let env = server_env(&cfg);
         assert!(env.iter().any(|(n, _)| n == "DRAIN_SECONDS"), "{env:?}");
-        let mut command = Command::new(&bin);
-        command
-            .env_clear()
-            .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-            .env("PORT", "0")
-            .env("BIND", "127.0.0.1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
-        let mut child = command.spawn().expect("spawn kscale-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let exited = child.try_wait().ok().flatten();
-        let _ = child.kill();
-        let output = child.wait_with_output().expect("wait");
-        assert!(
-            line.starts_with("listening on") && exited.is_none(),
-            "the server refused kscale's settings {env:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let spec = crate::support::PodSpec::new("default", "widest", cfg.app.inference_seconds);
+        let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        if let Err(e) = crate::support::ServerProc::start(spec, &env) {
+            panic!("the server refused kscale's settings {env:?}: {e:#}");
+        }
     }
 }
 

@@ -158,17 +158,25 @@ impl ServerProc {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
         // Owned from here on, so that a failed start still kills the process.
         let mut server = Self {
             spec,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child,
         };
+        // Both pipes are drained for the server's life, so it never blocks on a full one.
+        let errors = std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut text = String::new();
+            let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
+            text
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             use std::io::{BufRead as _, Read as _};
@@ -176,20 +184,25 @@ impl ServerProc {
             let mut line = String::new();
             let _ = reader.read_line(&mut line);
             let _ = tx.send(line);
-            // Keep draining so the server never blocks on a full pipe.
             let mut rest = Vec::new();
             let _ = reader.read_to_end(&mut rest);
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .context("kscale-server printed no `listening on` line within 30 s")?;
-        server.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected first line from kscale-server: {line:?}"))?
-            .parse()
-            .with_context(|| format!("unparsable address in {line:?}"))?;
-        Ok(server)
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        match line.trim().strip_prefix("listening on ").map(str::parse) {
+            Some(Ok(addr)) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            _ => {
+                let _ = server.child.kill();
+                let _ = server.child.wait();
+                let stderr = errors.join().unwrap_or_default();
+                bail!(
+                    "kscale-server did not start listening within 30 s (first line {line:?}); \
+                     its stderr:\n{stderr}"
+                )
+            }
+        }
     }
 
     /// `http://ADDR`.
@@ -554,4 +567,17 @@ pub fn xtask(args: &[&str]) -> Result<String, String> {
             out.status
         ))
     }
+}
+
+#[test]
+fn a_server_that_refuses_its_settings_fails_to_start_with_its_stderr() {
+    let spec = PodSpec::new("default", "refused", 1.0);
+    let err = ServerProc::start(spec, &[("WORKERS", "0")])
+        .err()
+        .expect("WORKERS=0 is refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("did not start") && text.contains("WORKERS"),
+        "{text}"
+    );
 }
