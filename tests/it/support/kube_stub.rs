@@ -157,19 +157,9 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
 }
 
 fn not_found(plural: &str, name: &str) -> (u16, Value) {
-    (
-        404,
-        json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": format!("{plural} \"{name}\" not found"),
-            "reason": "NotFound",
-            "details": {"name": name, "kind": plural},
-            "code": 404,
-        }),
-    )
+    let mut body = status(404, "NotFound", &format!("{plural} \"{name}\" not found"));
+    body["details"] = json!({"name": name, "kind": plural});
+    (404, body)
 }
 
 /// The stored object as a GET returns it: Deployments get the status their rollout mode says.
