@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use kscale::config::{Config, MetricProfile};
-use kscale::metrics::adapter_query;
 
-use crate::support::{Load, Pipeline, PodSpec, poll};
+use crate::support::{Load, Pipeline, PodSpec, adapter_query_for, poll};
 
 /// Inference time of every server, in seconds.
 const T: f64 = 1.0;
@@ -38,15 +37,6 @@ fn pods() -> Vec<PodSpec> {
         batch,
         wrong_port,
     ]
-}
-
-/// The query prometheus-adapter runs for an HPA in `namespace`.
-fn adapter_query_for(cfg: &Config, namespace: &str) -> String {
-    let rule = kscale::render::adapter_rule(cfg);
-    let series =
-        adapter_query::series_name(&rule.series_query).expect("series query names a series");
-    adapter_query::namespaced_external_query(&rule.metrics_query, series, namespace)
-        .expect("rule substitutes")
 }
 
 /// Evaluates `promql` and insists on exactly one finite number, as the HPA needs.

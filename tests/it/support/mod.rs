@@ -211,6 +211,17 @@ impl ServerProc {
     }
 }
 
+/// The query prometheus-adapter runs for an HPA in `namespace`, substituted from kscale's
+/// rendered rule as the adapter does.
+pub fn adapter_query_for(cfg: &kscale::config::Config, namespace: &str) -> String {
+    use kscale::metrics::adapter_query;
+    let rule = kscale::render::adapter_rule(cfg);
+    let series =
+        adapter_query::series_name(&rule.series_query).expect("series query names a series");
+    adapter_query::namespaced_external_query(&rule.metrics_query, series, namespace)
+        .expect("rule substitutes")
+}
+
 /// Finds a free port on 127.0.0.1 (the OS may hand it out again before it is used; callers retry).
 pub fn free_port() -> anyhow::Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
