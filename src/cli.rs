@@ -162,7 +162,7 @@ pub struct LoadArgs {
     /// Keep N requests in flight (closed loop: each client sends its next request when the
     /// previous one is answered, or 250 ms after a 503 or a refused connection).
     #[arg(long, short = 'c', value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::load::profile::MAX_CLIENTS)))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::loadprofile::MAX_CLIENTS)))]
     pub concurrency: Option<u32>,
     /// Start R requests per second, whatever the answers take (open loop).
     #[arg(long, value_name = "R", value_parser = parse_rate)]
@@ -335,7 +335,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     let r: f64 = s
         .parse()
         .map_err(|_| format!("`{s}` is not a number of requests per second"))?;
-    if !(r.is_finite() && r > 0.0 && r <= 100_000.0) {
+    if !(r.is_finite() && r > 0.0 && r <= crate::loadprofile::MAX_RATE) {
         return Err("must be more than 0 and at most 100000 requests/s".into());
     }
     Ok(r)

@@ -50,22 +50,85 @@ pub enum Applied {
     Unchanged,
 }
 
+/// One kind of object kscale renders and applies, described by k8s-openapi's own constants so
+/// that the API path, the scope and the typed check cannot drift apart.
+#[derive(Clone, Copy)]
+pub struct ObjectKind {
+    /// `apiVersion` as written in a manifest (`apps/v1`).
+    pub api_version: &'static str,
+    /// API group (empty for the core group).
+    pub group: &'static str,
+    /// `kind` (`Deployment`).
+    pub kind: &'static str,
+    /// The resource's plural in the URL (`deployments`).
+    pub plural: &'static str,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+    /// Deserializes into the k8s-openapi type and serializes back (what `render::check_object`
+    /// compares with the input to find fields the type does not know).
+    pub round_trip: fn(&Value) -> anyhow::Result<Value>,
+}
+
+impl ObjectKind {
+    fn of<K>() -> Self
+    where
+        K: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize + 'static,
+    {
+        Self {
+            api_version: K::API_VERSION,
+            group: K::GROUP,
+            kind: K::KIND,
+            plural: K::URL_PATH_SEGMENT,
+            namespaced: std::any::TypeId::of::<K::Scope>()
+                == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>(),
+            round_trip: round_trip::<K>,
+        }
+    }
+}
+
+/// Every kind kscale renders and applies.
+pub fn object_kinds() -> [ObjectKind; 6] {
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+    [
+        ObjectKind::of::<Deployment>(),
+        ObjectKind::of::<Service>(),
+        ObjectKind::of::<Secret>(),
+        ObjectKind::of::<ConfigMap>(),
+        ObjectKind::of::<Namespace>(),
+        ObjectKind::of::<HorizontalPodAutoscaler>(),
+    ]
+}
+
+/// The kind kscale knows for `apiVersion` and `kind`, if any.
+pub fn object_kind(api_version: &str, kind: &str) -> Option<ObjectKind> {
+    object_kinds()
+        .into_iter()
+        .find(|k| k.api_version == api_version && k.kind == kind)
+}
+
+fn round_trip<T>(value: &Value) -> anyhow::Result<Value>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    let typed: T =
+        serde_path_to_error::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(serde_json::to_value(&typed)?)
+}
+
 /// The API resource (plural, scope) of the kinds kscale applies; no discovery round trip needed.
 fn resource_of(gvk: &GroupVersionKind) -> anyhow::Result<(ApiResource, bool)> {
-    let (plural, namespaced) = match (gvk.group.as_str(), gvk.kind.as_str()) {
-        ("apps", "Deployment") => ("deployments", true),
-        ("", "Service") => ("services", true),
-        ("", "Secret") => ("secrets", true),
-        ("", "ConfigMap") => ("configmaps", true),
-        ("", "Namespace") => ("namespaces", false),
-        ("autoscaling", "HorizontalPodAutoscaler") => ("horizontalpodautoscalers", true),
-        _ => anyhow::bail!(
+    let Some(known) = object_kind(&gvk.api_version(), &gvk.kind) else {
+        anyhow::bail!(
             "kscale does not apply {}/{} objects",
             gvk.api_version(),
             gvk.kind
-        ),
+        );
     };
-    Ok((ApiResource::from_gvk_with_plural(gvk, plural), namespaced))
+    Ok((
+        ApiResource::from_gvk_with_plural(gvk, known.plural),
+        known.namespaced,
+    ))
 }
 
 fn api_for(client: &Client, obj: &DynamicObject) -> anyhow::Result<(Api<DynamicObject>, String)> {
@@ -288,7 +351,8 @@ pub async fn diagnose_pods(client: &Client, namespace: &str, selector: &str) -> 
     let mut lines = Vec::new();
     for pod in list.items {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        lines.push(format!("pod {name}: {}", pod_problem(&pod)));
+        let problem = pod_problem(&pod);
+        lines.push(format!("pod {name}: {}; fix: {}", problem.why, problem.fix));
         let fields = format!("involvedObject.name={name}");
         if let Ok(evs) = events.list(&ListParams::default().fields(&fields)).await {
             for ev in evs
@@ -309,40 +373,177 @@ pub async fn diagnose_pods(client: &Client, namespace: &str, selector: &str) -> 
     lines.join("\n")
 }
 
-/// A one-line account of a pod's state.
-pub fn pod_problem(pod: &Pod) -> String {
-    let status = pod.status.clone().unwrap_or_default();
-    let phase = status.phase.unwrap_or_else(|| "Unknown".into());
-    let mut parts = vec![phase];
-    for cs in status.container_statuses.unwrap_or_default() {
+/// Why a pod is not ready and what to do about it: the one diagnosis `up`/`deploy` waits and
+/// `kscale metrics` stage 1 both print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodProblem {
+    /// Phase, then each container's waiting/terminated/unready state (or the failing conditions).
+    pub why: String,
+    /// The next step, with the pod's namespace and name filled in.
+    pub fix: String,
+}
+
+/// Diagnoses a pod from its phase, container states and conditions.
+pub fn pod_problem(pod: &Pod) -> PodProblem {
+    let status = pod.status.as_ref();
+    let phase = status
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Unknown".into());
+    let mut reasons = Vec::new();
+    for cs in status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+    {
         if let Some(w) = cs.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            let hint = match w.reason.as_deref() {
-                Some("ErrImageNeverPull" | "ErrImagePull" | "ImagePullBackOff") => {
-                    " (the image is not on this node: `kscale deploy` loads it with `minikube image load`; on other clusters use --registry)"
-                }
-                Some("CrashLoopBackOff") => " (the server exits: see `kubectl logs --previous`)",
-                _ => "",
-            };
-            parts.push(format!(
-                "container {} waiting: {} {}{hint}",
+            reasons.push(format!(
+                "container {} waiting: {}{}",
                 cs.name,
                 w.reason.clone().unwrap_or_default(),
-                w.message.clone().unwrap_or_default()
+                w.message
+                    .as_ref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
             ));
-        }
-        if !cs.ready {
-            parts.push(format!(
-                "container {} not ready (restarts {})",
+        } else if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            reasons.push(format!(
+                "container {} terminated: {} (exit {})",
+                cs.name,
+                t.reason.clone().unwrap_or_default(),
+                t.exit_code
+            ));
+        } else if !cs.ready {
+            reasons.push(format!(
+                "container {} running but not ready (readiness probe /readyz, restarts {})",
                 cs.name, cs.restart_count
             ));
         }
     }
-    parts.join("; ")
+    if reasons.is_empty() {
+        for c in status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| c.status != "True")
+        {
+            reasons.push(format!(
+                "{} {}{}",
+                c.type_,
+                c.reason.clone().unwrap_or_default(),
+                c.message
+                    .as_ref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    let why = if reasons.is_empty() {
+        format!("phase {phase}")
+    } else {
+        format!("phase {phase}, {}", reasons.join("; "))
+    };
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let fix = if why.contains("ImagePull") || why.contains("ErrImageNeverPull") {
+        "the image is missing on the pod's node: re-run `kscale deploy` (on minikube it loads the \
+         image into every node with `minikube image load`), or on other clusters pass --registry, \
+         or --image with a pullable reference"
+            .to_owned()
+    } else if why.contains("CrashLoopBackOff") || why.contains("terminated") {
+        format!("read the server's log: kubectl -n {ns} logs {name} --previous")
+    } else if why.contains("Unschedulable") || phase == "Pending" {
+        format!(
+            "kubectl -n {ns} describe pod {name} (look at Events: not enough CPU/memory on the nodes?)"
+        )
+    } else {
+        format!("wait for the readiness probe, or kubectl -n {ns} describe pod {name}")
+    };
+    PodProblem { why, fix }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(status: Value) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "inference-1", "namespace": "kscale"},
+            "status": status,
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn object_kinds_come_from_k8s_openapi() {
+        let table: Vec<_> = object_kinds()
+            .iter()
+            .map(|k| (k.api_version, k.kind, k.plural, k.namespaced))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                ("apps/v1", "Deployment", "deployments", true),
+                ("v1", "Service", "services", true),
+                ("v1", "Secret", "secrets", true),
+                ("v1", "ConfigMap", "configmaps", true),
+                ("v1", "Namespace", "namespaces", false),
+                (
+                    "autoscaling/v2",
+                    "HorizontalPodAutoscaler",
+                    "horizontalpodautoscalers",
+                    true
+                ),
+            ]
+        );
+        let gvk = GroupVersionKind::gvk("batch", "v1", "Job");
+        assert!(resource_of(&gvk).is_err());
+        let gvk = GroupVersionKind::gvk("", "v1", "Namespace");
+        let (ar, namespaced) = resource_of(&gvk).expect("known");
+        assert_eq!((ar.plural.as_str(), namespaced), ("namespaces", false));
+    }
+
+    #[test]
+    fn pod_problem_names_the_state_and_a_fix_for_this_pod() {
+        let waiting = pod(
+            serde_json::json!({"phase": "Pending", "containerStatuses": [{
+            "name": "server", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}}}]}),
+        );
+        let p = pod_problem(&waiting);
+        assert_eq!(
+            p.why,
+            "phase Pending, container server waiting: ErrImageNeverPull (not present)"
+        );
+        assert!(p.fix.contains("minikube image load"), "{}", p.fix);
+        let crashed = pod(
+            serde_json::json!({"phase": "Running", "containerStatuses": [{
+            "name": "server", "ready": false, "restartCount": 3, "image": "i", "imageID": "",
+            "state": {"terminated": {"reason": "Error", "exitCode": 2}}}]}),
+        );
+        let p = pod_problem(&crashed);
+        assert_eq!(
+            p.why,
+            "phase Running, container server terminated: Error (exit 2)"
+        );
+        assert_eq!(
+            p.fix,
+            "read the server's log: kubectl -n kscale logs inference-1 --previous"
+        );
+        let unscheduled = pod(serde_json::json!({"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/2 nodes are available"}]}));
+        let p = pod_problem(&unscheduled);
+        assert_eq!(
+            p.why,
+            "phase Pending, PodScheduled Unschedulable: 0/2 nodes are available"
+        );
+        assert!(
+            p.fix
+                .starts_with("kubectl -n kscale describe pod inference-1"),
+            "{}",
+            p.fix
+        );
+    }
 
     fn deployment(generation: i64, status: Value) -> Deployment {
         serde_json::from_value(serde_json::json!({

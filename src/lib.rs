@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod monitoring;
 pub mod plot;
 pub mod preflight;
+pub mod quantity;
 pub mod render;
 pub mod session;
 pub mod simulate;

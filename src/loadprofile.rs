@@ -1,4 +1,4 @@
-//! Load profiles shared by `kscale load` and `kscale simulate`.
+//! Load profiles shared by `kscale load` and `kscale simulate`: one type, one validation.
 //!
 //! Two kinds, both written as comma-separated `TIME:VALUE` steps:
 //! - concurrency steps (`--steps 0s:2,60s:8,300s:2`): that many clients, each sending its next request
@@ -6,8 +6,10 @@
 //! - arrival-rate steps (`--rate-steps 0s:0.1,60s:0.4`): requests per second arriving whether or not
 //!   earlier ones were answered (an open loop).
 //!
-//! `TIME` is a duration (`90s`, `2m`, `1m30s`, or bare seconds `90`), measured from the start of the run.
-//! Each step holds until the next one; before the first step the load is 0.
+//! `TIME` is a duration (`90s`, `2m`, `1m30s`, `1.5s`, or bare seconds `90`), measured from the start
+//! of the run. Each step holds until the next one; before the first step the load is 0.
+//! `--concurrency N` and `--rate R` are the one-step profiles [`LoadProfile::concurrency`] and
+//! [`LoadProfile::rate`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,12 +17,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// One step of a profile: from `at_seconds` on, the load is `value`.
+/// One step of a profile: from `at` on, the load is `value`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    /// Seconds from the start of the run.
-    pub at_seconds: f64,
-    /// Concurrent clients, or requests per second.
+    /// Time since the start of the run (in JSON: `at_seconds`, as before).
+    #[serde(rename = "at_seconds", with = "secs_f64")]
+    pub at: Duration,
+    /// Concurrent clients (a whole number), or requests per second.
     pub value: f64,
 }
 
@@ -43,7 +46,7 @@ impl fmt::Display for LoadKind {
     }
 }
 
-/// A parsed load profile: steps in strictly increasing time order.
+/// A validated load profile: steps in strictly increasing time order, values within the kind's bounds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoadProfile {
     /// What the values mean.
@@ -51,7 +54,6 @@ pub struct LoadProfile {
     /// The steps, strictly increasing in time.
     pub steps: Vec<Step>,
 }
-
 /// Why a profile was refused; each variant names the offending item.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LoadProfileError {
@@ -106,10 +108,37 @@ pub enum LoadProfileError {
     },
 }
 
-/// Most clients or requests per second a profile may ask for; a guard against typos like `0s:80000`.
-pub const MAX_VALUE: f64 = 100_000.0;
+/// Most concurrent clients a profile may ask for: more is a typo rather than a plan on one machine.
+pub const MAX_CLIENTS: u32 = 10_000;
+
+/// Most requests per second a profile may ask for; a guard against typos like `0s:80000000`.
+pub const MAX_RATE: f64 = 100_000.0;
+
+/// Latest step time: a year and a day, beyond any run of `load` or `simulate`, and far from
+/// the overflow of `Instant + Duration`.
+const MAX_STEP_TIME: Duration = Duration::from_secs(366 * 24 * 3600);
 
 impl LoadProfile {
+    /// `n` clients from the start (`--concurrency`); the caller has checked `n` against [`MAX_CLIENTS`].
+    pub fn concurrency(n: u32) -> Self {
+        Self::constant(LoadKind::Concurrency, f64::from(n))
+    }
+
+    /// `per_second` arrivals from the start (`--rate`); the caller has checked it against [`MAX_RATE`].
+    pub fn rate(per_second: f64) -> Self {
+        Self::constant(LoadKind::Rate, per_second)
+    }
+
+    fn constant(kind: LoadKind, value: f64) -> Self {
+        Self {
+            kind,
+            steps: vec![Step {
+                at: Duration::ZERO,
+                value,
+            }],
+        }
+    }
+
     /// Parses concurrency steps (`0s:2,60s:8`): values are whole numbers of clients.
     pub fn parse_concurrency(text: &str) -> Result<Self, LoadProfileError> {
         Self::parse(text, LoadKind::Concurrency)
@@ -120,7 +149,7 @@ impl LoadProfile {
         Self::parse(text, LoadKind::Rate)
     }
 
-    /// Parses steps of the given kind.
+    /// Parses steps of the given kind; the one validation of every profile.
     pub fn parse(text: &str, kind: LoadKind) -> Result<Self, LoadProfileError> {
         let text = text.trim();
         if text.is_empty() {
@@ -130,20 +159,16 @@ impl LoadProfile {
         for (i, raw) in text.split(',').enumerate() {
             let index = i + 1;
             let item = raw.trim();
-            let Some((time, value)) = item.split_once(':') else {
-                return Err(LoadProfileError::Shape {
-                    index,
-                    item: item.to_string(),
-                });
+            let shape = || LoadProfileError::Shape {
+                index,
+                item: item.to_string(),
             };
+            let (time, value) = item.split_once(':').ok_or_else(shape)?;
             let (time, value) = (time.trim(), value.trim());
             if time.is_empty() || value.is_empty() {
-                return Err(LoadProfileError::Shape {
-                    index,
-                    item: item.to_string(),
-                });
+                return Err(shape());
             }
-            let at_seconds = parse_time(time).map_err(|reason| LoadProfileError::Time {
+            let at = parse_time(time).map_err(|reason| LoadProfileError::Time {
                 index,
                 item: item.to_string(),
                 time: time.to_string(),
@@ -156,42 +181,71 @@ impl LoadProfile {
                 reason,
             })?;
             if let Some(prev) = steps.last()
-                && at_seconds <= prev.at_seconds
+                && at <= prev.at
             {
                 return Err(LoadProfileError::Order {
                     index,
                     item: item.to_string(),
-                    at: at_seconds,
-                    previous: prev.at_seconds,
+                    at: at.as_secs_f64(),
+                    previous: prev.at.as_secs_f64(),
                 });
             }
-            steps.push(Step { at_seconds, value });
+            steps.push(Step { at, value });
         }
         Ok(Self { kind, steps })
     }
 
-    /// The load at time `t` (0 before the first step).
-    pub fn value_at(&self, t: f64) -> f64 {
+    /// The load at `elapsed` (0 before the first step).
+    pub fn value_at(&self, elapsed: Duration) -> f64 {
+        self.last_step_by(|at| at <= elapsed)
+    }
+
+    /// [`LoadProfile::value_at`] on the simulator's clock (seconds as `f64`), comparing in
+    /// seconds so that an event pushed at a step's time sees that step.
+    pub fn value_at_seconds(&self, t: f64) -> f64 {
+        self.last_step_by(|at| at.as_secs_f64() <= t)
+    }
+
+    fn last_step_by(&self, started: impl Fn(Duration) -> bool) -> f64 {
         self.steps
             .iter()
-            .take_while(|s| s.at_seconds <= t)
+            .take_while(|s| started(s.at))
             .last()
             .map_or(0.0, |s| s.value)
+    }
+
+    /// Clients wanted at `elapsed` (closed loop); `None` for an arrival rate.
+    pub fn clients_at(&self, elapsed: Duration) -> Option<u32> {
+        // Values of a concurrency profile are whole numbers at most MAX_CLIENTS: the cast is exact.
+        (self.kind == LoadKind::Concurrency).then(|| self.value_at(elapsed) as u32)
+    }
+
+    /// Requests per second wanted at `elapsed` (open loop); `None` for clients.
+    pub fn rate_at(&self, elapsed: Duration) -> Option<f64> {
+        (self.kind == LoadKind::Rate).then(|| self.value_at(elapsed))
+    }
+
+    /// The most clients the profile ever wants (closed loop), or 0 for a rate.
+    pub fn max_clients(&self) -> u32 {
+        match self.kind {
+            LoadKind::Concurrency => self.peak() as u32,
+            LoadKind::Rate => 0,
+        }
     }
 
     /// The first step after the start of the run that raises the load, as `(time, from, to)`.
     ///
     /// Reaction times are measured from it. A profile that only rises at its first step (e.g. `0s:8`)
     /// reports that step, rising from 0.
-    pub fn first_rise(&self) -> Option<(f64, f64, f64)> {
+    pub fn first_rise(&self) -> Option<(Duration, f64, f64)> {
         let mut previous = 0.0;
-        let mut first: Option<(f64, f64, f64)> = None;
+        let mut first: Option<(Duration, f64, f64)> = None;
         for s in &self.steps {
             if s.value > previous {
-                if s.at_seconds > 0.0 {
-                    return Some((s.at_seconds, previous, s.value));
+                if !s.at.is_zero() {
+                    return Some((s.at, previous, s.value));
                 }
-                first.get_or_insert((s.at_seconds, previous, s.value));
+                first.get_or_insert((s.at, previous, s.value));
             }
             previous = s.value;
         }
@@ -202,56 +256,137 @@ impl LoadProfile {
     pub fn peak(&self) -> f64 {
         self.steps.iter().map(|s| s.value).fold(0.0, f64::max)
     }
+
+    /// The arrival schedule of an open-loop profile; `None` for clients.
+    pub fn arrivals(&self) -> Option<Arrivals> {
+        (self.kind == LoadKind::Rate).then(|| Arrivals {
+            steps: self.steps.clone(),
+            step: 0,
+            k: 0,
+        })
+    }
+
+    /// A short description for `kscale load`'s report, with times as humantime text.
+    pub fn describe(&self) -> String {
+        let one_constant = match self.steps.as_slice() {
+            [only] if only.at.is_zero() => Some(only.value),
+            _ => None,
+        };
+        let steps = || {
+            let parts: Vec<String> = self
+                .steps
+                .iter()
+                .map(|s| format!("{}:{}", humantime::format_duration(s.at), s.value))
+                .collect();
+            parts.join(",")
+        };
+        match (self.kind, one_constant) {
+            (LoadKind::Concurrency, Some(n)) => format!("{n} concurrent clients"),
+            (LoadKind::Rate, Some(r)) => format!("{r} requests/s"),
+            (LoadKind::Concurrency, None) => format!("steps {}", steps()),
+            (LoadKind::Rate, None) => format!("rate steps {} (req/s)", steps()),
+        }
+    }
 }
 
+/// The profile in its own syntax (`0s:2,1.5s:8`), which [`LoadProfile::parse`] reads back.
 impl fmt::Display for LoadProfile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, s) in self.steps.iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
-            write!(f, "{}s:{}", s.at_seconds, s.value)?;
+            write!(f, "{}s:{}", s.at.as_secs_f64(), s.value)?;
         }
         Ok(())
     }
 }
 
-/// Latest step time: a year and a day, beyond any run of `load` or `simulate`, and far from
-/// the overflow of a `Duration` built from it.
-const MAX_STEP_SECONDS: f64 = 366.0 * 24.0 * 3600.0;
+/// When the requests of an open-loop profile start: during a step of rate `r` that starts at
+/// `a`, at `a + k / r` for k = 0, 1, … until the next step (computed from the step's start, so
+/// rounding never adds or drops an arrival).
+#[derive(Debug, Clone)]
+pub struct Arrivals {
+    steps: Vec<Step>,
+    step: usize,
+    k: u64,
+}
 
-fn parse_time(text: &str) -> Result<f64, String> {
-    let secs = match f64::from_str(text) {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => secs,
+impl Iterator for Arrivals {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        while let Some(s) = self.steps.get(self.step) {
+            let end = self.steps.get(self.step + 1).map(|n| n.at);
+            if s.value > 0.0 {
+                let at = s.at + Duration::from_secs_f64(self.k as f64 / s.value);
+                if end.is_none_or(|e| at < e) {
+                    self.k += 1;
+                    return Some(at);
+                }
+            }
+            end?;
+            self.step += 1;
+            self.k = 0;
+        }
+        None
+    }
+}
+
+/// A step time: bare seconds (`90`, `1.5`), seconds with a unit (`1.5s`), or humantime (`2m`, `1m30s`).
+fn parse_time(text: &str) -> Result<Duration, String> {
+    let seconds = text.strip_suffix('s').unwrap_or(text);
+    let at = match f64::from_str(seconds) {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+            Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?
+        }
         Ok(_) => return Err("must be a non-negative number of seconds".into()),
-        Err(_) => humantime::parse_duration(text)
-            .map(|d: Duration| d.as_secs_f64())
-            .map_err(|e| e.to_string())?,
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string())?,
     };
-    if secs > MAX_STEP_SECONDS {
+    if at > MAX_STEP_TIME {
         return Err("is too late: at most 366 days".into());
     }
-    Ok(secs)
+    Ok(at)
 }
 
 fn parse_value(text: &str, kind: LoadKind) -> Result<f64, String> {
-    let v = match kind {
-        LoadKind::Concurrency => u32::from_str(text)
-            .map(f64::from)
-            .map_err(|_| "must be a whole number of clients (0 or more)".to_string())?,
+    match kind {
+        LoadKind::Concurrency => {
+            let n = u32::from_str(text)
+                .map_err(|_| "must be a whole number of clients (0 or more)".to_string())?;
+            if n > MAX_CLIENTS {
+                return Err(format!("at most {MAX_CLIENTS} concurrent clients"));
+            }
+            Ok(f64::from(n))
+        }
         LoadKind::Rate => {
             let v = f64::from_str(text)
                 .map_err(|_| "must be a number of requests per second".to_string())?;
             if !v.is_finite() || v < 0.0 {
                 return Err("must be a finite number, 0 or more".into());
             }
-            v
+            if v > MAX_RATE {
+                return Err(format!("at most {MAX_RATE} requests/s"));
+            }
+            Ok(v)
         }
-    };
-    if v > MAX_VALUE {
-        return Err(format!("at most {MAX_VALUE} is allowed"));
     }
-    Ok(v)
+}
+
+/// `Duration` as seconds in JSON, the unit every other time of the reports uses.
+mod secs_f64 {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]
@@ -272,15 +407,15 @@ mod tests {
             p.steps,
             vec![
                 Step {
-                    at_seconds: 0.0,
+                    at: Duration::ZERO,
                     value: 2.0
                 },
                 Step {
-                    at_seconds: 60.0,
+                    at: Duration::from_secs(60),
                     value: 8.0
                 },
                 Step {
-                    at_seconds: 300.0,
+                    at: Duration::from_secs(300),
                     value: 2.0
                 },
             ]
@@ -293,12 +428,18 @@ mod tests {
         assert_eq!(
             p.steps[1],
             Step {
-                at_seconds: 90.0,
+                at: Duration::from_secs(90),
                 value: 0.4
             }
         );
-        assert_eq!(p.value_at(89.9), 0.1);
-        assert_eq!(p.value_at(90.0), 0.4);
+        assert_eq!(p.value_at_seconds(89.9), 0.1);
+        assert_eq!(p.value_at(Duration::from_secs(90)), 0.4);
+        let p = LoadProfile::parse_rate("0s:1,1.5s:2,1500ms:3").unwrap_err();
+        assert!(
+            p.to_string()
+                .starts_with("step 3 `1500ms:3`: time 1.5s is not after"),
+            "{p}"
+        );
     }
 
     #[test]
@@ -318,6 +459,11 @@ mod tests {
                 "0s:1,10s:999999",
                 "step 2 `10s:999999`: bad value `999999`: at most",
             ),
+            (
+                "0s:20000",
+                "step 1 `0s:20000`: bad value `20000`: at most 10000 concurrent clients",
+            ),
+            ("0s:2,abc:3", "step 2 `abc:3`: bad time `abc`"),
             ("0s:1,0s:2", "step 2 `0s:2`: time 0s is not after"),
         ];
         for (text, want) in cases {
@@ -336,23 +482,91 @@ mod tests {
     #[test]
     fn value_before_first_step_is_zero() {
         let p = LoadProfile::parse_concurrency("10s:4").unwrap();
-        assert_eq!(p.value_at(0.0), 0.0);
-        assert_eq!(p.value_at(10.0), 4.0);
+        assert_eq!(p.value_at(Duration::ZERO), 0.0);
+        assert_eq!(p.clients_at(Duration::from_secs(10)), Some(4));
+        assert_eq!(p.rate_at(Duration::from_secs(10)), None);
     }
 
     #[test]
     fn first_rise_skips_the_baseline_at_zero() {
         let p = LoadProfile::parse_concurrency("0s:2,60s:8,300s:2").unwrap();
-        assert_eq!(p.first_rise(), Some((60.0, 2.0, 8.0)));
+        assert_eq!(p.first_rise(), Some((Duration::from_secs(60), 2.0, 8.0)));
         let p = LoadProfile::parse_concurrency("0s:8").unwrap();
-        assert_eq!(p.first_rise(), Some((0.0, 0.0, 8.0)));
+        assert_eq!(p.first_rise(), Some((Duration::ZERO, 0.0, 8.0)));
         let p = LoadProfile::parse_concurrency("0s:8,60s:2").unwrap();
-        assert_eq!(p.first_rise(), Some((0.0, 0.0, 8.0)));
+        assert_eq!(p.first_rise(), Some((Duration::ZERO, 0.0, 8.0)));
         let p = LoadProfile::parse_concurrency("0s:0").unwrap();
         assert_eq!(p.first_rise(), None);
         assert_eq!(
             LoadProfile::parse_concurrency("0s:3,9s:7").unwrap().peak(),
             7.0
         );
+    }
+
+    #[test]
+    fn steps_give_the_clients_of_the_current_step() {
+        let p = LoadProfile::parse_concurrency("0s:2, 60s:8,5m:2").unwrap();
+        assert_eq!(p.clients_at(Duration::ZERO), Some(2));
+        assert_eq!(p.clients_at(Duration::from_secs(59)), Some(2));
+        assert_eq!(p.clients_at(Duration::from_secs(60)), Some(8));
+        assert_eq!(p.clients_at(Duration::from_secs(3000)), Some(2));
+        assert_eq!(p.max_clients(), 8);
+        assert_eq!(p.describe(), "steps 0s:2,1m:8,5m:2");
+        assert_eq!(
+            LoadProfile::concurrency(3).describe(),
+            "3 concurrent clients"
+        );
+        assert_eq!(LoadProfile::rate(0.5).describe(), "0.5 requests/s");
+        assert!(p.arrivals().is_none());
+    }
+
+    #[test]
+    fn arrivals_follow_the_rate_of_each_step() {
+        let secs = |p: &LoadProfile, n: usize| -> Vec<f64> {
+            p.arrivals()
+                .unwrap()
+                .take(n)
+                .map(|d| d.as_secs_f64())
+                .collect()
+        };
+        assert_eq!(secs(&LoadProfile::rate(4.0), 3), vec![0.0, 0.25, 0.5]);
+        let p = LoadProfile::parse_rate("0s:2,1s:0,3s:1").unwrap();
+        assert_eq!(secs(&p, 5), vec![0.0, 0.5, 3.0, 4.0, 5.0]);
+        assert_eq!(p.rate_at(Duration::from_secs(2)), Some(0.0));
+        assert_eq!(p.clients_at(Duration::from_secs(2)), None);
+        assert_eq!(p.max_clients(), 0);
+        // 20/s for 2 s is exactly 40 arrivals before 2 s, whatever the rounding.
+        let n = LoadProfile::rate(20.0)
+            .arrivals()
+            .unwrap()
+            .take_while(|d| *d < Duration::from_secs(2))
+            .count();
+        assert_eq!(n, 40);
+        let zero = LoadProfile::parse_rate("0s:0").unwrap();
+        assert!(
+            zero.arrivals().unwrap().next().is_none(),
+            "a zero rate never sends"
+        );
+    }
+
+    #[test]
+    fn display_reads_back_to_the_same_profile() {
+        for text in ["0s:1,1500ms:4,2m:0", "0:0.5,0.25:4,1m30s:0.1"] {
+            for kind in [LoadKind::Concurrency, LoadKind::Rate] {
+                let Ok(p) = LoadProfile::parse(text, kind) else {
+                    continue;
+                };
+                assert_eq!(
+                    LoadProfile::parse(&p.to_string(), kind).unwrap(),
+                    p,
+                    "{text}"
+                );
+            }
+        }
+        let p = LoadProfile::parse_rate("0:0.5,0.25:4").unwrap();
+        assert_eq!(p.to_string(), "0s:0.5,0.25s:4");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["steps"][1]["at_seconds"], 0.25);
+        assert_eq!(serde_json::from_value::<LoadProfile>(json).unwrap(), p);
     }
 }

@@ -35,13 +35,13 @@ pub fn releases(cfg: &Config) -> [ReleaseSpec; 2] {
             release: m.prometheus_release.clone(),
             chart: "kube-prometheus-stack",
             version: m.prometheus_chart_version.clone(),
-            values_file: "prometheus-values.yaml",
+            values_file: crate::render::file::PROMETHEUS_VALUES,
         },
         ReleaseSpec {
             release: m.adapter_release.clone(),
             chart: "prometheus-adapter",
             version: m.adapter_chart_version.clone(),
-            values_file: "prometheus-adapter.yaml",
+            values_file: crate::render::file::PROMETHEUS_ADAPTER,
         },
     ]
 }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use anyhow::Context as _;
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
@@ -414,6 +416,30 @@ fn label_font(options: &PlotOptions) -> f64 {
     (options.height as f64 * 0.018).max(9.0)
 }
 
+/// The time axis and one value axis, styled alike on every panel; the caller adds its own ticks
+/// and draws.
+fn axes<'a, 'b, DB: DrawingBackend>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    p: &Prepared<'_>,
+    options: &PlotOptions,
+    y_desc: &str,
+) -> MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
+    let lf = label_font(options);
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(p.time_unit.1)
+        .x_label_formatter(&whole_number)
+        .light_line_style(BLACK.mix(0.04))
+        .y_desc(y_desc)
+        .label_style(("sans-serif", lf))
+        .axis_desc_style(("sans-serif", lf));
+    mesh
+}
+
+/// A time tick: whole units.
+fn whole_number(v: &f64) -> String {
+    format!("{v:.0}")
+}
+
 fn draw_replicas<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     p: &Prepared<'_>,
@@ -426,12 +452,7 @@ fn draw_replicas<DB: DrawingBackend>(
         .map(|r| r.replicas_current.max(r.replicas_desired))
         .max()
         .unwrap_or(1);
-    let max_load = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .filter_map(load_of)
-        .fold(0.0, f64::max);
+    let max_load = peak(p, |r| [load_of(r)]);
     let has_load = max_load > 0.0;
     let entries = p
         .lines
@@ -450,14 +471,7 @@ fn draw_replicas<DB: DrawingBackend>(
         .map_err(drawing_error)?
         .set_secondary_coord(p.t_range.clone(), y_range(max_load, room));
     let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc("replicas (pods)")
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, "replicas (pods)")
         .y_labels(replica_labels(y_top))
         .y_label_formatter(&|v| integer_label(*v))
         .draw()
@@ -564,13 +578,7 @@ fn draw_metric<DB: DrawingBackend>(
     p: &Prepared<'_>,
     options: &PlotOptions,
 ) -> anyhow::Result<()> {
-    let max = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .flat_map(|r| [r.metric_value.unwrap_or(0.0), r.target])
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max);
+    let max = peak(p, |r| [r.metric_value, Some(r.target)]);
     let entries = 2 * p
         .lines
         .iter()
@@ -579,15 +587,7 @@ fn draw_metric<DB: DrawingBackend>(
     let mut chart = frame(area, options, "HPA metric against its target", false)
         .build_cartesian_2d(p.t_range.clone(), y_range(max, headroom(options, entries)))
         .map_err(drawing_error)?;
-    let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc(options.metric_label.as_str())
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, options.metric_label.as_str())
         .draw()
         .map_err(drawing_error)?;
     for (i, line) in p.lines.iter().enumerate() {
@@ -608,22 +608,50 @@ fn draw_metric<DB: DrawingBackend>(
                 });
         }
         // A gap where the metric could not be read is drawn as a gap, not as a line through it.
-        let mut first = true;
-        for segment in segments(line, |r| r.metric_value) {
-            let drawn = chart
-                .draw_series(LineSeries::new(segment, color.stroke_width(3)))
-                .map_err(drawing_error)?;
-            if first {
-                drawn
-                    .label(label(line.name, "metric"))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
-                    });
-                first = false;
-            }
-        }
+        draw_with_gaps(
+            &mut chart,
+            line,
+            |r| r.metric_value,
+            color.stroke_width(3),
+            "metric",
+        )?;
     }
     legend(&mut chart, options)
+}
+
+/// The largest finite value `values` gives over every row of every line (0 when none is known).
+fn peak<const N: usize>(
+    p: &Prepared<'_>,
+    values: impl Fn(&TimelineRow) -> [Option<f64>; N],
+) -> f64 {
+    p.lines
+        .iter()
+        .flat_map(|l| l.rows.iter())
+        .flat_map(values)
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+}
+
+/// One line per run of known values of `f`, labelled once: an unknown stretch stays a gap.
+fn draw_with_gaps<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    line: &Line<'_>,
+    f: impl Fn(&TimelineRow) -> Option<f64>,
+    style: ShapeStyle,
+    what: &str,
+) -> anyhow::Result<()> {
+    for (i, segment) in segments(line, f).into_iter().enumerate() {
+        let drawn = chart
+            .draw_series(LineSeries::new(segment, style))
+            .map_err(drawing_error)?;
+        if i == 0 {
+            drawn
+                .label(label(line.name, what))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        }
+    }
+    Ok(())
 }
 
 /// Runs of consecutive rows where `f` is known.
@@ -648,12 +676,7 @@ fn draw_load<DB: DrawingBackend>(
     p: &Prepared<'_>,
     options: &PlotOptions,
 ) -> anyhow::Result<()> {
-    let max = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .flat_map(|r| [r.load.unwrap_or(0.0), r.send_rate.unwrap_or(0.0)])
-        .fold(0.0, f64::max);
+    let max = peak(p, |r| [r.load, r.send_rate]);
     let entries: usize = p
         .lines
         .iter()
@@ -665,15 +688,7 @@ fn draw_load<DB: DrawingBackend>(
     let mut chart = frame(area, options, "Offered load and send rate", false)
         .build_cartesian_2d(p.t_range.clone(), y_range(max, headroom(options, entries)))
         .map_err(drawing_error)?;
-    let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc("clients, or requests/s")
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, "clients, or requests/s")
         .draw()
         .map_err(drawing_error)?;
     for (i, line) in p.lines.iter().enumerate() {
@@ -708,12 +723,7 @@ fn draw_latency<DB: DrawingBackend>(
     p: &Prepared<'_>,
     options: &PlotOptions,
 ) -> anyhow::Result<()> {
-    let max = p
-        .lines
-        .iter()
-        .flat_map(|l| l.rows.iter())
-        .flat_map(|r| [r.p50_seconds.unwrap_or(0.0), r.p99_seconds.unwrap_or(0.0)])
-        .fold(0.0, f64::max);
+    let max = peak(p, |r| [r.p50_seconds, r.p99_seconds]);
     let mut chart = frame(
         area,
         options,
@@ -725,15 +735,7 @@ fn draw_latency<DB: DrawingBackend>(
         y_range(max, headroom(options, 2 * p.lines.len())),
     )
     .map_err(drawing_error)?;
-    let lf = label_font(options);
-    chart
-        .configure_mesh()
-        .x_desc(p.time_unit.1)
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .light_line_style(BLACK.mix(0.04))
-        .y_desc("latency (s)")
-        .label_style(("sans-serif", lf))
-        .axis_desc_style(("sans-serif", lf))
+    axes(&mut chart, p, options, "latency (s)")
         .draw()
         .map_err(drawing_error)?;
     for (i, line) in p.lines.iter().enumerate() {
@@ -746,18 +748,7 @@ fn draw_latency<DB: DrawingBackend>(
             ),
             ("p99 latency", |r: &TimelineRow| r.p99_seconds, 1),
         ] {
-            let mut first = true;
-            for segment in segments(line, f) {
-                let drawn = chart
-                    .draw_series(LineSeries::new(segment, color.stroke_width(width)))
-                    .map_err(drawing_error)?;
-                if first {
-                    drawn.label(label(line.name, what)).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(width))
-                    });
-                    first = false;
-                }
-            }
+            draw_with_gaps(&mut chart, line, f, color.stroke_width(width), what)?;
         }
     }
     legend(&mut chart, options)

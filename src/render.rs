@@ -20,51 +20,45 @@ pub const SCRAPE_SECRET: &str = "kscale-scrape-config";
 /// Key of the scrape job in [`SCRAPE_SECRET`].
 pub const SCRAPE_SECRET_KEY: &str = "scrape-configs.yaml";
 
-/// Templates compiled into the binary, by file name.
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "deployment.yaml",
-        include_str!("../templates/deployment.yaml"),
-    ),
-    ("service.yaml", include_str!("../templates/service.yaml")),
-    ("hpa.yaml", include_str!("../templates/hpa.yaml")),
-    (
-        "scrape-config.yaml",
-        include_str!("../templates/scrape-config.yaml"),
-    ),
-    (
-        "scrape-config-secret.yaml",
-        include_str!("../templates/scrape-config-secret.yaml"),
-    ),
-    (
-        "monitoring-namespace.yaml",
-        include_str!("../templates/monitoring-namespace.yaml"),
-    ),
-    (
-        "prometheus-values.yaml",
-        include_str!("../templates/prometheus-values.yaml"),
-    ),
-    (
-        "prometheus-adapter.yaml",
-        include_str!("../templates/prometheus-adapter.yaml"),
-    ),
-    (
-        "prometheus-adapter-config.yaml",
-        include_str!("../templates/prometheus-adapter-config.yaml"),
-    ),
-    (
-        "grafana-dashboard.json",
-        include_str!("../templates/grafana-dashboard.json"),
-    ),
-    (
-        "grafana-dashboard.yaml",
-        include_str!("../templates/grafana-dashboard.yaml"),
-    ),
-    (
-        "app-namespace.yaml",
-        include_str!("../templates/app-namespace.yaml"),
-    ),
-];
+/// Declares each template once: its name constant in [`file`] and its text in `EMBEDDED`
+/// (`include_str!` needs the literal, so the macro is what keeps the two spellings one).
+macro_rules! templates {
+    ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {
+        /// Template file names: the one place they are spelled (`--templates DIR` overrides by them).
+        pub mod file {
+            $($(#[$doc])* pub const $name: &str = $file;)*
+        }
+        /// Templates compiled into the binary, by file name.
+        const EMBEDDED: &[(&str, &str)] = &[$(($file, include_str!(concat!("../templates/", $file)))),*];
+    };
+}
+
+templates! {
+    /// The inference server's Deployment.
+    DEPLOYMENT = "deployment.yaml";
+    /// Its Service.
+    SERVICE = "service.yaml";
+    /// The HorizontalPodAutoscaler.
+    HPA = "hpa.yaml";
+    /// The scrape job, as Prometheus reads it.
+    SCRAPE_CONFIG = "scrape-config.yaml";
+    /// The Secret carrying the scrape job to kube-prometheus-stack.
+    SCRAPE_CONFIG_SECRET = "scrape-config-secret.yaml";
+    /// The monitoring namespace.
+    MONITORING_NAMESPACE = "monitoring-namespace.yaml";
+    /// kube-prometheus-stack's helm values.
+    PROMETHEUS_VALUES = "prometheus-values.yaml";
+    /// prometheus-adapter's helm values.
+    PROMETHEUS_ADAPTER = "prometheus-adapter.yaml";
+    /// prometheus-adapter's rule file as the adapter reads it.
+    PROMETHEUS_ADAPTER_CONFIG = "prometheus-adapter-config.yaml";
+    /// The Grafana dashboard's JSON.
+    GRAFANA_DASHBOARD_JSON = "grafana-dashboard.json";
+    /// The ConfigMap that carries the dashboard to Grafana's sidecar.
+    GRAFANA_DASHBOARD = "grafana-dashboard.yaml";
+    /// The app's namespace (not rendered for `default`).
+    APP_NAMESPACE = "app-namespace.yaml";
+}
 
 /// What a rendered file is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -134,15 +128,6 @@ pub fn adapter_rule(cfg: &Config) -> AdapterRule {
             ),
             name: cfg.metric.name.clone(),
         },
-    }
-}
-
-/// A metric target as a Kubernetes quantity: whole numbers as is, fractions in milli-units.
-pub fn quantity(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{}m", (v * 1000.0).round() as i64)
     }
 }
 
@@ -312,7 +297,7 @@ pub fn render_all(
             MetricProfile::MeanDuration => "Value",
             MetricProfile::Concurrency => "AverageValue",
         },
-        "target_quantity": quantity(cfg.metric.target),
+        "target_quantity": crate::quantity::format(cfg.metric.target),
         "scrape_job": SCRAPE_JOB,
         "scrape_timeout_seconds": scrape_timeout,
         "scrape_secret": SCRAPE_SECRET,
@@ -322,40 +307,40 @@ pub fn render_all(
         "metrics_query": rule.metrics_query,
     });
     ctx.insert("k", &k);
-    let scrape = render_one(templates, "scrape-config.yaml", &ctx)?;
+    let scrape = render_one(templates, file::SCRAPE_CONFIG, &ctx)?;
     k["scrape_config"] = Value::String(scrape.clone());
-    let dashboard = render_one(templates, "grafana-dashboard.json", &ctx)?;
+    let dashboard = render_one(templates, file::GRAFANA_DASHBOARD_JSON, &ctx)?;
     serde_json::from_str::<Value>(&dashboard)
         .context("the rendered grafana-dashboard.json is not valid JSON")?;
     k["dashboard_json"] = Value::String(dashboard.clone());
     ctx.insert("k", &k);
 
     let mut plan: Vec<(&str, FileKind)> = vec![
-        ("monitoring-namespace.yaml", FileKind::Object),
-        ("scrape-config-secret.yaml", FileKind::Object),
-        ("deployment.yaml", FileKind::Object),
-        ("service.yaml", FileKind::Object),
-        ("hpa.yaml", FileKind::Object),
-        ("prometheus-values.yaml", FileKind::HelmValues),
-        ("prometheus-adapter.yaml", FileKind::HelmValues),
-        ("prometheus-adapter-config.yaml", FileKind::PrometheusConfig),
+        (file::MONITORING_NAMESPACE, FileKind::Object),
+        (file::SCRAPE_CONFIG_SECRET, FileKind::Object),
+        (file::DEPLOYMENT, FileKind::Object),
+        (file::SERVICE, FileKind::Object),
+        (file::HPA, FileKind::Object),
+        (file::PROMETHEUS_VALUES, FileKind::HelmValues),
+        (file::PROMETHEUS_ADAPTER, FileKind::HelmValues),
+        (file::PROMETHEUS_ADAPTER_CONFIG, FileKind::PrometheusConfig),
     ];
     // Grafana's sidecar is what loads the dashboard ConfigMap: without Grafana nothing reads it.
     if cfg.monitoring.grafana {
-        plan.insert(5, ("grafana-dashboard.yaml", FileKind::Object));
+        plan.insert(5, (file::GRAFANA_DASHBOARD, FileKind::Object));
     }
     // `default` always exists and is not kscale's to create or delete.
     if cfg.app.namespace != "default" {
-        plan.insert(1, ("app-namespace.yaml", FileKind::Object));
+        plan.insert(1, (file::APP_NAMESPACE, FileKind::Object));
     }
     let mut out = vec![
         RenderedFile {
-            name: "scrape-config.yaml".into(),
+            name: file::SCRAPE_CONFIG.into(),
             kind: FileKind::PrometheusConfig,
             content: scrape,
         },
         RenderedFile {
-            name: "grafana-dashboard.json".into(),
+            name: file::GRAFANA_DASHBOARD_JSON.into(),
             kind: FileKind::GrafanaDashboard,
             content: dashboard,
         },
@@ -430,7 +415,6 @@ fn kind_label(k: FileKind) -> &'static str {
 /// that did not survive: k8s-openapi ignores unknown keys, so this is what catches a misspelled
 /// key before the API server (or worse, nobody) does.
 pub fn check_object(value: &Value) -> anyhow::Result<()> {
-    use k8s_openapi::api::{apps::v1 as apps, autoscaling::v2 as autoscaling, core::v1 as core};
     let api_version = value
         .get("apiVersion")
         .and_then(Value::as_str)
@@ -447,19 +431,10 @@ pub fn check_object(value: &Value) -> anyhow::Result<()> {
     {
         anyhow::bail!("metadata.name is missing");
     }
-    let back = match (api_version, kind) {
-        ("apps/v1", "Deployment") => round_trip::<apps::Deployment>(value)?,
-        ("v1", "Service") => round_trip::<core::Service>(value)?,
-        ("v1", "Secret") => round_trip::<core::Secret>(value)?,
-        ("v1", "Namespace") => round_trip::<core::Namespace>(value)?,
-        ("v1", "ConfigMap") => round_trip::<core::ConfigMap>(value)?,
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
-            round_trip::<autoscaling::HorizontalPodAutoscaler>(value)?
-        }
-        _ => anyhow::bail!(
-            "kscale does not know {api_version}/{kind}; add it to render::check_object"
-        ),
+    let Some(known) = crate::kubeapi::object_kind(api_version, kind) else {
+        anyhow::bail!("kscale does not know {api_version}/{kind}; add it to kubeapi::object_kinds");
     };
+    let back = (known.round_trip)(value)?;
     let mut dropped = BTreeSet::new();
     missing_paths(value, &back, String::new(), &mut dropped);
     if !dropped.is_empty() {
@@ -474,15 +449,6 @@ pub fn check_object(value: &Value) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn round_trip<T>(value: &Value) -> anyhow::Result<Value>
-where
-    T: serde::de::DeserializeOwned + serde::Serialize,
-{
-    let typed: T =
-        serde_path_to_error::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(serde_json::to_value(&typed)?)
 }
 
 /// Paths present in `input` but absent from `back` (the typed round trip).
@@ -532,13 +498,6 @@ mod tests {
         let text = "a {% include \"x.yaml\" %} {%- import 'm.tera' as m -%}\n\
                     {% include [\"y\", 'z'] ignore missing %} {{ not_a_tag }} {% if x %}{% endif %}";
         assert_eq!(references(text), ["x.yaml", "m.tera", "y", "z"]);
-    }
-
-    #[test]
-    fn quantities_are_whole_or_milli() {
-        assert_eq!(quantity(12.0), "12");
-        assert_eq!(quantity(1.5), "1500m");
-        assert_eq!(quantity(0.25), "250m");
     }
 
     #[test]

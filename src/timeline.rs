@@ -8,8 +8,8 @@
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom, Write};
+use std::path::Path;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -113,8 +113,9 @@ fn opt_u64(v: Option<u64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
 
-/// A pod name as it may appear in the `pods` cell: the separators of the file are replaced.
-fn clean_pod_name(name: &str) -> String {
+/// A name as it may appear in a cell (a pod in `pods`, a run label): the separators of the file
+/// are replaced, so that the hand-read format never needs quoting.
+fn clean_name(name: &str) -> String {
     name.chars()
         .map(|c| match c {
             ',' | ';' | ':' | '\n' | '\r' | '"' => '_',
@@ -123,8 +124,8 @@ fn clean_pod_name(name: &str) -> String {
         .collect()
 }
 
-/// One row as a CSV line (without the newline), in [`CSV_COLUMNS`] order.
-pub fn csv_line(row: &TimelineRow) -> String {
+/// One row's cells, in [`CSV_COLUMNS`] order.
+fn cells(row: &TimelineRow) -> [String; 16] {
     let mut pods = String::new();
     for (i, p) in row.pods.iter().enumerate() {
         if i > 0 {
@@ -133,7 +134,7 @@ pub fn csv_line(row: &TimelineRow) -> String {
         let _ = write!(
             pods,
             "{}:{}:{}",
-            clean_pod_name(&p.pod),
+            clean_name(&p.pod),
             num(p.queue_depth),
             num(p.in_flight)
         );
@@ -156,7 +157,6 @@ pub fn csv_line(row: &TimelineRow) -> String {
         opt_u64(row.errors),
         pods,
     ]
-    .join(",")
 }
 
 /// Writes a whole timeline to `path`, replacing the file.
@@ -168,25 +168,25 @@ pub fn write_csv(path: &Path, rows: &[TimelineRow]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes timeline rows one at a time, flushing each so that a recording interrupted by Ctrl-C
-/// keeps every row written so far.
+/// The one writer of timeline CSV (the `csv` crate underneath): rows one at a time, each flushed
+/// so that a recording interrupted by Ctrl-C keeps every row written so far. A labelled writer
+/// puts a `run` column first, for files holding several runs (`kscale simulate --csv`); readers
+/// ignore that column, as any column they do not know.
 #[derive(Debug)]
-pub struct TimelineWriter {
-    file: File,
-    path: PathBuf,
+pub struct TimelineWriter<W: Write = File> {
+    csv: csv::Writer<W>,
+    /// What is written to, for error messages.
+    what: String,
+    /// The `run` cell of the next rows, for a labelled writer.
+    run: Option<String>,
 }
 
-impl TimelineWriter {
+impl TimelineWriter<File> {
     /// Creates (or truncates) `path` and writes the header.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
-        let mut file = File::create(path)
+        let file = File::create(path)
             .with_context(|| format!("cannot create timeline file {}", path.display()))?;
-        writeln!(file, "{}", csv_header())
-            .with_context(|| format!("cannot write to timeline file {}", path.display()))?;
-        Ok(Self {
-            file,
-            path: path.to_owned(),
-        })
+        Self::start(file, timeline_file(path), true, None)
     }
 
     /// Opens `path` for appending rows, writing the header when the file is new or empty. An
@@ -202,10 +202,7 @@ impl TimelineWriter {
         file.seek(SeekFrom::Start(0))
             .and_then(|_| (&mut file).take(4096).read_to_string(&mut existing))
             .with_context(|| format!("cannot read timeline file {}", path.display()))?;
-        if existing.is_empty() {
-            writeln!(file, "{}", csv_header())
-                .with_context(|| format!("cannot write to timeline file {}", path.display()))?;
-        } else {
+        if !existing.is_empty() {
             let first = existing.lines().next().unwrap_or_default().trim_end();
             if first != csv_header() {
                 anyhow::bail!(
@@ -224,18 +221,67 @@ impl TimelineWriter {
                 writeln!(file).with_context(|| format!("cannot write to {}", path.display()))?;
             }
         }
-        Ok(Self {
-            file,
-            path: path.to_owned(),
-        })
+        Self::start(file, timeline_file(path), existing.is_empty(), None)
+    }
+}
+
+impl<W: Write> TimelineWriter<W> {
+    /// A writer with a leading `run` column to `out` (described as `what` in errors); the header
+    /// is written at once, and [`TimelineWriter::set_run`] names the run of the rows that follow.
+    pub fn labelled(out: W, what: &str) -> anyhow::Result<Self> {
+        Self::start(out, what.to_owned(), true, Some(String::new()))
+    }
+
+    fn start(out: W, what: String, header: bool, run: Option<String>) -> anyhow::Result<Self> {
+        let csv = csv::WriterBuilder::new()
+            .has_headers(false)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(out);
+        let mut w = Self { csv, what, run };
+        if header {
+            let run_column = w.run.as_ref().map(|_| "run");
+            w.write(run_column.into_iter().chain(CSV_COLUMNS.iter().copied()))?;
+        }
+        Ok(w)
+    }
+
+    /// Names the run of the rows that follow (labelled writers only; others have no `run` column).
+    pub fn set_run(&mut self, label: &str) {
+        if let Some(run) = self.run.as_mut() {
+            *run = clean_name(label);
+        }
     }
 
     /// Appends one row and flushes it.
     pub fn append(&mut self, row: &TimelineRow) -> anyhow::Result<()> {
-        writeln!(self.file, "{}", csv_line(row))
-            .and_then(|_| self.file.flush())
-            .with_context(|| format!("cannot write to timeline file {}", self.path.display()))
+        let run = self.run.clone();
+        let cells = cells(row);
+        self.write(
+            run.iter()
+                .map(String::as_str)
+                .chain(cells.iter().map(String::as_str)),
+        )
     }
+
+    /// Flushes and hands back the output.
+    pub fn into_inner(self) -> anyhow::Result<W> {
+        let what = self.what;
+        self.csv
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("cannot write to {what}: {}", e.error()))
+    }
+
+    fn write<'a>(&mut self, record: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
+        self.csv
+            .write_record(record)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Ok(self.csv.flush()?))
+            .with_context(|| format!("cannot write to {}", self.what))
+    }
+}
+
+fn timeline_file(path: &Path) -> String {
+    format!("timeline file {}", path.display())
 }
 
 /// Reads a timeline CSV file. Errors name the file, the line (counting from 1, the header
@@ -456,12 +502,29 @@ mod tests {
     #[test]
     fn round_trips_through_csv() {
         let rows = sample();
-        let mut text = csv_header();
+        let mut w = TimelineWriter::start(Vec::new(), "memory".into(), true, None).unwrap();
         for r in &rows {
-            text.push('\n');
-            text.push_str(&csv_line(r));
+            w.append(r).unwrap();
         }
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        assert!(text.starts_with(&format!("{}\n", csv_header())), "{text}");
         assert_eq!(parse_csv(&text).unwrap(), rows);
+    }
+
+    #[test]
+    fn a_labelled_writer_puts_the_run_first_and_readers_skip_it() {
+        let rows = sample();
+        let mut w = TimelineWriter::labelled(Vec::new(), "memory").unwrap();
+        w.set_run("a, \"b\"");
+        w.append(&rows[0]).unwrap();
+        w.set_run("c");
+        w.append(&rows[1]).unwrap();
+        let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], format!("run,{}", csv_header()));
+        assert!(lines[1].starts_with("a_ _b_,"), "{}", lines[1]);
+        assert!(lines[2].starts_with("c,"), "{}", lines[2]);
+        assert_eq!(parse_csv(&text).unwrap(), rows[..2]);
     }
 
     #[test]

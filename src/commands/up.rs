@@ -76,7 +76,10 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         .unwrap_or_else(|| "kscale-server:pending".into());
     let files = s.render(&image_hint)?;
     let step = s.ui.step("monitoring namespace and scrape job");
-    for name in ["monitoring-namespace.yaml", "scrape-config-secret.yaml"] {
+    for name in [
+        crate::render::file::MONITORING_NAMESPACE,
+        crate::render::file::SCRAPE_CONFIG_SECRET,
+    ] {
         let f = files
             .iter()
             .find(|f| f.name == name)

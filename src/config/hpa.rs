@@ -104,23 +104,7 @@ impl HpaConfig {
         match profile {
             MetricProfile::MeanDuration => Self::default(),
             MetricProfile::Concurrency => Self {
-                scale_up: ScalingRules {
-                    stabilization_window_seconds: 0,
-                    select_policy: SelectPolicy::Max,
-                    policies: vec![
-                        ScalingPolicy {
-                            kind: PolicyKind::Pods,
-                            value: 4,
-                            period_seconds: 15,
-                        },
-                        ScalingPolicy {
-                            kind: PolicyKind::Percent,
-                            value: 100,
-                            period_seconds: 15,
-                        },
-                    ],
-                    tolerance: None,
-                },
+                scale_up: crate::hpa::default_scale_up_rules(),
                 scale_down: ScalingRules {
                     // Chosen with `kscale simulate` (examples/tune_fast_profile.rs): a long window
                     // plus a wide scale-down tolerance keeps the fast signal from flapping.

@@ -39,16 +39,6 @@ pub fn is_dns1123_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-/// Whether `s` is a Kubernetes quantity kscale can pass on (`500m`, `128Mi`, `1`, `0.5`).
-fn is_quantity(s: &str) -> bool {
-    const SUFFIXES: &[&str] = &["Ki", "Mi", "Gi", "Ti", "m", "k", "M", "G", "T", ""];
-    SUFFIXES.iter().any(|suffix| {
-        s.strip_suffix(suffix).is_some_and(|num| {
-            !num.is_empty() && num.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0)
-        })
-    })
-}
-
 /// The problems found so far.
 struct Problems(Vec<Invalid>);
 
@@ -244,7 +234,7 @@ fn app(a: &AppConfig, p: &mut Problems) {
         ("app.memory_request", &a.memory_request),
         ("app.memory_limit", &a.memory_limit),
     ] {
-        if !is_quantity(value) {
+        if !crate::quantity::is_resource_amount(value) {
             p.bad(
                 key,
                 format!("{value:?} is not a Kubernetes quantity (e.g. \"500m\", \"128Mi\")"),

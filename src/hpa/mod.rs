@@ -14,11 +14,11 @@ mod replicas;
 #[cfg(test)]
 mod tests;
 
+pub use crate::quantity::{quantity_milli, target_milli};
 pub use autoscaler::{Autoscaler, Condition, Decision, MetricInput, MetricReading, SyncInputs};
 pub use replicas::{
     MetricError, MetricTarget, PodMetric, PodPhase, Proposal, Tolerances,
     external_average_value_replicas, external_value_replicas, pods_average_value_replicas,
-    quantity_milli, target_milli,
 };
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,29 @@ pub const DEFAULT_TOLERANCE: f64 = 0.1;
 pub const DEFAULT_DOWNSCALE_STABILIZATION_SECONDS: u32 = 300;
 /// `--horizontal-pod-autoscaler-sync-period` default, in seconds.
 pub const SYNC_PERIOD_SECONDS: f64 = 15.0;
+
+/// The API default for scale-up, as kscale configures it: no stabilization, Max of +4 pods and
+/// +100 % per 15 s (`pkg/apis/autoscaling/v2/defaults.go`). The `concurrency` profile's default
+/// scale-up is exactly this, so both read it from here.
+pub fn default_scale_up_rules() -> ScalingRules {
+    ScalingRules {
+        stabilization_window_seconds: 0,
+        select_policy: SelectPolicy::Max,
+        policies: vec![
+            ScalingPolicy {
+                kind: PolicyKind::Pods,
+                value: 4,
+                period_seconds: 15,
+            },
+            ScalingPolicy {
+                kind: PolicyKind::Percent,
+                value: 100,
+                period_seconds: 15,
+            },
+        ],
+        tolerance: None,
+    }
+}
 
 /// One direction of `spec.behavior` after API defaulting (`HPAScalingRules`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,25 +69,14 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The API default for scale-up: no stabilization, Max of +4 pods and +100 % per 15 s
-    /// (`pkg/apis/autoscaling/v2/defaults.go`).
+    /// The API default for scale-up (see [`default_scale_up_rules`]).
     pub fn default_scale_up() -> Self {
+        let rules = default_scale_up_rules();
         Self {
-            stabilization_window_seconds: Some(0),
-            select_policy: SelectPolicy::Max,
-            policies: vec![
-                ScalingPolicy {
-                    kind: PolicyKind::Pods,
-                    value: 4,
-                    period_seconds: 15,
-                },
-                ScalingPolicy {
-                    kind: PolicyKind::Percent,
-                    value: 100,
-                    period_seconds: 15,
-                },
-            ],
-            tolerance: None,
+            stabilization_window_seconds: Some(rules.stabilization_window_seconds),
+            select_policy: rules.select_policy,
+            policies: rules.policies,
+            tolerance: rules.tolerance,
         }
     }
 

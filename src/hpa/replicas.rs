@@ -4,6 +4,7 @@
 //! with `NewMilliQuantity(int64(v*1000))` (truncation) and targets are read with `MilliValue()`
 //! (rounded up). Keeping that arithmetic makes the tolerance edges match the real controller.
 
+use crate::quantity::{quantity_milli, target_milli};
 use serde::{Deserialize, Serialize};
 
 /// Dead band around a usage ratio of 1 (`Tolerances` in `replica_calculator.go`).
@@ -121,25 +122,6 @@ pub struct PodMetric {
     pub deleting: bool,
     /// Its sample, in the metric's units; `None` when the metrics API returned none for it.
     pub value: Option<f64>,
-}
-
-/// prometheus-adapter's conversion of a sample to a quantity: `int64(v*1000)`, truncating.
-///
-/// Go's conversion of NaN is platform-dependent (`i64::MIN` on amd64); Rust saturates NaN to 0, which is
-/// the arm64 behaviour. kscale's queries never return NaN.
-pub fn quantity_milli(v: f64) -> i64 {
-    (v * 1000.0) as i64
-}
-
-/// `Quantity.MilliValue()` of a target: rounded up to whole milli-units.
-pub fn target_milli(v: f64) -> i64 {
-    let x = v * 1000.0;
-    // 0.1 * 1000 is 100.00000000000001 in binary floating point; the decimal quantity is exactly 100m.
-    if (x - x.round()).abs() < 1e-6 {
-        x.round() as i64
-    } else {
-        x.ceil() as i64
-    }
 }
 
 fn check_target(target: f64) -> Result<i64, MetricError> {

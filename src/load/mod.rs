@@ -6,7 +6,6 @@
 //! so that the counts match the server's own.
 
 pub mod conn;
-pub mod profile;
 pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,35 +17,28 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::LoadArgs;
+use crate::loadprofile::{LoadKind, LoadProfile};
 use crate::timeline::{TimelineRow, TimelineWriter};
 use crate::tools::Runner;
 use crate::tools::port_forward::{PortForward, PortForwardSpec};
 use crate::ui::Ui;
 use conn::{Conn, ErrorKind, Outcome, Target};
-pub use profile::Profile;
 use stats::Stats;
 pub use stats::{LoadReport, StopReason};
 
 impl LoadArgs {
     /// Arguments with a profile and every other option at its default (for callers and tests).
-    pub fn with_profile(profile: &Profile) -> LoadArgs {
-        let (concurrency, rate, steps, rate_steps) = match profile {
-            Profile::Concurrency(n) => (Some(*n), None, None, None),
-            Profile::Rate(r) => (None, Some(*r), None, None),
-            Profile::Steps(steps) => {
-                let spec: Vec<String> = steps
-                    .iter()
-                    .map(|s| format!("{}:{}", s.at.as_secs_f64(), s.clients))
-                    .collect();
-                (None, None, Some(spec.join(",")), None)
-            }
-            Profile::RateSteps(steps) => {
-                let spec: Vec<String> = steps
-                    .iter()
-                    .map(|s| format!("{}:{}", s.at.as_secs_f64(), s.per_second))
-                    .collect();
-                (None, None, None, Some(spec.join(",")))
-            }
+    pub fn with_profile(profile: &LoadProfile) -> LoadArgs {
+        let constant = match profile.steps.as_slice() {
+            [only] if only.at.is_zero() => Some(only.value),
+            _ => None,
+        };
+        // A constant load is its flag; steps go through the one syntax `profile()` reads.
+        let (concurrency, rate, steps, rate_steps) = match (profile.kind, constant) {
+            (LoadKind::Concurrency, Some(n)) if n >= 1.0 => (Some(n as u32), None, None, None),
+            (LoadKind::Rate, Some(r)) if r > 0.0 => (None, Some(r), None, None),
+            (LoadKind::Concurrency, _) => (None, None, Some(profile.to_string()), None),
+            (LoadKind::Rate, _) => (None, None, None, Some(profile.to_string())),
         };
         LoadArgs {
             url: None,
@@ -67,13 +59,15 @@ impl LoadArgs {
     }
 
     /// The load profile the flags describe.
-    pub fn profile(&self) -> anyhow::Result<Profile> {
+    pub fn profile(&self) -> anyhow::Result<LoadProfile> {
         match (self.concurrency, self.rate, &self.steps, &self.rate_steps) {
-            (Some(n), None, None, None) => Ok(Profile::Concurrency(n)),
-            (None, Some(r), None, None) => Ok(Profile::Rate(r)),
-            (None, None, Some(spec), None) => Profile::parse_steps(spec).context("invalid --steps"),
+            (Some(n), None, None, None) => Ok(LoadProfile::concurrency(n)),
+            (None, Some(r), None, None) => Ok(LoadProfile::rate(r)),
+            (None, None, Some(spec), None) => {
+                LoadProfile::parse_concurrency(spec).context("invalid --steps")
+            }
             (None, None, None, Some(spec)) => {
-                Profile::parse_rate_steps(spec).context("invalid --rate-steps")
+                LoadProfile::parse_rate(spec).context("invalid --rate-steps")
             }
             _ => {
                 anyhow::bail!("give exactly one of --concurrency, --rate, --steps and --rate-steps")
@@ -310,16 +304,20 @@ pub async fn generate(
 
     // Closed loop: one task per client the profile ever wants; the ones above the current
     // count wait.
-    let (wanted_tx, wanted_rx) =
-        watch::channel(profile.concurrency_at(Duration::ZERO).unwrap_or(0));
-    for i in 0..profile.max_concurrency() {
+    let (wanted_tx, wanted_rx) = watch::channel(profile.clients_at(Duration::ZERO).unwrap_or(0));
+    for i in 0..profile.max_clients() {
         tasks.spawn(client(i, shared.clone(), wanted_rx.clone()));
     }
     drop(wanted_rx);
     let mut wanted_tx = Some(wanted_tx);
-    let step_times: Vec<Duration> = match &profile {
-        Profile::Steps(steps) => steps.iter().skip(1).map(|s| s.at).collect(),
-        _ => Vec::new(),
+    let step_times: Vec<Duration> = match profile.kind {
+        LoadKind::Concurrency => profile
+            .steps
+            .iter()
+            .map(|s| s.at)
+            .filter(|at| !at.is_zero())
+            .collect(),
+        LoadKind::Rate => Vec::new(),
     };
     let mut next_step = step_times.into_iter().peekable();
     let mut arrivals = profile.arrivals();
@@ -343,7 +341,7 @@ pub async fn generate(
                 t_seconds: elapsed.as_secs_f64(),
                 unix_seconds: unix_now(),
                 load: Some(if shared.sending.load(Ordering::SeqCst) {
-                    profile.load_at(elapsed)
+                    profile.value_at(elapsed)
                 } else {
                     0.0
                 }),
@@ -366,7 +364,7 @@ pub async fn generate(
         w.append(&TimelineRow {
             t_seconds: 0.0,
             unix_seconds: unix_now(),
-            load: Some(profile.load_at(Duration::ZERO)),
+            load: Some(profile.value_at(Duration::ZERO)),
             ..TimelineRow::default()
         })?;
     }
@@ -403,7 +401,7 @@ pub async fn generate(
             _ = async { tokio::time::sleep_until(next_step_at.unwrap_or(end)).await }, if next_step_at.is_some() => {
                 next_step.next();
                 if let Some(tx) = &wanted_tx {
-                    let _ = tx.send(profile.concurrency_at(start.elapsed()).unwrap_or(0));
+                    let _ = tx.send(profile.clients_at(start.elapsed()).unwrap_or(0));
                 }
             }
             _ = async { tokio::time::sleep_until(next_arrival.unwrap_or(end)).await }, if next_arrival.is_some() => {
@@ -430,7 +428,7 @@ pub async fn generate(
             stopped_by = StopReason::MaxRequests;
             break;
         }
-        if !open_loop && tasks.is_empty() && profile.max_concurrency() > 0 {
+        if !open_loop && tasks.is_empty() && profile.max_clients() > 0 {
             break;
         }
     }
@@ -490,10 +488,10 @@ pub async fn generate(
     ))
 }
 
-fn load_label(profile: &Profile, elapsed: Duration) -> String {
+fn load_label(profile: &LoadProfile, elapsed: Duration) -> String {
     match profile.rate_at(elapsed) {
         Some(r) => format!("{r} req/s"),
-        None => format!("{} clients", profile.concurrency_at(elapsed).unwrap_or(0)),
+        None => format!("{} clients", profile.clients_at(elapsed).unwrap_or(0)),
     }
 }
 
@@ -523,7 +521,7 @@ mod tests {
             cli.load
                 .profile()
                 .unwrap()
-                .concurrency_at(Duration::from_secs(11)),
+                .clients_at(Duration::from_secs(11)),
             Some(3)
         );
         assert_eq!(cli.load.duration, Duration::from_secs(30));
@@ -534,9 +532,18 @@ mod tests {
 
     #[test]
     fn with_profile_round_trips() {
-        let p = Profile::parse_steps("0s:1,1500ms:4").unwrap();
-        assert_eq!(LoadArgs::with_profile(&p).profile().unwrap(), p);
-        let p = Profile::parse_rate_steps("0s:0.5,1500ms:4").unwrap();
-        assert_eq!(LoadArgs::with_profile(&p).profile().unwrap(), p);
+        for p in [
+            LoadProfile::parse_concurrency("0s:1,1500ms:4").unwrap(),
+            LoadProfile::parse_concurrency("10s:3").unwrap(),
+            LoadProfile::parse_rate("0s:0.5,1500ms:4").unwrap(),
+            LoadProfile::concurrency(2),
+            LoadProfile::rate(0.25),
+        ] {
+            assert_eq!(LoadArgs::with_profile(&p).profile().unwrap(), p);
+        }
+        assert_eq!(
+            LoadArgs::with_profile(&LoadProfile::concurrency(2)).concurrency,
+            Some(2)
+        );
     }
 }

@@ -6,7 +6,6 @@ pub mod checks;
 pub mod exposition;
 pub mod predict;
 pub mod prom;
-pub mod quantity;
 pub mod watch;
 
 use std::time::Instant;
@@ -143,7 +142,7 @@ pub fn rendered_scrape_job(cfg: &Config) -> anyhow::Result<String> {
     )?;
     files
         .into_iter()
-        .find(|f| f.name == "scrape-config.yaml")
+        .find(|f| f.name == crate::render::file::SCRAPE_CONFIG)
         .map(|f| f.content)
         .context("render produced no scrape-config.yaml")
 }

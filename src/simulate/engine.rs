@@ -6,249 +6,17 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use rand::{RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::metric::{self, ObservedRequest, PodSeries, Sample, SeriesRef};
-use crate::config::{Config, MetricProfile};
-use crate::hpa::{Autoscaler, HpaSettings, MetricInput, MetricReading, MetricTarget, SyncInputs};
+use super::output::{SimOutput, Summary, SyncRecord};
+use super::params::{Balance, MAX_EVENTS, SimParams};
+use crate::config::MetricProfile;
+use crate::hpa::{Autoscaler, MetricInput, MetricReading, MetricTarget, SyncInputs};
 use crate::loadprofile::{LoadKind, LoadProfile};
 use crate::timeline::{PodSample, TimelineRow};
 
-/// How requests are spread over ready pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Balance {
-    /// Each request goes to the next ready pod in turn (a new connection per request through an
-    /// IPVS round-robin Service).
-    #[default]
-    RoundRobin,
-    /// Each request goes to a uniformly random ready pod (a new connection per request through
-    /// kube-proxy's iptables mode).
-    Random,
-}
-
-/// Everything the model needs, taken from a [`Config`] plus the simulator's own assumptions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SimParams {
-    /// Seconds of inference per request (`app.inference_seconds`).
-    pub inference_seconds: f64,
-    /// Requests served at once per pod (`app.workers`).
-    pub workers: u32,
-    /// Requests allowed to wait per pod (`app.max_queue`); more are shed with 503.
-    pub max_queue: u32,
-    /// Seconds from pod creation to ready (`app.start_delay_seconds`).
-    pub start_delay_seconds: f64,
-    /// Pods at t = 0, all ready (`hpa.min_replicas`, at least 1).
-    pub initial_replicas: u32,
-    /// The signal the HPA scales on.
-    pub profile: MetricProfile,
-    /// Its target (seconds, or requests per pod).
-    pub target: f64,
-    /// Prometheus scrape interval, seconds.
-    pub scrape_interval_seconds: f64,
-    /// `rate()` window of the mean-duration query, seconds.
-    pub rate_window_seconds: f64,
-    /// The HPA.
-    pub hpa: HpaSettings,
-    /// HPA sync period, seconds.
-    pub sync_period_seconds: f64,
-    /// Request spreading.
-    pub balance: Balance,
-    /// Seconds between timeline rows.
-    pub row_interval_seconds: f64,
-    /// Largest random pause of a closed-loop client between a response and its next request, seconds.
-    pub client_jitter_seconds: f64,
-    /// Relative spread of pod start delays (0.1 = ±10 %).
-    pub start_delay_jitter: f64,
-    /// Seconds a closed-loop client waits after a 503 or a refused connection (`Retry-After`).
-    pub retry_after_seconds: f64,
-}
-
-impl SimParams {
-    /// The model of a kscale configuration.
-    pub fn from_config(c: &Config) -> Self {
-        let hpa = HpaSettings::from(&c.hpa);
-        Self {
-            inference_seconds: c.app.inference_seconds,
-            workers: c.app.workers,
-            max_queue: c.app.max_queue,
-            start_delay_seconds: c.app.start_delay_seconds,
-            // The Deployment is created without `replicas` (1), and the HPA lifts it to its minimum.
-            initial_replicas: hpa.min_replicas.clamp(1, hpa.max_replicas.max(1)),
-            profile: c.metric.profile,
-            target: c.metric.target,
-            scrape_interval_seconds: c.metric.scrape_interval_seconds as f64,
-            rate_window_seconds: c.metric.rate_window_seconds as f64,
-            hpa,
-            sync_period_seconds: crate::hpa::SYNC_PERIOD_SECONDS,
-            balance: Balance::RoundRobin,
-            row_interval_seconds: 5.0,
-            client_jitter_seconds: 0.1,
-            start_delay_jitter: 0.1,
-            retry_after_seconds: 1.0,
-        }
-    }
-
-    /// Refuses settings the model cannot run, naming the config key.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        let check = |ok: bool, msg: &str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!("{msg}"))
-            }
-        };
-        check(
-            self.inference_seconds.is_finite() && self.inference_seconds > 0.0,
-            "app.inference_seconds must be a positive number of seconds",
-        )?;
-        check(self.workers >= 1, "app.workers must be at least 1")?;
-        check(
-            self.start_delay_seconds.is_finite() && self.start_delay_seconds >= 0.0,
-            "app.start_delay_seconds must be 0 or more",
-        )?;
-        check(
-            self.target.is_finite() && self.target > 0.0,
-            "metric.target must be a positive number",
-        )?;
-        check(
-            self.scrape_interval_seconds >= 1.0,
-            "metric.scrape_interval_seconds must be at least 1",
-        )?;
-        check(
-            self.profile != MetricProfile::MeanDuration || self.rate_window_seconds >= 1.0,
-            "metric.rate_window_seconds must be at least 1",
-        )?;
-        check(
-            self.hpa.max_replicas >= 1 && self.hpa.min_replicas <= self.hpa.max_replicas,
-            "hpa.min_replicas must be at most hpa.max_replicas, and hpa.max_replicas at least 1",
-        )?;
-        check(
-            self.hpa.max_replicas <= 1000,
-            "hpa.max_replicas above 1000 is beyond what the simulator models",
-        )?;
-        Ok(())
-    }
-}
-
-/// The reaction to the first rise of the load, and what it cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Summary {
-    /// Time of the first load rise, seconds (see [`LoadProfile::first_rise`]).
-    pub step_at_seconds: Option<f64>,
-    /// Load before the rise.
-    pub step_from: Option<f64>,
-    /// Load after the rise.
-    pub step_to: Option<f64>,
-    /// Seconds from the rise to the first HPA sync that raised the replica count.
-    pub first_scale_up_decision_seconds: Option<f64>,
-    /// Seconds from the rise to the first pod created at or after it becoming ready.
-    pub first_new_pod_ready_seconds: Option<f64>,
-    /// Replicas at the start.
-    pub replicas_initial: u32,
-    /// Most replicas at any time.
-    pub replicas_peak: u32,
-    /// Replicas at the end.
-    pub replicas_final: u32,
-    /// Rescales the HPA made.
-    pub scale_events: u32,
-    /// Rescales in the other direction than the previous one (up then down counts 1).
-    pub direction_changes: u32,
-    /// Scale-ups less than 5 minutes after a scale-down: flapping.
-    pub quick_reversals: u32,
-    /// Requests sent (every attempt, including shed and refused ones).
-    pub sent: u64,
-    /// Requests answered with 200.
-    pub ok: u64,
-    /// Requests shed with 503 (queue full).
-    pub shed: u64,
-    /// Requests with no ready pod to go to (connection refused).
-    pub refused: u64,
-    /// Requests queued or in inference when the simulation ended.
-    pub in_progress_at_end: u64,
-    /// Median latency of answered requests, seconds.
-    pub p50_seconds: Option<f64>,
-    /// 99th percentile latency, seconds.
-    pub p99_seconds: Option<f64>,
-    /// Highest latency, seconds.
-    pub max_seconds: Option<f64>,
-    /// Mean latency, seconds.
-    pub mean_seconds: Option<f64>,
-    /// Highest p99 of a single timeline row.
-    pub peak_row_p99_seconds: Option<f64>,
-    /// Ready pod-seconds (what the run costs).
-    pub pod_seconds: f64,
-    /// Simulated time at which the run stopped at [`MAX_EVENTS`]; `None` when it ran to the end.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub truncated_at_seconds: Option<f64>,
-}
-
-/// What one simulation produced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SimOutput {
-    /// One row every `row_interval_seconds`.
-    pub timeline: Vec<TimelineRow>,
-    /// The figures of the run.
-    pub summary: Summary,
-    /// Every HPA sync: time, desired replicas and the metric value it saw.
-    pub syncs: Vec<SyncRecord>,
-    /// What each pod's server observed (only when asked for, see [`simulate_recorded`]).
-    pub requests: Vec<ObservedRequest>,
-    /// Each pod's scrape series as Prometheus would hold them.
-    pub series: Vec<PodSeries>,
-}
-
-/// One HPA sync of a run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SyncRecord {
-    /// Time, seconds.
-    pub t_seconds: f64,
-    /// The query's value at that time (total for `concurrency`, seconds for `mean-duration`).
-    pub query_value: f64,
-    /// Replicas before the decision.
-    pub current: u32,
-    /// Replicas after it.
-    pub desired: u32,
-    /// Why, as the HPA would say.
-    pub reason: String,
-}
-
 /// A scale-up this soon after a scale-down counts as flapping.
 const QUICK_REVERSAL_SECONDS: f64 = 300.0;
-
-/// Runaway guard: no sensible run needs more events than this (about a minute of work).
-pub const MAX_EVENTS: u64 = 200_000_000;
-
-/// About how many events a run of `duration` seconds takes: two per request (send and answer)
-/// at the rate the load can reach, plus the fixed scrapes, syncs and rows. A closed-loop
-/// client within the pods' capacity sends once per inference; one beyond it is shed or refused
-/// and retries after `retry_after_seconds`. Used to refuse a run before it hits [`MAX_EVENTS`].
-pub fn estimated_events(p: &SimParams, load: &LoadProfile, duration: f64) -> f64 {
-    let capacity =
-        f64::from(p.hpa.max_replicas.max(1)) * (f64::from(p.workers) + f64::from(p.max_queue));
-    let cycle = (p.inference_seconds + p.client_jitter_seconds / 2.0).max(1e-6);
-    let retry = p.retry_after_seconds.max(1e-6);
-    let per_second = |value: f64| match load.kind {
-        LoadKind::Concurrency => {
-            2.0 * (value.min(capacity) / cycle + (value - capacity).max(0.0) / retry)
-        }
-        LoadKind::Rate => 3.0 * value,
-    };
-    let mut requests = 0.0;
-    for (i, step) in load.steps.iter().enumerate() {
-        let from = step.at_seconds.min(duration);
-        let to = load
-            .steps
-            .get(i + 1)
-            .map_or(duration, |next| next.at_seconds.min(duration));
-        requests += per_second(step.value) * (to - from).max(0.0);
-    }
-    let fixed = duration
-        * (1.0 / p.scrape_interval_seconds.max(1e-6)
-            + 1.0 / p.sync_period_seconds.max(1e-6)
-            + 1.0 / p.row_interval_seconds.max(1e-6));
-    requests + fixed
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -423,7 +191,7 @@ impl Sim<'_> {
 
     fn start(&mut self) {
         if let Some((at, from, to)) = self.load.first_rise() {
-            self.summary.step_at_seconds = Some(at);
+            self.summary.step_at_seconds = Some(at.as_secs_f64());
             self.summary.step_from = Some(from);
             self.summary.step_to = Some(to);
         }
@@ -443,11 +211,11 @@ impl Sim<'_> {
         match self.load.kind {
             LoadKind::Concurrency => {
                 for (index, s) in self.load.steps.iter().enumerate() {
-                    self.push(s.at_seconds, Kind::Step { index });
+                    self.push(s.at.as_secs_f64(), Kind::Step { index });
                 }
             }
             LoadKind::Rate => {
-                let first = self.load.steps.first().map_or(0.0, |s| s.at_seconds);
+                let first = self.load.steps.first().map_or(0.0, |s| s.at.as_secs_f64());
                 self.push(first, Kind::OpenArrival { send: false });
             }
         }
@@ -504,12 +272,12 @@ impl Sim<'_> {
         if send {
             self.send(now, false);
         }
-        let rate = self.load.value_at(now);
+        let rate = self.load.value_at_seconds(now);
         let next_step = self
             .load
             .steps
             .iter()
-            .map(|s| s.at_seconds)
+            .map(|s| s.at.as_secs_f64())
             .find(|&t| t > now);
         let gap = if rate > 0.0 {
             // Exponential gaps: a Poisson process. 1 - u is in (0, 1], so the log is finite.
@@ -841,7 +609,7 @@ impl Sim<'_> {
             replicas_desired: self.desired,
             metric_value: self.last_metric,
             target: self.p.target,
-            load: Some(self.load.value_at(now)),
+            load: Some(self.load.value_at_seconds(now)),
             queue_depth: Some(queued),
             in_flight: Some(in_flight),
             p50_seconds: p50,

@@ -16,10 +16,14 @@
 
 mod engine;
 pub mod metric;
+mod output;
+mod params;
 #[cfg(test)]
 mod tests;
 
-pub use engine::{Balance, SimOutput, SimParams, Summary, SyncRecord, simulate, simulate_recorded};
+pub use engine::{simulate, simulate_recorded};
+pub use output::{SimOutput, Summary, SyncRecord};
+pub use params::{Balance, SimParams};
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -31,7 +35,7 @@ use serde::Serialize;
 use crate::cli::SimulateArgs;
 use crate::config::{Config, Layers, MetricProfile};
 use crate::loadprofile::{LoadKind, LoadProfile};
-use crate::timeline::TimelineRow;
+use crate::timeline::{TimelineRow, TimelineWriter};
 use crate::ui::Ui;
 
 /// The load used when neither `--steps` nor `--rate-steps` is given: a 4x step, then back.
@@ -82,7 +86,7 @@ pub fn run(config: &Config, args: &SimulateArgs, ui: &Ui) -> anyhow::Result<Simu
     }
     let report = build_report(config, args)?;
     if let Some(path) = &args.csv {
-        let text = timeline_csv(&report.runs);
+        let text = timeline_csv(&report.runs)?;
         if csv_to_stdout {
             ui.result_bytes(text.as_bytes())
                 .context("cannot write the CSV to stdout")?;
@@ -154,12 +158,12 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
         params
             .validate()
             .with_context(|| format!("cannot simulate the configuration `{label}`"))?;
-        let events = engine::estimated_events(&params, &load, duration);
-        if events > engine::MAX_EVENTS as f64 {
+        let events = params::estimated_events(&params, &load, duration);
+        if events > params::MAX_EVENTS as f64 {
             return Err(crate::BadInput(format!(
                 "the load {load} over --duration {} needs about {events:.1e} events with `{label}`, more than the simulator's limit of {}: shorten --duration or lower the load",
                 humantime::format_duration(args.duration),
-                engine::MAX_EVENTS
+                params::MAX_EVENTS
             ))
             .into());
         }
@@ -167,7 +171,7 @@ pub fn build_report(config: &Config, args: &SimulateArgs) -> anyhow::Result<Simu
         if let Some(at) = out.summary.truncated_at_seconds {
             anyhow::bail!(
                 "the simulation of `{label}` stopped at the limit of {} events at {at:.0} s of {duration:.0} s: its figures would describe a shorter run than asked; shorten --duration or lower the load",
-                engine::MAX_EVENTS
+                params::MAX_EVENTS
             );
         }
         runs.push(SimulatedRun {
@@ -292,34 +296,15 @@ pub fn summary_text(report: &SimulateReport) -> String {
     out
 }
 
-fn csv_opt<T: ToString>(v: Option<T>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
-}
-
-/// The timelines as CSV: one row per run and time, columns named after [`TimelineRow`]'s fields.
-pub fn timeline_csv(runs: &[SimulatedRun]) -> String {
-    let mut out = String::from(
-        "run,t_seconds,replicas_current,replicas_desired,metric_value,target,load,queue_depth,in_flight,p50_seconds,p99_seconds,shed\n",
-    );
+/// The timelines as one CSV: a `run` column, then the columns of every timeline file
+/// ([`crate::timeline::CSV_COLUMNS`]), written by the one timeline writer.
+pub fn timeline_csv(runs: &[SimulatedRun]) -> anyhow::Result<String> {
+    let mut w = TimelineWriter::labelled(Vec::new(), "the timeline CSV")?;
     for r in runs {
-        let label = r.label.replace([',', '"', '\n'], "_");
+        w.set_run(&r.label);
         for row in &r.timeline {
-            let _ = writeln!(
-                out,
-                "{label},{},{},{},{},{},{},{},{},{},{},{}",
-                row.t_seconds,
-                row.replicas_current,
-                row.replicas_desired,
-                csv_opt(row.metric_value),
-                row.target,
-                csv_opt(row.load),
-                csv_opt(row.queue_depth),
-                csv_opt(row.in_flight),
-                csv_opt(row.p50_seconds),
-                csv_opt(row.p99_seconds),
-                csv_opt(row.shed),
-            );
+            w.append(row)?;
         }
     }
-    out
+    String::from_utf8(w.into_inner()?).context("the timeline CSV is not UTF-8")
 }

@@ -3,13 +3,12 @@
 //! real `kscale-server` accepts.
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::OsStrExt as _;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kscale::config::Config;
-use kscale::render::{Templates, parse_yaml, render_all};
+use kscale::render::{Templates, file, parse_yaml, render_all};
 
 /// Runs kscale in an empty directory (no kscale.toml) without the caller's KSCALE_* variables.
 fn kscale(args: &[&str], env: &[(&OsStr, &OsStr)]) -> Output {
@@ -131,7 +130,7 @@ fn server_env(cfg: &Config) -> Vec<(String, String)> {
     let files = render_all(cfg, &Templates::embedded(), "kscale-server:test").expect("renders");
     let deployment = files
         .iter()
-        .find(|f| f.name == "deployment.yaml")
+        .find(|f| f.name == file::DEPLOYMENT)
         .expect("a deployment");
     let value = parse_yaml(&deployment.content).expect("yaml");
     let env = value
@@ -150,7 +149,6 @@ fn server_env(cfg: &Config) -> Vec<(String, String)> {
 
 #[test]
 fn the_largest_settings_kscale_accepts_start_the_real_server() {
-    let bin = crate::support::server_binary().expect("kscale-server binary");
     let mut widest = Config::default();
     // Every rendered server setting at the top of kscale's ranges that fit together.
     widest.app.workers = 1024;
@@ -168,32 +166,11 @@ fn the_largest_settings_kscale_accepts_start_the_real_server() {
         cfg.validate().expect("valid");
         let env = server_env(&cfg);
         assert!(env.iter().any(|(n, _)| n == "DRAIN_SECONDS"), "{env:?}");
-        let mut command = Command::new(&bin);
-        command
-            .env_clear()
-            .envs(env.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-            .env("PORT", "0")
-            .env("BIND", "127.0.0.1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .stdin(Stdio::null());
-        let mut child = command.spawn().expect("spawn kscale-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let exited = child.try_wait().ok().flatten();
-        let _ = child.kill();
-        let output = child.wait_with_output().expect("wait");
-        assert!(
-            line.starts_with("listening on") && exited.is_none(),
-            "the server refused kscale's settings {env:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let spec = crate::support::PodSpec::new("default", "widest", cfg.app.inference_seconds);
+        let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        if let Err(e) = crate::support::ServerProc::start(spec, &env) {
+            panic!("the server refused kscale's settings {env:?}: {e:#}");
+        }
     }
 }
 
@@ -203,27 +180,27 @@ fn a_template_that_includes_itself_is_refused_by_name() {
     let templates = dir.path().join("templates");
     std::fs::create_dir(&templates).expect("mkdir");
     std::fs::write(
-        templates.join("deployment.yaml"),
+        templates.join(file::DEPLOYMENT),
         "kind: Deployment\n{% include \"deployment.yaml\" %}\n",
     )
     .expect("write");
     std::fs::write(
-        templates.join("service.yaml"),
+        templates.join(file::SERVICE),
         "{%- include   'hpa.yaml' -%}\n",
     )
     .expect("write");
     std::fs::write(
-        templates.join("hpa.yaml"),
+        templates.join(file::HPA),
         "{% include [\"x.yaml\", \"service.yaml\"] ignore missing %}\n",
     )
     .expect("write");
     let started = Instant::now();
     let dir_arg = templates.to_string_lossy().into_owned();
     let out = kscale(&["render", "--templates", &dir_arg], &[]);
-    assert_refused(&out, &["deployment.yaml", "includes itself"]);
+    assert_refused(&out, &[file::DEPLOYMENT, "includes itself"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("service.yaml") && stderr.contains("hpa.yaml"),
+        stderr.contains(file::SERVICE) && stderr.contains(file::HPA),
         "the two-file cycle is not named:\n{stderr}"
     );
     assert!(started.elapsed() < Duration::from_secs(60));
@@ -233,7 +210,7 @@ fn a_template_that_includes_itself_is_refused_by_name() {
 fn a_simulation_beyond_the_event_limit_is_refused_up_front() {
     let started = Instant::now();
     let out = kscale(
-        &["simulate", "--steps", "0s:100000", "--duration", "7d"],
+        &["simulate", "--steps", "0s:10000", "--duration", "7d"],
         &[],
     );
     assert_refused(&out, &["events", "--duration"]);

@@ -6,97 +6,40 @@
 //! `cargo xtask ci` does before the tests).
 
 use std::collections::HashMap;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use kscale::cli::LoadArgs;
-use kscale::load::{LoadReport, Profile, StopReason, generate};
+use kscale::load::{LoadReport, StopReason, generate};
+use kscale::loadprofile::LoadProfile;
 use kscale::tools::port_forward::{PortForward, PortForwardSpec};
 
-fn server_binary() -> PathBuf {
-    // target/<profile>/deps/it-HASH -> target/<profile>/kscale-server
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binary lives in target/<profile>/deps");
-    let bin = dir.join("kscale-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p kscale-server` first (cargo xtask ci does)",
-        bin.display()
-    );
-    bin
-}
+use crate::support::{PodSpec, ServerProc};
 
-/// A real server process, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+/// A real server process for one pod, killed on drop, with the load tests' readers of its metrics.
+struct Server(ServerProc);
+
+impl std::ops::Deref for Server {
+    type Target = ServerProc;
+
+    fn deref(&self) -> &ServerProc {
+        &self.0
+    }
 }
 
 impl Server {
     fn start(pod: &str, env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(server_binary());
-        for var in [
-            "PORT",
-            "INFERENCE_SECONDS",
-            "WORKERS",
-            "MAX_QUEUE",
-            "KEEP_ALIVE_SECONDS",
-            "MAX_CONNECTION_AGE_SECONDS",
-            "DRAIN_SECONDS",
-            "LOG_FORMAT",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.args(["--bind", "127.0.0.1", "--port", "0"])
-            .env("POD_NAME", pod)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().expect("spawn kscale-server");
-        let stdout = child.stdout.take().expect("stdout piped");
-        // Guard first, so a failed start still kills the process.
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:1".parse().expect("placeholder address"),
-        };
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let mut rest = Vec::new();
-            let _ = reader.read_to_end(&mut rest);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("kscale-server printed no `listening on` line within 30 s");
-        server.addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("listening address");
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        // Every test sets INFERENCE_SECONDS; the spec's other values are the server's defaults.
+        let spec = PodSpec::new("default", pod, 10.0);
+        Server(ServerProc::start(spec, env).expect("start kscale-server"))
     }
 
     /// `series{labels} -> value` from GET /metrics.
     fn metrics(&self) -> HashMap<String, f64> {
-        let body = http_get(self.addr, "/metrics");
+        let body = http_get(self.0.addr, "/metrics");
         body.lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
             .filter_map(|l| {
@@ -108,13 +51,6 @@ impl Server {
 
     fn metric(&self, series: &str) -> f64 {
         self.metrics().get(series).copied().unwrap_or(0.0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -171,7 +107,7 @@ fn load(args: &LoadArgs, url: &str) -> LoadReport {
         .expect("load runs")
 }
 
-fn args(profile: Profile) -> LoadArgs {
+fn args(profile: LoadProfile) -> LoadArgs {
     let mut a = LoadArgs::with_profile(&profile);
     a.duration = Duration::from_secs(30);
     a.timeout = Duration::from_secs(20);
@@ -195,7 +131,7 @@ fn counts_match_the_server_metrics_and_the_recording() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("load.csv");
-    let mut a = args(Profile::Concurrency(5));
+    let mut a = args(LoadProfile::concurrency(5));
     a.max_requests = Some(60);
     a.record = Some(csv.clone());
     a.interval = Duration::from_millis(200);
@@ -240,14 +176,14 @@ fn counts_match_the_server_metrics_and_the_recording() {
 #[test]
 fn reconnect_every_opens_new_connections() {
     let server = Server::start("pod-b", &[("WORKERS", "4"), ("INFERENCE_SECONDS", "0")]);
-    let mut a = args(Profile::Concurrency(2));
+    let mut a = args(LoadProfile::concurrency(2));
     a.max_requests = Some(12);
     let kept = load(&a, &server.url());
     assert_eq!(kept.ok, 12, "{kept:#?}");
     assert_eq!(kept.connections_opened, 2, "one connection per client");
 
     // One client, so that the count does not depend on how requests fall between clients.
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(12);
     a.reconnect_every = 3;
     let renewed = load(&a, &server.url());
@@ -268,7 +204,7 @@ fn steps_change_the_concurrency_the_server_sees() {
             ("INFERENCE_SECONDS", "0.2"),
         ],
     );
-    let mut a = args(Profile::parse_steps("0s:2,2s:6,4s:1").expect("steps"));
+    let mut a = args(LoadProfile::parse_concurrency("0s:2,2s:6,4s:1").expect("steps"));
     a.duration = Duration::from_secs(6);
     let url = server.url();
     let started = Instant::now();
@@ -302,7 +238,7 @@ fn a_closed_port_is_refused() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr").port()
     };
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(3);
     let report = load(&a, &format!("http://127.0.0.1:{port}"));
     assert_eq!(report.sent, 3);
@@ -320,7 +256,7 @@ fn a_full_queue_is_503() {
             ("INFERENCE_SECONDS", "0.3"),
         ],
     );
-    let mut a = args(Profile::Concurrency(3));
+    let mut a = args(LoadProfile::concurrency(3));
     a.max_requests = Some(8);
     let report = load(&a, &server.url());
     assert!(report.ok >= 1, "{report:#?}");
@@ -335,7 +271,7 @@ fn a_full_queue_is_503() {
 #[test]
 fn a_slow_answer_is_a_timeout() {
     let server = Server::start("pod-e", &[("WORKERS", "1"), ("INFERENCE_SECONDS", "5")]);
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(2);
     a.timeout = Duration::from_millis(300);
     let started = Instant::now();
@@ -351,7 +287,7 @@ fn a_slow_answer_is_a_timeout() {
 #[test]
 fn stop_abandons_requests_in_flight_and_reports() {
     let server = Server::start("pod-f", &[("WORKERS", "4"), ("INFERENCE_SECONDS", "30")]);
-    let mut a = args(Profile::Concurrency(3));
+    let mut a = args(LoadProfile::concurrency(3));
     a.timeout = Duration::from_secs(60);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let url = server.url();
@@ -429,7 +365,7 @@ fn port_forward_gives_a_url_and_is_killed_on_drop() {
             .await
             .expect("port-forward opens");
         let pid = pf.pid().expect("kubectl runs");
-        let mut a = args(Profile::Concurrency(1));
+        let mut a = args(LoadProfile::concurrency(1));
         a.max_requests = Some(3);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let report = generate(&a, &pf.local_url, rx).await.expect("load");
@@ -491,7 +427,7 @@ fn a_failing_port_forward_says_why() {
 #[test]
 fn a_rate_sends_on_schedule_over_few_connections() {
     let server = Server::start("pod-h", &[("WORKERS", "4"), ("INFERENCE_SECONDS", "0.05")]);
-    let mut a = args(Profile::Rate(20.0));
+    let mut a = args(LoadProfile::rate(20.0));
     a.duration = Duration::from_secs(2);
     let report = load(&a, &server.url());
     assert_eq!(report.stopped_by, StopReason::Duration);
@@ -537,7 +473,7 @@ fn new_connections_spread_over_pods_behind_a_connection_balancer() {
     let (kept, renewed) = rt.block_on(async {
         let (addr, balancer) = connection_balancer(vec![x.addr, y.addr]).await;
         let url = format!("http://{addr}");
-        let mut a = args(Profile::Concurrency(1));
+        let mut a = args(LoadProfile::concurrency(1));
         a.max_requests = Some(10);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let kept = generate(&a, &url, rx.clone()).await.expect("load");
@@ -563,7 +499,7 @@ fn new_connections_spread_over_pods_behind_a_connection_balancer() {
 #[test]
 fn an_unexpected_status_is_other() {
     let server = Server::start("pod-i", &[("INFERENCE_SECONDS", "0")]);
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(2);
     // POST /nope/infer: the server answers 404.
     let report = load(&a, &format!("{}/nope", server.url()));
@@ -589,7 +525,7 @@ fn run_via_port_forward_loads_through_the_forward() {
         service: "inference".into(),
         remote_port: 3000,
     };
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(2);
     let report = runtime()
         .block_on(kscale::load::run_via_port_forward(
@@ -608,7 +544,7 @@ fn rate_steps_pause_and_resume_on_schedule() {
     let server = Server::start("pod-k", &[("WORKERS", "4"), ("INFERENCE_SECONDS", "0.02")]);
     let dir = tempfile::tempdir().expect("tempdir");
     let csv = dir.path().join("rate.csv");
-    let mut a = args(Profile::parse_rate_steps("0s:10,1s:0,3s:20").expect("steps"));
+    let mut a = args(LoadProfile::parse_rate("0s:10,1s:0,3s:20").expect("steps"));
     a.duration = Duration::from_secs(4);
     a.record = Some(csv.clone());
     a.interval = Duration::from_millis(250);
@@ -637,7 +573,7 @@ fn rate_steps_pause_and_resume_on_schedule() {
 #[test]
 fn a_dropped_stop_sender_is_not_a_stop() {
     let server = Server::start("pod-l", &[("INFERENCE_SECONDS", "0")]);
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(3);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     drop(stop_tx);
@@ -681,7 +617,7 @@ fn an_endless_body_is_capped_and_counted_as_a_bad_answer() {
             }
         }
     });
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(3);
     let report = load(&a, &url);
     assert_eq!(report.ok, 0, "{report:#?}");
@@ -702,7 +638,7 @@ fn an_answer_that_is_not_the_servers_json_is_a_bad_answer() {
         let _ = stream
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nplain");
     });
-    let mut a = args(Profile::Concurrency(1));
+    let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(2);
     let report = load(&a, &url);
     assert_eq!(report.ok, 0, "{report:#?}");
@@ -713,7 +649,7 @@ fn an_answer_that_is_not_the_servers_json_is_a_bad_answer() {
 fn clients_back_off_when_every_request_fails() {
     // Accepts and closes at once: every request fails without a status.
     let url = raw_server(drop);
-    let mut a = args(Profile::Concurrency(4));
+    let mut a = args(LoadProfile::concurrency(4));
     a.duration = Duration::from_secs(3);
     let report = load(&a, &url);
     assert_eq!(report.ok, 0);

@@ -16,7 +16,7 @@ const POD_A: &str = "inference-6b7f9c8d4-k2x9p";
 const POD_B: &str = "inference-6b7f9c8d4-q8w4z";
 
 async fn check_with(scenario: Scenario, args: &MetricsArgs) -> (MetricsReport, KubeStub) {
-    let stub = KubeStub::start(scenario).await;
+    let stub = KubeStub::start(scenario);
     let report = kscale::metrics::check(
         stub.client(),
         &Config::default(),
@@ -516,7 +516,7 @@ async fn wait_fails_at_the_deadline_with_the_last_reason() {
 
 #[tokio::test]
 async fn watch_records_timeline_rows() {
-    let stub = KubeStub::start(Scenario::healthy()).await;
+    let stub = KubeStub::start(Scenario::healthy());
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("run.csv");
     let args = MetricsArgs {
@@ -573,7 +573,7 @@ fn kubeconfig_for(stub: &KubeStub, dir: &std::path::Path) -> std::path::PathBuf 
     let path = dir.join("kubeconfig");
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: stub\n  cluster:\n    server: http://{}\ncontexts:\n- name: stub\n  context:\n    cluster: stub\n    user: stub\n    namespace: default\nusers:\n- name: stub\n  user: {{}}\ncurrent-context: stub\n",
-        stub.addr
+        stub.addr()
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -598,7 +598,7 @@ async fn kscale_metrics_binary(stub: &KubeStub, extra: &[&str]) -> std::process:
 
 #[tokio::test]
 async fn the_binary_prints_json_and_exits_0_only_when_every_stage_passes() {
-    let stub = KubeStub::start(Scenario::healthy()).await;
+    let stub = KubeStub::start(Scenario::healthy());
     let out = kscale_metrics_binary(&stub, &["--output", "json", "metrics"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
@@ -627,7 +627,7 @@ async fn the_binary_prints_json_and_exits_0_only_when_every_stage_passes() {
 
 #[tokio::test]
 async fn the_concurrency_profile_checks_its_own_rule() {
-    let stub = KubeStub::start(Scenario::healthy()).await;
+    let stub = KubeStub::start(Scenario::healthy());
     let mut cfg = Config::default();
     cfg.metric.profile = kscale::config::MetricProfile::Concurrency;
     let r = kscale::metrics::check(
@@ -671,7 +671,7 @@ fn always_five(_: &kscale::metrics::HpaView, _: Option<&[f64]>, _: u32, _: &Conf
 
 #[tokio::test]
 async fn the_decision_hook_sees_the_external_value_and_a_disagreement_is_shown() {
-    let stub = KubeStub::start(Scenario::healthy()).await;
+    let stub = KubeStub::start(Scenario::healthy());
     let args = MetricsArgs::default();
     let r = kscale::metrics::check(
         stub.client(),

@@ -1,11 +1,12 @@
 //! Rendered manifests: typed k8s-openapi round trips, the values that reproduce the original,
 //! snapshots, and the scrape job checked by a real `promtool`.
 
+use crate::support::needs::{Need, needs};
 use k8s_openapi::api::{
     apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, core::v1 as core,
 };
 use kscale::config::{Config, Layers};
-use kscale::render::{self, FileKind, RenderedFile, Templates};
+use kscale::render::{self, FileKind, RenderedFile, Templates, file};
 
 const IMAGE: &str = "kscale-server:0123456789ab";
 
@@ -55,7 +56,7 @@ fn every_object_survives_a_typed_round_trip() {
 
 #[test]
 fn hpa_reproduces_the_original_by_default() {
-    let hpa: HorizontalPodAutoscaler = typed(&rendered(&Config::default()), "hpa.yaml");
+    let hpa: HorizontalPodAutoscaler = typed(&rendered(&Config::default()), file::HPA);
     let spec = hpa.spec.expect("spec");
     assert_eq!((spec.min_replicas, spec.max_replicas), (Some(1), 10));
     assert_eq!(spec.scale_target_ref.kind, "Deployment");
@@ -88,7 +89,7 @@ fn hpa_reproduces_the_original_by_default() {
 #[test]
 fn concurrency_profile_targets_an_average_value() {
     let cfg = concurrency();
-    let hpa: HorizontalPodAutoscaler = typed(&rendered(&cfg), "hpa.yaml");
+    let hpa: HorizontalPodAutoscaler = typed(&rendered(&cfg), file::HPA);
     let ext = hpa.spec.expect("spec").metrics.expect("metrics")[0]
         .external
         .clone()
@@ -96,7 +97,7 @@ fn concurrency_profile_targets_an_average_value() {
     assert_eq!(ext.target.type_, "AverageValue");
     assert_eq!(
         ext.target.average_value.map(|q| q.0),
-        Some(render::quantity(cfg.metric.target))
+        Some(kscale::quantity::format(cfg.metric.target))
     );
     assert_eq!(ext.metric.name, cfg.metric.name);
 }
@@ -104,7 +105,7 @@ fn concurrency_profile_targets_an_average_value() {
 #[test]
 fn deployment_is_hardened_and_drains_within_its_grace_period() {
     let cfg = Config::default();
-    let d: Deployment = typed(&rendered(&cfg), "deployment.yaml");
+    let d: Deployment = typed(&rendered(&cfg), file::DEPLOYMENT);
     let spec = d.spec.expect("spec");
     assert_eq!(
         spec.replicas, None,
@@ -179,7 +180,7 @@ fn deployment_is_hardened_and_drains_within_its_grace_period() {
 
 #[test]
 fn service_is_a_nodeport_like_the_original() {
-    let s: core::Service = typed(&rendered(&Config::default()), "service.yaml");
+    let s: core::Service = typed(&rendered(&Config::default()), file::SERVICE);
     let spec = s.spec.expect("spec");
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
     let port = &spec.ports.expect("ports")[0];
@@ -189,11 +190,11 @@ fn service_is_a_nodeport_like_the_original() {
 #[test]
 fn scrape_secret_carries_the_rendered_job_and_values_point_at_it() {
     let files = rendered(&Config::default());
-    let secret: core::Secret = typed(&files, "scrape-config-secret.yaml");
+    let secret: core::Secret = typed(&files, file::SCRAPE_CONFIG_SECRET);
     let data = secret.string_data.expect("stringData");
     assert_eq!(
         data.get(render::SCRAPE_SECRET_KEY),
-        Some(&file(&files, "scrape-config.yaml").content)
+        Some(&file(&files, file::SCRAPE_CONFIG).content)
     );
     let values = render::parse_yaml(&file(&files, "prometheus-values.yaml").content).expect("yaml");
     let s = &values["prometheus"]["prometheusSpec"]["additionalScrapeConfigsSecret"];
@@ -207,7 +208,7 @@ fn scrape_secret_carries_the_rendered_job_and_values_point_at_it() {
 fn adapter_values_serve_one_namespaced_external_metric_and_nothing_else() {
     let cfg = Config::default();
     let files = rendered(&cfg);
-    let v = render::parse_yaml(&file(&files, "prometheus-adapter.yaml").content).expect("yaml");
+    let v = render::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER).content).expect("yaml");
     assert_eq!(
         v["rules"]["default"], false,
         "must not take v1beta1.metrics.k8s.io from metrics-server"
@@ -246,14 +247,14 @@ fn rendered_stream_matches_snapshot() {
 fn template_overrides_replace_by_name_and_refuse_unknown_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
-        dir.path().join("service.yaml"),
+        dir.path().join(file::SERVICE),
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: custom-{{ app.name }}\n",
     )
     .expect("write");
     let t = Templates::with_overrides(dir.path()).expect("override loads");
     let files = render::render_all(&Config::default(), &t, IMAGE).expect("renders");
     assert!(
-        file(&files, "service.yaml")
+        file(&files, file::SERVICE)
             .content
             .contains("name: custom-inference")
     );
@@ -263,7 +264,7 @@ fn template_overrides_replace_by_name_and_refuse_unknown_files() {
         .expect_err("unknown template refused")
         .to_string();
     assert!(
-        err.contains("servce.yaml") && err.contains("service.yaml"),
+        err.contains("servce.yaml") && err.contains(file::SERVICE),
         "{err}"
     );
 }
@@ -271,13 +272,13 @@ fn template_overrides_replace_by_name_and_refuse_unknown_files() {
 #[test]
 fn a_template_error_names_the_file_and_the_variable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("hpa.yaml"), "name: {{ app.nmae }}\n").expect("write");
+    std::fs::write(dir.path().join(file::HPA), "name: {{ app.nmae }}\n").expect("write");
     let t = Templates::with_overrides(dir.path()).expect("loads");
     let err = format!(
         "{:#}",
         render::render_all(&Config::default(), &t, IMAGE).expect_err("undefined variable")
     );
-    assert!(err.contains("hpa.yaml") && err.contains("nmae"), "{err}");
+    assert!(err.contains(file::HPA) && err.contains("nmae"), "{err}");
 }
 
 /// Debian's Prometheus has no Kubernetes service discovery: give the job the targets and
@@ -307,8 +308,11 @@ fn job_with_static_targets(job_yaml: &str) -> serde_json::Value {
 
 #[test]
 fn scrape_job_passes_a_real_promtool_check() {
+    if !needs("promtool's check of the scrape job", &[Need::Prometheus]) {
+        return;
+    }
     let files = rendered(&Config::default());
-    let jobs = job_with_static_targets(&file(&files, "scrape-config.yaml").content);
+    let jobs = job_with_static_targets(&file(&files, file::SCRAPE_CONFIG).content);
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("prometheus.yml");
     let config = serde_json::json!({ "scrape_configs": jobs });
@@ -350,12 +354,12 @@ fn the_adapter_config_file_carries_the_same_rule_as_the_helm_values() {
     for cfg in [Config::default(), concurrency()] {
         let files = rendered(&cfg);
         assert_eq!(
-            file(&files, "prometheus-adapter-config.yaml").kind,
+            file(&files, file::PROMETHEUS_ADAPTER_CONFIG).kind,
             FileKind::PrometheusConfig
         );
-        let own = render::parse_yaml(&file(&files, "prometheus-adapter-config.yaml").content)
+        let own = render::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER_CONFIG).content)
             .expect("adapter config is YAML");
-        let values = render::parse_yaml(&file(&files, "prometheus-adapter.yaml").content)
+        let values = render::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER).content)
             .expect("adapter values are YAML");
         let rules = own["externalRules"].as_array().expect("externalRules list");
         assert_eq!(rules.len(), 1);
@@ -375,14 +379,14 @@ fn an_app_outside_default_gets_its_namespace_and_default_never_does() {
     })
     .expect("loads");
     let files = rendered(&cfg);
-    let ns: core::Namespace = typed(&files, "app-namespace.yaml");
+    let ns: core::Namespace = typed(&files, file::APP_NAMESPACE);
     assert_eq!(ns.metadata.name.as_deref(), Some("inference-lab"));
-    let hpa: HorizontalPodAutoscaler = typed(&files, "hpa.yaml");
+    let hpa: HorizontalPodAutoscaler = typed(&files, file::HPA);
     assert_eq!(hpa.metadata.namespace.as_deref(), Some("inference-lab"));
     assert!(
         !rendered(&Config::default())
             .iter()
-            .any(|f| f.name == "app-namespace.yaml"),
+            .any(|f| f.name == file::APP_NAMESPACE),
         "`default` is not kscale's to create or delete"
     );
 }

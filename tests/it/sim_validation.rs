@@ -23,13 +23,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use kscale::config::{Config, MetricProfile};
-use kscale::metrics::{adapter_query, prom};
+use kscale::metrics::prom;
 use kscale::simulate::metric::{
     ObservedRequest, PodLifetime, PodSeries, concurrency_query, mean_duration_query,
     prometheus_rate, scrape,
 };
 
-use crate::support::{Pipeline, PodSpec, http_get};
+use crate::support::{Pipeline, PodSpec, adapter_query_for, http_get};
 
 /// Inference time of every server, in seconds.
 const INFERENCE: f64 = 0.5;
@@ -69,14 +69,6 @@ fn config(profile: MetricProfile) -> Config {
     cfg.metric.scrape_interval_seconds = 1;
     cfg.metric.rate_window_seconds = WINDOW;
     cfg
-}
-
-fn adapter_query_for(cfg: &Config, namespace: &str) -> String {
-    let rule = kscale::render::adapter_rule(cfg);
-    let series =
-        adapter_query::series_name(&rule.series_query).expect("series query names a series");
-    adapter_query::namespaced_external_query(&rule.metrics_query, series, namespace)
-        .expect("rule substitutes")
 }
 
 /// One answered request as the client saw it.
@@ -329,9 +321,9 @@ async fn simulated_metric_trace_matches_the_real_pipeline_on_a_load_step() {
         .iter()
         .map(|pod| PodSpec::new("default", pod, INFERENCE))
         .collect();
-    let p = Pipeline::start(&scrape_job, specs)
-        .await
-        .expect("pipeline starts");
+    let Some(p) = Pipeline::start_if_available(&scrape_job, specs).await else {
+        return;
+    };
     let addrs = p.addrs_in("default");
     assert_eq!(addrs.len(), PODS.len());
     let mean_q = adapter_query_for(&cfg, "default");

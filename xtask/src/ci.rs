@@ -68,11 +68,13 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cargo <args>`, echoing its output, and adds up every `test result:` line.
+/// Runs `cargo <args>`, echoing its output, and adds up every `test result:` line. `CI` is set,
+/// so a test whose tools are missing fails here instead of skipping (tests/it/support/needs.rs).
 fn test_and_tally(args: &[&str]) -> anyhow::Result<(u64, u64, bool)> {
-    eprintln!("$ cargo {}", args.join(" "));
+    eprintln!("$ CI=1 cargo {}", args.join(" "));
     let mut child = Command::new("cargo")
         .args(args)
+        .env("CI", std::env::var_os("CI").unwrap_or_else(|| "1".into()))
         .current_dir(project_root())
         .stdout(Stdio::piped())
         .spawn()

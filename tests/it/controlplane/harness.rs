@@ -32,6 +32,10 @@ fn with_sets(cmd: &mut Command) -> &mut Command {
 
 pub use crate::support::xtask;
 
+/// Bounds each kubectl request of these tests, so a hung API server fails a step instead of
+/// stalling the test.
+pub const KUBECTL_TIMEOUT: &str = "--request-timeout=20s";
+
 /// The running control plane; `down` on drop, pass or fail.
 pub struct Harness {
     /// `KUBECONFIG` with the `kscale-harness` context.
@@ -61,7 +65,7 @@ impl Harness {
             "kscale render failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let adapter_config = rendered.join("prometheus-adapter-config.yaml");
+        let adapter_config = rendered.join(kscale::render::file::PROMETHEUS_ADAPTER_CONFIG);
         assert!(
             adapter_config.is_file(),
             "kscale render wrote no adapter config"
@@ -155,7 +159,7 @@ impl Harness {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
-            .args(["--context", "kscale-harness", "get"])
+            .args(["--context", "kscale-harness", KUBECTL_TIMEOUT, "get"])
             .args(args)
             .args(["-o", "json", "--show-managed-fields"])
             .output()

@@ -11,6 +11,7 @@ mod load;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::needs::{Need, needs};
 use harness::{Harness, IMAGE};
 
 fn text(out: &std::process::Output) -> String {
@@ -338,6 +339,7 @@ fn step_hpa_loop(h: &Harness) {
         let out = std::process::Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&h2.0)
+            .arg(harness::KUBECTL_TIMEOUT)
             .args(["get", "pods", "-n", "default", "-l", "app=inference", "-o"])
             .arg("jsonpath={range .items[?(@.status.phase==\"Running\")]}{.status.podIP}{\"\\n\"}{end}")
             .env("PATH", &h2.1)
@@ -456,6 +458,12 @@ fn step_hpa_loop(h: &Harness) {
 
 #[test]
 fn kscale_against_a_real_control_plane() {
+    if !needs(
+        "the control-plane test (a network namespace, upstream programs built from source)",
+        &[Need::Root, Need::Go],
+    ) {
+        return;
+    }
     let h = Harness::start("20s");
     step_deploy(&h);
     step_metrics_pass(&h);

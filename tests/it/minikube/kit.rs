@@ -38,18 +38,13 @@ impl Kit {
     /// The built kit, or `None` (test skipped with a message) when it is not built and `CI` is
     /// unset; with `CI` set a missing kit fails the test.
     pub fn load() -> Option<Self> {
-        match crate::support::xtask(&["kit", "env"]) {
-            Ok(text) => Some(Self {
-                env: parse_env(&text),
-            }),
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!(
-                    "skipped: the minikube kit is not built here (`cargo xtask kit build`; needs root, Go and Debian's docker.io):\n{e}"
-                );
-                None
-            }
-            Err(e) => panic!("CI is set and the minikube kit is not usable:\n{e}"),
-        }
+        let text = crate::support::needs::available(
+            "the minikube kit is not usable here (`cargo xtask kit build`; needs root, Go and Debian's docker.io)",
+            crate::support::xtask(&["kit", "env"]),
+        )?;
+        Some(Self {
+            env: parse_env(&text),
+        })
     }
 
     fn var(&self, key: &str) -> String {

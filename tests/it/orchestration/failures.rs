@@ -4,8 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::stub_api::Rollout;
 use super::{Env, mutating_requests};
+use crate::support::kube_stub::Rollout;
 
 #[test]
 fn a_missing_tool_is_named_with_how_to_install_it() {
@@ -183,8 +183,8 @@ fn a_rollout_past_its_deadline_says_which_pod_is_not_ready_and_why() {
     run.expect_code(1).stderr_has(&[
         "the rollout was not ready after 3s: 0 of 1 updated replicas available",
         "what is not ready:",
-        &format!("pod {pod}: Pending; container server waiting: ErrImageNeverPull"),
-        "`kscale deploy` loads it with `minikube image load`",
+        &format!("pod {pod}: phase Pending, container server waiting: ErrImageNeverPull"),
+        "it loads the image into every node with `minikube image load`",
         "event ErrImageNeverPull: Container image",
     ]);
     assert!(

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use super::stub_api::{StubApi, labels_match, status};
+use crate::support::kube_stub::{StubApi, labels_match, status};
 
 /// What the simulated Prometheus computes for a rate-based adapter query (the mean-duration
 /// profile's seconds per request) while its namespace has targets up; gauge sums (the
@@ -186,7 +186,7 @@ fn name_chars(mut n: u64, len: usize) -> String {
 
 /// The pods of every Deployment in `ns`: names `<deployment>-<template hash>-<suffix>`, labels
 /// and spec from the pod template, Ready as the Deployment's status says.
-fn app_pods(store: &super::stub_api::Store, ns: &str) -> Vec<Value> {
+fn app_pods(store: &crate::support::kube_stub::Store, ns: &str) -> Vec<Value> {
     let mut pods = Vec::new();
     for d in store.list(&format!("/apis/apps/v1/namespaces/{ns}/deployments")) {
         let name = d["metadata"]["name"].as_str().unwrap_or_default();
@@ -256,7 +256,7 @@ fn app_pods(store: &super::stub_api::Store, ns: &str) -> Vec<Value> {
 }
 
 /// The pods the cluster runs in `ns`: stored ones if a test put any, else the derived ones.
-fn pods_in(store: &super::stub_api::Store, ns: &str) -> Vec<Value> {
+fn pods_in(store: &crate::support::kube_stub::Store, ns: &str) -> Vec<Value> {
     let stored = store.list(&format!("/api/v1/namespaces/{ns}/pods"));
     if stored.is_empty() {
         app_pods(store, ns)
@@ -293,7 +293,7 @@ fn container_port(pod: &Value, port: &str) -> Option<u64> {
 
 /// `GET /api/v1/namespaces/{ns}/pods/{name}[:{port}]/proxy/{rest}`.
 fn pod_proxy(
-    store: &super::stub_api::Store,
+    store: &crate::support::kube_stub::Store,
     ns: &str,
     name_port: &str,
     rest: &str,
@@ -344,7 +344,7 @@ impl Target {
 }
 
 /// The scrape jobs of the `additionalScrapeConfigs` Secrets in the monitoring namespace.
-fn scrape_jobs(store: &super::stub_api::Store, monitoring_ns: &str) -> Vec<Value> {
+fn scrape_jobs(store: &crate::support::kube_stub::Store, monitoring_ns: &str) -> Vec<Value> {
     store
         .list(&format!("/api/v1/namespaces/{monitoring_ns}/secrets"))
         .iter()
@@ -382,7 +382,7 @@ fn meta_label(pod: &Value, source: &str, port_name: &str) -> String {
 
 /// Prometheus's targets: every pod container port that the jobs' pod discovery finds and their
 /// `keep` rules keep (regexes taken literally, which the rendered job's are).
-fn targets(store: &super::stub_api::Store, monitoring_ns: &str) -> Vec<Target> {
+fn targets(store: &crate::support::kube_stub::Store, monitoring_ns: &str) -> Vec<Target> {
     let mut out = Vec::new();
     for job in scrape_jobs(store, monitoring_ns) {
         let job_name = job["job_name"].as_str().unwrap_or_default();
@@ -544,26 +544,10 @@ fn query_response(samples: &[(Vec<(String, String)>, f64)]) -> Value {
     json!({"status": "success", "data": {"resultType": "vector", "result": result}})
 }
 
-/// A value as the adapter writes a quantity.
-fn quantity(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{}", v as i64)
-    } else {
-        format!("{}m", (v * 1000.0).round() as i64)
-    }
-}
-
-fn parse_quantity(q: &str) -> Option<f64> {
-    match q.strip_suffix('m') {
-        Some(milli) => milli.parse::<f64>().ok().map(|v| v / 1000.0),
-        None => q.parse().ok(),
-    }
-}
-
 /// `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}` from the adapter's rules.
 fn external_metric(
     helm: &Helm,
-    store: &super::stub_api::Store,
+    store: &crate::support::kube_stub::Store,
     ns: &str,
     metric: &str,
 ) -> (u16, Value) {
@@ -614,7 +598,7 @@ fn external_metric(
         .into_iter()
         .map(|(_, v)| {
             json!({"metricName": metric, "metricLabels": {}, "timestamp": "2026-11-27T20:02:02Z",
-                   "value": quantity(v)})
+                   "value": kscale::quantity::format(v)})
         })
         .collect();
     (
@@ -626,7 +610,12 @@ fn external_metric(
 
 /// The HPA with the status kube-controller-manager would give it after reading its external
 /// metrics through the stub's own routes.
-fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Value) -> Value {
+fn with_status(
+    store: &crate::support::kube_stub::Store,
+    ns: &str,
+    name: &str,
+    mut hpa: Value,
+) -> Value {
     let spec = hpa["spec"].clone();
     let target = spec["scaleTargetRef"]["name"].as_str().unwrap_or_default();
     let current = store
@@ -650,7 +639,7 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter_map(|i| parse_quantity(i["value"].as_str()?))
+                .filter_map(|i| kscale::quantity::parse(i["value"].as_str()?).ok())
                 .collect(),
             _ => Vec::new(),
         };
@@ -664,7 +653,7 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
         proposals.push(proposal(&m["external"]["target"], value, current));
         metrics.push(json!({"type": "External", "external": {
             "metric": {"name": metric, "selector": {}},
-            "current": {"value": quantity(value)}}}));
+            "current": {"value": kscale::quantity::format(value)}}}));
     }
     let (active, reason, message) = match &failure {
         None => (
@@ -698,7 +687,11 @@ fn with_status(store: &super::stub_api::Store, ns: &str, name: &str, mut hpa: Va
 /// replicas by value/target, `AverageValue` divides the value by the per-pod target; within the
 /// default 10 % tolerance the scale stays.
 fn proposal(target: &Value, value: f64, current: i64) -> i64 {
-    let q = |k: &str| target[k].as_str().and_then(parse_quantity);
+    let q = |k: &str| {
+        target[k]
+            .as_str()
+            .and_then(|q| kscale::quantity::parse(q).ok())
+    };
     let (ratio, wanted) = match (target["type"].as_str(), q("value"), q("averageValue")) {
         (Some("Value"), Some(t), _) if t > 0.0 => (value / t, current as f64 * value / t),
         (Some("AverageValue"), _, Some(t)) if t > 0.0 && current > 0 => {

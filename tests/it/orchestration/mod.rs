@@ -10,7 +10,6 @@ mod deploy;
 mod failures;
 pub mod metric_chain;
 mod metric_check;
-pub mod stub_api;
 mod teardown;
 mod up;
 
@@ -20,8 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::kube_stub::StubApi;
 use serde_json::json;
-use stub_api::StubApi;
 
 /// The fake tools.
 pub const TOOLS: [&str; 4] = ["minikube", "helm", "kubectl", "docker"];
@@ -222,7 +221,7 @@ impl Env {
             if !enabled {
                 return Some((
                     503,
-                    stub_api::status(503, "ServiceUnavailable", "the server is currently unable to handle the request"),
+                    crate::support::kube_stub::status(503, "ServiceUnavailable", "the server is currently unable to handle the request"),
                 ));
             }
             Some((

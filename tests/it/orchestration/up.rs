@@ -294,7 +294,7 @@ fn a_resource_metrics_api_that_never_serves_fails_with_a_hint() {
         (req.path == "/apis/metrics.k8s.io/v1beta1/nodes").then(|| {
             (
                 503,
-                super::stub_api::status(
+                crate::support::kube_stub::status(
                     503,
                     "ServiceUnavailable",
                     "the server is currently unable to handle the request",

@@ -19,11 +19,13 @@
 //! ```
 //!
 //! `poll` retries a check with a deadline; `http_request` is a one-shot HTTP/1.1 client;
-//! `kube_stub` is the API server stand-in for commands that talk to Kubernetes.
+//! `kube_stub` is the API server stand-in for commands that talk to Kubernetes; `needs` skips
+//! (or, with `CI` set, fails) a test whose tools this machine lacks.
 
 #![allow(dead_code)] // Each user of the harness uses a different part of it.
 
 pub mod kube_stub;
+pub mod needs;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -37,7 +39,6 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use kscale::metrics::prom::{self, QueryResult};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
 /// How to install what the pipeline needs, for error messages.
@@ -78,13 +79,21 @@ impl PodSpec {
     }
 }
 
-/// A running `kscale-server`.
+/// A running `kscale-server` on 127.0.0.1 with a free port, killed on drop: the one way this
+/// test binary starts the server (pipeline, load, dashboard and simulator tests).
 pub struct ServerProc {
     /// What it pretends to be.
     pub spec: PodSpec,
     /// Where it listens.
     pub addr: SocketAddr,
-    child: Child,
+    child: std::process::Child,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Finds the `kscale-server` binary: `KSCALE_SERVER_BIN`, else next to this test executable's
@@ -121,15 +130,20 @@ pub fn server_binary() -> anyhow::Result<PathBuf> {
 }
 
 impl ServerProc {
-    /// Starts the server on 127.0.0.1 with a free port and waits for its `listening on` line.
-    pub async fn start(bin: &Path, spec: PodSpec) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(bin);
+    /// Starts the server as `spec` says, with `env` on top, and waits for its `listening on`
+    /// line. Blocking (a thread reads the line), so sync and async tests both use it.
+    pub fn start(spec: PodSpec, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let bin = server_binary()?;
+        let mut cmd = std::process::Command::new(&bin);
+        // A developer's shell must not change a test.
         for var in [
             "PORT",
             "BIND",
             "INFERENCE_SECONDS",
             "WORKERS",
             "MAX_QUEUE",
+            "KEEP_ALIVE_SECONDS",
+            "MAX_CONNECTION_AGE_SECONDS",
             "DRAIN_SECONDS",
             "RUST_LOG",
             "LOG_FORMAT",
@@ -141,30 +155,71 @@ impl ServerProc {
             .env("WORKERS", spec.workers.to_string())
             .env("MAX_QUEUE", spec.max_queue.to_string())
             .env("POD_NAME", &spec.pod)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().context("no stdout pipe")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("kscale-server printed no `listening on` line within 30 s")?
-            .context("reading kscale-server's stdout")?
-            .context("kscale-server exited before listening")?;
-        let addr: SocketAddr = line
-            .strip_prefix("listening on ")
-            .with_context(|| format!("unexpected first line from kscale-server: {line:?}"))?
-            .trim()
-            .parse()
-            .with_context(|| format!("unparsable address in {line:?}"))?;
-        // Keep draining stdout so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self { spec, addr, child })
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        // Owned from here on, so that a failed start still kills the process.
+        let mut server = Self {
+            spec,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+        };
+        // Both pipes are drained for the server's life, so it never blocks on a full one.
+        let errors = std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut text = String::new();
+            let _ = std::io::BufReader::new(stderr).read_to_string(&mut text);
+            text
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::{BufRead as _, Read as _};
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            let mut rest = Vec::new();
+            let _ = reader.read_to_end(&mut rest);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        match line.trim().strip_prefix("listening on ").map(str::parse) {
+            Some(Ok(addr)) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            _ => {
+                let _ = server.child.kill();
+                let _ = server.child.wait();
+                let stderr = errors.join().unwrap_or_default();
+                bail!(
+                    "kscale-server did not start listening within 30 s (first line {line:?}); \
+                     its stderr:\n{stderr}"
+                )
+            }
+        }
     }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The query prometheus-adapter runs for an HPA in `namespace`, substituted from kscale's
+/// rendered rule as the adapter does.
+pub fn adapter_query_for(cfg: &kscale::config::Config, namespace: &str) -> String {
+    use kscale::metrics::adapter_query;
+    let rule = kscale::render::adapter_rule(cfg);
+    let series =
+        adapter_query::series_name(&rule.series_query).expect("series query names a series");
+    adapter_query::namespaced_external_query(&rule.metrics_query, series, namespace)
+        .expect("rule substitutes")
 }
 
 /// Finds a free port on 127.0.0.1 (the OS may hand it out again before it is used; callers retry).
@@ -226,18 +281,7 @@ pub struct PrometheusProc {
 }
 
 fn require(tool: &str) -> anyhow::Result<PathBuf> {
-    for dir in std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin")])
-    {
-        let p = dir.join(tool);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    bail!("`{tool}` is not installed: {PROMETHEUS_HINT}")
+    needs::on_path(tool).with_context(|| format!("`{tool}` is not installed: {PROMETHEUS_HINT}"))
 }
 
 impl PrometheusProc {
@@ -330,13 +374,25 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// [`Pipeline::start`] for a test that needs it: `None` (the test skips, or fails with `CI`
+    /// set; see [`needs`]) without Prometheus, and a failed start fails the test.
+    pub async fn start_if_available(scrape_job_yaml: &str, specs: Vec<PodSpec>) -> Option<Self> {
+        if !needs::needs("a real Prometheus pipeline", &[needs::Need::Prometheus]) {
+            return None;
+        }
+        Some(
+            Self::start(scrape_job_yaml, specs)
+                .await
+                .expect("pipeline starts"),
+        )
+    }
+
     /// Starts one server per spec and a Prometheus running `scrape_job_yaml` against them, and
     /// waits until every target that the job's relabelling keeps has been scraped.
     pub async fn start(scrape_job_yaml: &str, specs: Vec<PodSpec>) -> anyhow::Result<Self> {
-        let bin = server_binary()?;
         let mut servers = Vec::with_capacity(specs.len());
         for spec in specs {
-            servers.push(ServerProc::start(&bin, spec).await?);
+            servers.push(ServerProc::start(spec, &[])?);
         }
         let refs: Vec<&ServerProc> = servers.iter().collect();
         let config = prometheus_config(scrape_job_yaml, &refs)?;
@@ -522,4 +578,17 @@ pub fn xtask(args: &[&str]) -> Result<String, String> {
             out.status
         ))
     }
+}
+
+#[test]
+fn a_server_that_refuses_its_settings_fails_to_start_with_its_stderr() {
+    let spec = PodSpec::new("default", "refused", 1.0);
+    let err = ServerProc::start(spec, &[("WORKERS", "0")])
+        .err()
+        .expect("WORKERS=0 is refused");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("did not start") && text.contains("WORKERS"),
+        "{text}"
+    );
 }

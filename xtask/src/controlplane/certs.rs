@@ -6,10 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::netns::NS_IP;
-
-/// First address of the service range: the `kubernetes` Service's cluster IP.
-pub const KUBERNETES_SERVICE_IP: &str = "10.203.128.1";
+use super::netns::net;
 
 /// Paths of every file the components need.
 #[derive(Debug, Clone)]
@@ -125,9 +122,10 @@ pub fn generate(dir: &Path) -> anyhow::Result<Pki> {
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     ca(dir, "ca", "kscale-harness-ca")?;
+    let (ns_ip, service_ip) = (&net().ns_ip, &net().kubernetes_service_ip);
     let serving = format!(
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n\
-         subjectAltName=IP:{NS_IP},IP:{KUBERNETES_SERVICE_IP},IP:127.0.0.1,DNS:localhost,DNS:kubernetes,\
+         subjectAltName=IP:{ns_ip},IP:{service_ip},IP:127.0.0.1,DNS:localhost,DNS:kubernetes,\
          DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n"
     );
     leaf(dir, "ca", "apiserver", "/CN=kube-apiserver", &serving)?;
@@ -166,7 +164,10 @@ mod tests {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&text.stdout);
-        assert!(text.contains(&format!("IP Address:{NS_IP}")), "{text}");
+        assert!(
+            text.contains(&format!("IP Address:{}", net().ns_ip)),
+            "{text}"
+        );
         for (ca, leaf) in [
             ("ca.crt", "apiserver.crt"),
             ("ca.crt", "admin.crt"),

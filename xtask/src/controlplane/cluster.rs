@@ -8,15 +8,15 @@ use std::time::Duration;
 use super::build::{self, Programs};
 use super::certs::{self, Pki};
 use super::metrics::{self, ADAPTER_PORT};
-use super::netns::{self, NS_IP};
+use super::netns::{self, net};
 use super::process::{self, Started};
 use super::{CONTEXT, HpaSettings, Layout, UpOptions};
 
-/// The API server's port on [`NS_IP`].
+/// The API server's port on the namespace's address.
 pub const API_PORT: u16 = 6443;
-const SERVICE_CIDR: &str = "10.203.128.0/20";
-/// kwok's form of [`netns::POD_CIDR`] (it hands out addresses after the one given).
-const KWOK_CIDR: &str = "10.203.64.1/20";
+/// How long one kubectl request may take: every kubectl call of the harness is bounded, so a
+/// hung API server fails a wait instead of stalling it.
+pub const KUBECTL_REQUEST_TIMEOUT: &str = "--request-timeout=20s";
 /// The fake nodes kwok keeps Ready.
 pub const NODES: [&str; 2] = ["kwok-node-0", "kwok-node-1"];
 
@@ -32,7 +32,7 @@ const COMPONENTS: [&str; 7] = [
 ];
 
 fn api_url(path: &str) -> String {
-    format!("https://{NS_IP}:{API_PORT}{path}")
+    format!("https://{}:{API_PORT}{path}", net().ns_ip)
 }
 
 /// Where a health probe runs.
@@ -57,7 +57,7 @@ enum Tls {
 fn curl_ok(pki: &Pki, url: &str, at: ProbeAt, tls: Tls) -> bool {
     let mut cmd = if at == ProbeAt::Netns {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", netns::NETNS, "curl"]);
+        c.args(["netns", "exec", &net().netns, "curl"]);
         c
     } else {
         Command::new("curl")
@@ -117,7 +117,7 @@ fn kubectl(layout: &Layout, args: &[&str], stdin: Option<&str>) -> anyhow::Resul
     let mut cmd = Command::new("kubectl");
     cmd.arg("--kubeconfig")
         .arg(layout.kubeconfig())
-        .args(["--context", CONTEXT])
+        .args(["--context", CONTEXT, KUBECTL_REQUEST_TIMEOUT])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -220,9 +220,9 @@ fn apiserver_args(pki: &Pki) -> Vec<String> {
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
     ]);
     args.extend([
-        format!("--advertise-address={NS_IP}"),
+        format!("--advertise-address={}", net().ns_ip),
         format!("--secure-port={API_PORT}"),
-        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
+        format!("--service-cluster-ip-range={}", net().service_cidr),
         format!("--tls-cert-file={}", pki.arg("apiserver.crt")),
         format!("--tls-private-key-file={}", pki.arg("apiserver.key")),
         format!("--client-ca-file={}", pki.arg("ca.crt")),
@@ -306,8 +306,8 @@ fn kwok_args(layout: &Layout, programs: &Programs) -> Vec<String> {
         "--manage-all-nodes=false".into(),
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
         "--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom".into(),
-        format!("--cidr={KWOK_CIDR}"),
-        format!("--node-ip={NS_IP}"),
+        format!("--cidr={}", net().kwok_cidr),
+        format!("--node-ip={}", net().ns_ip),
         "--server-address=127.0.0.1:10247".into(),
         // Leases are the node heartbeat the node lifecycle controller reads; without them the
         // fake nodes flap NotReady and get tainted.
@@ -380,7 +380,7 @@ fn health(layout: &Layout) -> (Vec<String>, bool) {
     let mut all = netns::exists();
     lines.push(format!(
         "netns {:<24} {}",
-        netns::NETNS,
+        net().netns,
         if netns::exists() { "present" } else { "absent" }
     ));
     for name in COMPONENTS {
@@ -496,7 +496,7 @@ fn stop_everything(layout: &Layout) {
         eprintln!(
             "controlplane: stopping {} more process(es) in netns {}",
             stray.len(),
-            netns::NETNS
+            net().netns
         );
         process::stop_all(&stray, Duration::from_secs(5));
     }
@@ -661,7 +661,7 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
                 ],
                 None,
             )
-            .map(|ip| ip.trim() == NS_IP)
+            .map(|ip| ip.trim() == net().ns_ip)
             .unwrap_or(false)
         },
     )?;
@@ -700,7 +700,7 @@ mod tests {
             "--requestheader-client-ca-file=/pki/front-proxy-ca.crt",
             "--proxy-client-cert-file=/pki/front-proxy-client.crt",
             "--requestheader-allowed-names=front-proxy-client",
-            "--advertise-address=10.203.0.2",
+            "--advertise-address=10.203.0.2", // the default KSCALE_HARNESS_NET
         ] {
             assert!(args.iter().any(|a| a == expected), "missing {expected}");
         }

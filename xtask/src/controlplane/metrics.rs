@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Layout;
-use super::netns::NS_IP;
+use super::netns::net;
 
 /// Prometheus listens here (inside the namespace, reachable from the host).
 pub const PROMETHEUS_PORT: u16 = 9090;
@@ -21,7 +21,7 @@ pub const HARNESS_NAMESPACE: &str = "kscale-harness";
 
 /// The Prometheus URL, as the adapter and the host see it.
 pub fn prometheus_url() -> String {
-    format!("http://{NS_IP}:{PROMETHEUS_PORT}")
+    format!("http://{}:{PROMETHEUS_PORT}", net().ns_ip)
 }
 
 /// Folder of Prometheus' file-based target lists (`*.json`), re-read within a second or so.
@@ -59,7 +59,7 @@ pub fn prometheus_args(layout: &Layout, config: &Path) -> Vec<String> {
             "--storage.tsdb.path={}",
             layout.state.join("prometheus").join("data").display()
         ),
-        format!("--web.listen-address={NS_IP}:{PROMETHEUS_PORT}"),
+        format!("--web.listen-address={}:{PROMETHEUS_PORT}", net().ns_ip),
         "--web.enable-lifecycle".into(),
     ]
 }
@@ -126,6 +126,7 @@ pub const PROMETHEUS_POD: &str = "prometheus-harness";
 pub fn adapter_manifest() -> String {
     let (prom_ns, prom_svc) = PROMETHEUS_SERVICE;
     let node = super::cluster::NODES[0];
+    let ns_ip = &net().ns_ip;
     format!(
         "apiVersion: v1
 kind: Namespace
@@ -171,7 +172,7 @@ metadata:
   namespace: {prom_ns}
 subsets:
 - addresses:
-  - ip: {NS_IP}
+  - ip: {ns_ip}
     targetRef:
       kind: Pod
       name: {PROMETHEUS_POD}
@@ -198,7 +199,7 @@ metadata:
   namespace: {HARNESS_NAMESPACE}
 subsets:
 - addresses:
-  - ip: {NS_IP}
+  - ip: {ns_ip}
   ports:
   - name: https
     port: {ADAPTER_PORT}
@@ -242,7 +243,7 @@ mod tests {
     #[test]
     fn the_adapter_endpoint_is_the_namespace_address_not_loopback() {
         let manifest = adapter_manifest();
-        assert!(manifest.contains(&format!("- ip: {NS_IP}")));
+        assert!(manifest.contains(&format!("- ip: {}", net().ns_ip)));
         assert!(!manifest.contains("127.0.0.1"));
         assert!(manifest.contains("name: v1beta1.external.metrics.k8s.io"));
         assert!(manifest.contains("name: prometheus-kube-prometheus-prometheus"));

@@ -4,7 +4,8 @@
 //! etcd, kube-apiserver (with the aggregation layer), kube-controller-manager (HPA with short
 //! windows), kube-scheduler, kwok (fake nodes and pods), Prometheus (file-based targets) and
 //! prometheus-adapter (behind `v1beta1.external.metrics.k8s.io`) run as plain processes inside a
-//! network namespace of their own, reachable from the host at `10.203.0.2`. The upstream programs
+//! network namespace of their own, reachable from the host at `<net>.0.2` (`10.203.0.2` unless
+//! `KSCALE_HARNESS_NET` says otherwise; see `netns`). The upstream programs
 //! are built from the pinned Go modules in `xtask/controlplane/` into a cache folder that survives
 //! between runs. Everything the harness starts is recorded in pid files, so `down` can remove it
 //! all even after a failed `up`. `supervise` adds the pod supervisor: a real server process per
@@ -36,7 +37,7 @@ commands:
   status   show each component; exits non-zero unless everything is up
   build    only build the Go programs into the cache folder
   supervise --namespace <NS> --selector <LABELS> --server <PATH> [--first-port <PORT>] [--max-seconds <S>]
-           (re)start the pod supervisor: each Running pod matching gets `<PATH> --bind 10.203.0.2
+           (re)start the pod supervisor: each Running pod matching gets `<PATH> --bind <pod IP>
            --port <PORT>` with the pod's env, and a Prometheus target labelled namespace/pod
   env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder, the
            folder of the pinned helm (`up` and `build` install it)
@@ -49,8 +50,12 @@ options of `up`:
                                             `externalRules:` from kscale's rendered values)
                                             [default: one rule over the harness targets' `up`]
 
-environment:
-  KSCALE_HARNESS_DIR         state folder (certificates, logs, pid files, kubeconfig) [default: /tmp/kscale-harness]
+environment (set the first three to other values to run a second harness on the same machine;
+`cargo test` passes them on, so a checkout's control-plane tests use its own harness):
+  KSCALE_HARNESS_NETNS       network namespace name; the veth names derive from it [default: kscale-harness]
+  KSCALE_HARNESS_NET         first two octets of the /16 of every harness address (host .0.1, namespace
+                             .0.2, pods .64.0/20, services .128.0/20) [default: 10.203]
+  KSCALE_HARNESS_DIR         state folder (certificates, logs, pid files, kubeconfig) [default: /tmp/<netns name>]
   KSCALE_CONTROLPLANE_CACHE  tools folder (the pinned helm) [default: $XDG_CACHE_HOME/kscale/controlplane]
   KSCALE_GO_CACHE            Go caches and programs, shared with the kit [default: $XDG_CACHE_HOME/kscale/go]
 ";
@@ -65,11 +70,13 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout from the environment, with the documented defaults.
+    /// The layout from the environment, with the documented defaults; also reads and checks
+    /// the network settings ([`netns::init`]), since every command starts here.
     pub fn from_env() -> anyhow::Result<Self> {
+        let net = netns::init()?;
         let state = match std::env::var_os("KSCALE_HARNESS_DIR") {
             Some(dir) => PathBuf::from(dir),
-            None => std::env::temp_dir().join("kscale-harness"),
+            None => std::env::temp_dir().join(&net.netns),
         };
         let cache = crate::cache_dir("KSCALE_CONTROLPLANE_CACHE", "controlplane")?;
         Ok(Self { state, cache })

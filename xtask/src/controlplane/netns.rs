@@ -1,23 +1,118 @@
-//! The harness' network namespace: a veth pair gives the host `10.203.0.1` and the namespace
-//! `10.203.0.2`. The API server must reach the adapter through a Service's endpoints, and
+//! The harness' network namespace: a veth pair gives the host `<net>.0.1` and the namespace
+//! `<net>.0.2`. The API server must reach the adapter through a Service's endpoints, and
 //! endpoint validation refuses loopback addresses, so the components need a real address.
+//!
+//! The names a second harness on the same machine must not share are configurable, so that two
+//! checkouts do not tear each other down: `KSCALE_HARNESS_NETNS` (the namespace, and from it the
+//! veth names and the default state folder) and `KSCALE_HARNESS_NET` (the first two octets of the
+//! /16 every address comes from).
 
 use std::process::Command;
+use std::sync::OnceLock;
 
-/// Name of the network namespace.
-pub const NETNS: &str = "kscale-harness";
-/// Host end of the veth pair.
-const VETH_HOST: &str = "kscale-h0";
-/// Namespace end of the veth pair.
-const VETH_NS: &str = "kscale-h1";
-/// Host address on the veth.
-pub const HOST_IP: &str = "10.203.0.1";
-/// The namespace's address: where the API server and the adapter listen.
-pub const NS_IP: &str = "10.203.0.2";
-/// kwok hands out pod IPs from here; the supervisor puts each Running pod's IP on the namespace's
-/// loopback, and the host routes the range through the veth, so the API server's pod proxy and
-/// the host both reach a pod's server at `<pod IP>:<containerPort>` as in a real cluster.
-pub const POD_CIDR: &str = "10.203.64.0/20";
+/// The namespace name when `KSCALE_HARNESS_NETNS` is unset.
+pub const DEFAULT_NETNS: &str = "kscale-harness";
+/// The /16 when `KSCALE_HARNESS_NET` is unset.
+const DEFAULT_NET: &str = "10.203";
+
+/// Every name and address of one harness' network, derived from the two settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Net {
+    /// Name of the network namespace.
+    pub netns: String,
+    /// Host end of the veth pair.
+    veth_host: String,
+    /// Namespace end of the veth pair.
+    veth_ns: String,
+    /// Host address on the veth.
+    pub host_ip: String,
+    /// The namespace's address: where the API server and the adapter listen.
+    pub ns_ip: String,
+    /// kwok hands out pod IPs from here; the supervisor puts each Running pod's IP on the
+    /// namespace's loopback, and the host routes the range through the veth, so the API server's
+    /// pod proxy and the host both reach a pod's server at `<pod IP>:<containerPort>` as in a
+    /// real cluster.
+    pub pod_cidr: String,
+    /// kwok's form of [`Net::pod_cidr`] (it hands out addresses after the one given).
+    pub kwok_cidr: String,
+    /// The Service range of the API server.
+    pub service_cidr: String,
+    /// The `kubernetes` Service's address (the first of the range), in the serving certificate.
+    pub kubernetes_service_ip: String,
+}
+
+impl Net {
+    /// The network for a namespace name and a `A.B` prefix; refuses what `ip` would refuse or
+    /// what would not be a /16.
+    pub fn new(netns: &str, net: &str) -> anyhow::Result<Self> {
+        if netns.is_empty()
+            || netns.len() > 32
+            || !netns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            anyhow::bail!("KSCALE_HARNESS_NETNS={netns:?}: give 1-32 characters of a-z, 0-9 and -");
+        }
+        let octets: Vec<&str> = net.split('.').collect();
+        if octets.len() != 2 || octets.iter().any(|o| o.parse::<u8>().is_err()) {
+            anyhow::bail!(
+                "KSCALE_HARNESS_NET={net:?}: give the first two octets of a free /16, e.g. 10.204"
+            );
+        }
+        // Interface names have at most 15 bytes: the default keeps its historic names, others
+        // get a short hash of the namespace name.
+        let veth = if netns == DEFAULT_NETNS {
+            "kscale-h".to_owned()
+        } else {
+            let hash = netns.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            format!("ksh{:08x}-", hash & 0xffff_ffff)
+        };
+        Ok(Self {
+            netns: netns.to_owned(),
+            veth_host: format!("{veth}0"),
+            veth_ns: format!("{veth}1"),
+            host_ip: format!("{net}.0.1"),
+            ns_ip: format!("{net}.0.2"),
+            pod_cidr: format!("{net}.64.0/20"),
+            kwok_cidr: format!("{net}.64.1/20"),
+            service_cidr: format!("{net}.128.0/20"),
+            kubernetes_service_ip: format!("{net}.128.1"),
+        })
+    }
+
+    fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str, default: &str| match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(v),
+            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(default.to_owned()),
+            Err(std::env::VarError::NotUnicode(_)) => Err(anyhow::anyhow!("{name} is not UTF-8")),
+        };
+        Self::new(
+            &var("KSCALE_HARNESS_NETNS", DEFAULT_NETNS)?,
+            &var("KSCALE_HARNESS_NET", DEFAULT_NET)?,
+        )
+    }
+}
+
+static NET: OnceLock<Net> = OnceLock::new();
+
+/// Reads and checks the network settings; every `controlplane` command calls it first, so that a
+/// bad setting is an error before anything is touched.
+pub fn init() -> anyhow::Result<&'static Net> {
+    if let Some(net) = NET.get() {
+        return Ok(net);
+    }
+    let net = Net::from_env()?;
+    Ok(NET.get_or_init(|| net))
+}
+
+/// This harness' network: as [`init`] read it, or the defaults where nothing called it (unit tests).
+pub fn net() -> &'static Net {
+    NET.get_or_init(|| {
+        Net::new(DEFAULT_NETNS, DEFAULT_NET).unwrap_or_else(|e| unreachable!("defaults: {e}"))
+    })
+}
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip").args(args).output().map_err(|e| {
@@ -36,30 +131,32 @@ fn ip(args: &[&str]) -> anyhow::Result<()> {
 
 /// Whether the namespace exists.
 pub fn exists() -> bool {
-    std::path::Path::new("/run/netns").join(NETNS).exists()
+    std::path::Path::new("/run/netns")
+        .join(&net().netns)
+        .exists()
 }
 
 /// Creates the namespace, the veth pair and both addresses.
 pub fn create() -> anyhow::Result<()> {
-    ip(&["netns", "add", NETNS])?;
-    ip(&[
-        "link", "add", VETH_HOST, "type", "veth", "peer", "name", VETH_NS,
-    ])?;
-    ip(&["link", "set", VETH_NS, "netns", NETNS])?;
-    ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", VETH_HOST])?;
-    ip(&["link", "set", VETH_HOST, "up"])?;
+    let n = net();
+    let (netns, host, inside) = (n.netns.as_str(), n.veth_host.as_str(), n.veth_ns.as_str());
+    ip(&["netns", "add", netns])?;
+    ip(&["link", "add", host, "type", "veth", "peer", "name", inside])?;
+    ip(&["link", "set", inside, "netns", netns])?;
+    ip(&["addr", "add", &format!("{}/24", n.host_ip), "dev", host])?;
+    ip(&["link", "set", host, "up"])?;
     ip(&[
         "-n",
-        NETNS,
+        netns,
         "addr",
         "add",
-        &format!("{NS_IP}/24"),
+        &format!("{}/24", n.ns_ip),
         "dev",
-        VETH_NS,
+        inside,
     ])?;
-    ip(&["-n", NETNS, "link", "set", VETH_NS, "up"])?;
-    ip(&["-n", NETNS, "link", "set", "lo", "up"])?;
-    ip(&["route", "add", POD_CIDR, "via", NS_IP])?;
+    ip(&["-n", netns, "link", "set", inside, "up"])?;
+    ip(&["-n", netns, "link", "set", "lo", "up"])?;
+    ip(&["route", "add", &n.pod_cidr, "via", &n.ns_ip])?;
     Ok(())
 }
 
@@ -93,7 +190,7 @@ pub fn pids() -> Vec<u32> {
         return Vec::new();
     }
     Command::new("ip")
-        .args(["netns", "pids", NETNS])
+        .args(["netns", "pids", &net().netns])
         .output()
         .map(|out| {
             String::from_utf8_lossy(&out.stdout)
@@ -106,14 +203,39 @@ pub fn pids() -> Vec<u32> {
 
 /// Removes the veth pair and the namespace; missing pieces are not an error.
 pub fn remove() -> anyhow::Result<()> {
+    let n = net();
     if std::path::Path::new("/sys/class/net")
-        .join(VETH_HOST)
+        .join(&n.veth_host)
         .exists()
     {
-        ip(&["link", "del", VETH_HOST])?;
+        ip(&["link", "del", &n.veth_host])?;
     }
     if exists() {
-        ip(&["netns", "del", NETNS])?;
+        ip(&["netns", "del", &n.netns])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses_follow_the_two_settings() {
+        let default = Net::new(DEFAULT_NETNS, DEFAULT_NET).unwrap();
+        assert_eq!(
+            (default.veth_host.as_str(), default.ns_ip.as_str()),
+            ("kscale-h0", "10.203.0.2")
+        );
+        assert_eq!(default.kubernetes_service_ip, "10.203.128.1");
+        let other = Net::new("kscale-harness-b", "10.204").unwrap();
+        assert_eq!(other.pod_cidr, "10.204.64.0/20");
+        assert_eq!(other.kwok_cidr, "10.204.64.1/20");
+        assert_eq!(other.service_cidr, "10.204.128.0/20");
+        assert!(other.veth_host.len() <= 15 && other.veth_host != default.veth_host);
+        assert_ne!(other.veth_host, other.veth_ns);
+        assert!(Net::new("Bad Name", DEFAULT_NET).is_err());
+        assert!(Net::new(DEFAULT_NETNS, "10.300").is_err());
+        assert!(Net::new(DEFAULT_NETNS, "10.1.2").is_err());
+    }
 }

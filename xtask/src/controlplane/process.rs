@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
 
-use super::netns::NETNS;
-
 /// A running component.
 #[derive(Debug, Clone)]
 pub struct Started {
@@ -56,7 +54,7 @@ pub fn start(
     let command = format!("{} {}", program.display(), args.join(" "));
     // `ip netns exec` execs the program after entering the namespace, so the pid is the program's.
     let child = Command::new("ip")
-        .args(["netns", "exec", NETNS])
+        .args(["netns", "exec", &super::netns::net().netns])
         .arg(program)
         .args(args)
         .stdin(Stdio::null())

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::netns::NS_IP;
-
 /// What to supervise, from `controlplane supervise` options.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -116,6 +114,7 @@ impl Supervisor<'_> {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
+            .arg(super::cluster::KUBECTL_REQUEST_TIMEOUT)
             .args(["get", "pods", "-n", &self.spec.namespace, "-l"])
             .arg(&self.spec.selector)
             .args(["-o", "json"])
@@ -145,7 +144,7 @@ impl Supervisor<'_> {
                 self.next_port = self.next_port.checked_add(1).ok_or_else(|| {
                     anyhow::anyhow!("ran out of ports above {}", self.spec.first_port)
                 })?;
-                (NS_IP.to_string(), port)
+                (super::netns::net().ns_ip.clone(), port)
             }
         };
         let log = self.logs.join(format!("{}.log", pod.name));
@@ -196,7 +195,7 @@ impl Supervisor<'_> {
             let _ = Command::new("kill")
                 .args(["-TERM", &server.child.id().to_string()])
                 .status();
-            if self.pod_ips && server.address != NS_IP {
+            if self.pod_ips && server.address != super::netns::net().ns_ip {
                 super::netns::remove_pod_ip(&server.address);
             }
             self.stopping.push((server.child, Instant::now()));
