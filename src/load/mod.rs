@@ -13,7 +13,7 @@ use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::{Notify, watch};
@@ -369,12 +369,6 @@ async fn pooled_request(shared: Arc<Shared>) {
     }
 }
 
-fn unix_now() -> Option<f64> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs_f64())
-}
 
 /// Live progress: a spinner line on a terminal, plain lines (every 5 s at most) otherwise.
 struct Progress {
@@ -505,7 +499,7 @@ pub async fn generate(
             let dt = since.elapsed().as_secs_f64().max(1e-3);
             let row = TimelineRow {
                 t_seconds: elapsed.as_secs_f64(),
-                unix_seconds: unix_now(),
+                unix_seconds: crate::timeline::unix_now(),
                 load: Some(if shared.sending.load(Ordering::SeqCst) {
                     profile.load_at(elapsed)
                 } else {
@@ -529,7 +523,7 @@ pub async fn generate(
     if let Some(w) = recorder.as_mut() {
         w.append(&TimelineRow {
             t_seconds: 0.0,
-            unix_seconds: unix_now(),
+            unix_seconds: crate::timeline::unix_now(),
             load: Some(profile.load_at(Duration::ZERO)),
             ..TimelineRow::default()
         })?;
