@@ -69,6 +69,15 @@ pub struct PodSample {
     pub in_flight: f64,
 }
 
+/// Seconds since the Unix epoch, for the wall-clock column that aligns files recorded at the
+/// same time (`None` on a clock before 1970).
+pub fn unix_now() -> Option<f64> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
 /// The CSV columns, in the order they are written.
 pub const CSV_COLUMNS: &[&str] = &[
     "t_seconds",

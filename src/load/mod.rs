@@ -10,7 +10,7 @@ pub mod stats;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::sync::{Notify, watch};
@@ -257,13 +257,6 @@ async fn pooled_request(shared: Arc<Shared>) {
     }
 }
 
-fn unix_now() -> Option<f64> {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs_f64())
-}
-
 /// Drives `base_url` with the profile of `args` until it ends, `stop` turns true (then requests
 /// in flight are abandoned), or `--max-requests` were sent. Progress goes to stderr unless
 /// `args.quiet`; nothing is printed on stdout.
@@ -339,7 +332,7 @@ pub async fn generate(
             let dt = since.elapsed().as_secs_f64().max(1e-3);
             let row = TimelineRow {
                 t_seconds: elapsed.as_secs_f64(),
-                unix_seconds: unix_now(),
+                unix_seconds: crate::timeline::unix_now(),
                 load: Some(if shared.sending.load(Ordering::SeqCst) {
                     profile.value_at(elapsed)
                 } else {
@@ -363,7 +356,7 @@ pub async fn generate(
     if let Some(w) = recorder.as_mut() {
         w.append(&TimelineRow {
             t_seconds: 0.0,
-            unix_seconds: unix_now(),
+            unix_seconds: crate::timeline::unix_now(),
             load: Some(profile.value_at(Duration::ZERO)),
             ..TimelineRow::default()
         })?;

@@ -41,6 +41,7 @@ pub async fn observe(checker: &Checker<'_>, t_seconds: f64) -> TimelineRow {
     });
     TimelineRow {
         t_seconds,
+        unix_seconds: crate::timeline::unix_now(),
         replicas_current: current,
         replicas_desired: desired,
         metric_value,

@@ -555,6 +555,13 @@ async fn watch_records_timeline_rows() {
         (2, 2, Some(10.048), 12.0, None, Some(4.0), Some(2.0)),
         "{text}"
     );
+    // The wall-clock column is what `kscale plot` aligns this file with `load --record`'s on.
+    let now = kscale::timeline::unix_now().unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.unix_seconds.is_some_and(|u| (now - u).abs() < 60.0)),
+        "{text}"
+    );
     // Appending again keeps one header.
     kscale::metrics::run(
         stub.client(),

@@ -312,7 +312,11 @@ fn kscale_up_on_real_minikube() {
     copy_of_the_sources(sources.path());
     let main_rs = sources.path().join("server/src/main.rs");
     let mut code = std::fs::read_to_string(&main_rs).expect("server/src/main.rs");
-    code.push_str("\n// A change made by the real-minikube test.\n");
+    // A change no earlier run made, so the image is built now rather than found in Docker.
+    code.push_str(&format!(
+        "\n// A change made by the real-minikube test at {}.\n",
+        unix_now()
+    ));
     std::fs::write(&main_rs, code).expect("write server/src/main.rs");
     let source = sources.path().to_string_lossy().into_owned();
     let deploy = e2e.kscale(
@@ -362,6 +366,9 @@ fn load_step(e2e: &E2e) {
             e2e.kscale(
                 &[
                     "metrics",
+                    // Right after the deploy's rollout a new pod may not be scraped yet.
+                    "--wait",
+                    "2m",
                     "--watch",
                     "--watch-for",
                     "360s",
@@ -423,6 +430,15 @@ fn load_step(e2e: &E2e) {
         "the load did not spread over the pods: {report}"
     );
 
+    let table: String = states
+        .iter()
+        .map(|(t, desired, ready, nodes)| format!("{t:.1},{desired},{ready},{}\n", nodes.len()))
+        .collect();
+    std::fs::write(
+        dir.join("scale-states.csv"),
+        format!("t_seconds,desired,ready,nodes\n{table}"),
+    )
+    .expect("write scale-states.csv");
     let first_decision = states.iter().find(|s| s.1 > 1).map(|s| s.0);
     let first_new_ready = states.iter().find(|s| s.2 > 1).map(|s| s.0);
     let peak = states.iter().map(|s| s.2).max().unwrap_or(0);
