@@ -379,10 +379,12 @@ mod secs_f64 {
 
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// A duration as seconds (a float).
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 
+    /// Seconds (a float) as a duration; out-of-range values are an error, not a panic.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let secs = f64::deserialize(d)?;
         Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)

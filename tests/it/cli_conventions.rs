@@ -193,7 +193,7 @@ fn exit_codes_are_0_success_1_failure_2_bad_input_for_every_command() {
             2,
         ),
         (
-            vec!["load", "--url", "http://127.0.0.1:9", "--steps", "5s:2"],
+            vec!["load", "--url", "http://127.0.0.1:9", "--steps", "0s:2,5s"],
             2,
         ),
         (
