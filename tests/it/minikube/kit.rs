@@ -220,9 +220,20 @@ pub struct DeleteOnDrop<'a> {
 }
 
 impl Drop for DeleteOnDrop<'_> {
+    /// A second delete when minikube left the profile's network behind (a race of its own), so
+    /// the next run starts clean.
     fn drop(&mut self) {
-        self.kit
-            .run("minikube", &["delete", "--profile", self.profile]);
+        let label = format!("label=name.minikube.sigs.k8s.io={}", self.profile);
+        for _ in 0..2 {
+            self.kit
+                .run("minikube", &["delete", "--profile", self.profile]);
+            let left = self
+                .kit
+                .run("docker", &["network", "ls", "-q", "--filter", &label]);
+            if left.trim().is_empty() {
+                break;
+            }
+        }
     }
 }
 
