@@ -284,9 +284,10 @@ pub struct PlotArgs {
     /// Height in pixels.
     #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(200..=10000))]
     pub height: u32,
-    /// Axis label of the HPA metric, with its unit.
-    #[arg(long, default_value = "mean request duration (s)")]
-    pub metric_label: String,
+    /// Axis label of the HPA metric, with its unit [default: the configured metric profile's,
+    /// e.g. "mean request duration (s)" or "requests per pod"].
+    #[arg(long)]
+    pub metric_label: Option<String>,
     /// Axis label of the offered load, with its unit.
     #[arg(long, default_value = "load (concurrent clients or req/s)")]
     pub load_label: String,

@@ -35,8 +35,9 @@ pub fn register_fonts() {
     });
 }
 
-/// Runs `kscale plot`: reads every file, draws them, and returns the path written.
-pub fn run(args: &PlotArgs) -> anyhow::Result<PathBuf> {
+/// Runs `kscale plot`: reads every file, draws them, and returns the path written. `profile`
+/// (the configured metric profile) names the metric axis unless `--metric-label` does.
+pub fn run(args: &PlotArgs, profile: crate::config::MetricProfile) -> anyhow::Result<PathBuf> {
     let mut loaded = Vec::with_capacity(args.files.len());
     for path in &args.files {
         // Reduced while reading: a picture shows at most a few rows per pixel column.
@@ -67,12 +68,23 @@ pub fn run(args: &PlotArgs) -> anyhow::Result<PathBuf> {
     let options = PlotOptions {
         width: args.width,
         height: args.height,
-        metric_label: args.metric_label.clone(),
+        metric_label: args
+            .metric_label
+            .clone()
+            .unwrap_or_else(|| metric_label(profile).into()),
         load_label: args.load_label.clone(),
         title: args.title.clone(),
     };
     plot_timelines_with(&series, &args.out, &options)?;
     Ok(args.out.clone())
+}
+
+/// The metric axis' label for a metric profile: what the HPA's metric measures, with its unit.
+pub fn metric_label(profile: crate::config::MetricProfile) -> &'static str {
+    match profile {
+        crate::config::MetricProfile::MeanDuration => "mean request duration (s)",
+        crate::config::MetricProfile::Concurrency => "requests per pod",
+    }
 }
 
 /// How to draw a picture.

@@ -302,3 +302,47 @@ fn the_man_page_documents_every_subcommand() {
         "teardown's flags are documented"
     );
 }
+
+/// The metric axis names what the configured profile's metric measures, unless
+/// `--metric-label` says otherwise (a concurrency run drawn as "mean request duration" misleads).
+#[test]
+fn plot_names_the_metric_of_the_configured_profile() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let csv = dir.path().join("t.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "{}\n0,,1,1,2,1,,,,,,,,,,\n5,,2,2,1,1,,,,,,,,,,\n",
+            kscale::timeline::csv_header()
+        ),
+    )
+    .expect("csv");
+    let csv = csv.to_str().expect("utf-8 path");
+    for (sets, label) in [
+        (vec![], "mean request duration (s)"),
+        (
+            vec!["--set", "metric.profile=concurrency"],
+            "requests per pod",
+        ),
+        (
+            vec![
+                "--set",
+                "metric.profile=concurrency",
+                "--metric-label",
+                "my metric",
+            ],
+            "my metric",
+        ),
+    ] {
+        let svg = dir.path().join("p.svg");
+        let mut args = vec!["plot", csv, "-o", svg.to_str().expect("utf-8 path")];
+        args.extend(sets.iter().copied());
+        let out = kscale_in(dir.path(), &args, None);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let drawn = std::fs::read_to_string(&svg).expect("svg");
+        assert!(
+            drawn.contains(label),
+            "{args:?}: no {label:?} in the picture"
+        );
+    }
+}
