@@ -49,6 +49,16 @@ impl Problems {
             message,
         });
     }
+
+    /// `value` must lie in `lo..=hi`; `note` follows the range in the message (a unit, a why).
+    fn range(&mut self, key: &str, value: u64, lo: u64, hi: u64, note: &str) {
+        if !(lo..=hi).contains(&value) {
+            self.bad(
+                key,
+                format!("{value} is out of range: allowed {lo}-{hi}{note}"),
+            );
+        }
+    }
 }
 
 impl Config {
@@ -83,12 +93,7 @@ fn cluster(c: &ClusterConfig, p: &mut Problems) {
             ),
         );
     }
-    if !(1..=10).contains(&c.nodes) {
-        p.bad(
-            "cluster.nodes",
-            format!("{} is out of range: allowed 1-10", c.nodes),
-        );
-    }
+    p.range("cluster.nodes", c.nodes.into(), 1, 10, "");
     if c.memory_mb < MIN_NODE_MEMORY_MB {
         p.bad(
             "cluster.memory_mb",
@@ -150,36 +155,22 @@ fn app(a: &AppConfig, p: &mut Problems) {
             ),
         );
     }
-    if !(1..=1024).contains(&a.workers) {
-        p.bad(
-            "app.workers",
-            format!("{} is out of range: allowed 1-1024", a.workers),
-        );
-    }
-    if a.max_queue > 100_000 {
-        p.bad(
-            "app.max_queue",
-            format!("{} is out of range: allowed 0-100000", a.max_queue),
-        );
-    }
-    if !(1..=SERVER_MAX_SECONDS).contains(&a.keep_alive_seconds) {
-        p.bad(
-            "app.keep_alive_seconds",
-            format!(
-                "{} is out of range: allowed 1-{SERVER_MAX_SECONDS} seconds (what kscale-server accepts as KEEP_ALIVE_SECONDS)",
-                a.keep_alive_seconds
-            ),
-        );
-    }
-    if a.max_connection_age_seconds > SERVER_MAX_SECONDS {
-        p.bad(
-            "app.max_connection_age_seconds",
-            format!(
-                "{} is out of range: allowed 0-{SERVER_MAX_SECONDS} seconds (what kscale-server accepts as MAX_CONNECTION_AGE_SECONDS)",
-                a.max_connection_age_seconds
-            ),
-        );
-    }
+    p.range("app.workers", a.workers.into(), 1, 1024, "");
+    p.range("app.max_queue", a.max_queue.into(), 0, 100_000, "");
+    p.range(
+        "app.keep_alive_seconds",
+        a.keep_alive_seconds,
+        1,
+        SERVER_MAX_SECONDS,
+        " seconds (what kscale-server accepts as KEEP_ALIVE_SECONDS)",
+    );
+    p.range(
+        "app.max_connection_age_seconds",
+        a.max_connection_age_seconds,
+        0,
+        SERVER_MAX_SECONDS,
+        " seconds (what kscale-server accepts as MAX_CONNECTION_AGE_SECONDS)",
+    );
     if a.drain_margin_seconds > SERVER_MAX_SECONDS {
         p.bad(
             "app.drain_margin_seconds",
@@ -266,15 +257,13 @@ fn metric(m: &MetricConfig, p: &mut Problems) {
             format!("{} must be a positive number, at most 1e15", m.target),
         );
     }
-    if !(1..=300).contains(&m.scrape_interval_seconds) {
-        p.bad(
-            "metric.scrape_interval_seconds",
-            format!(
-                "{} is out of range: allowed 1-300",
-                m.scrape_interval_seconds
-            ),
-        );
-    }
+    p.range(
+        "metric.scrape_interval_seconds",
+        m.scrape_interval_seconds,
+        1,
+        300,
+        "",
+    );
     if m.profile == MetricProfile::MeanDuration
         && m.rate_window_seconds < 4 * m.scrape_interval_seconds
     {
@@ -337,15 +326,13 @@ fn hpa(h: &HpaConfig, problems: &mut Problems) {
         ("hpa.scale_up", &h.scale_up),
         ("hpa.scale_down", &h.scale_down),
     ] {
-        if rules.stabilization_window_seconds > 3600 {
-            problems.bad(
-                &format!("{dir}.stabilization_window_seconds"),
-                format!(
-                    "{} is out of range: allowed 0-3600",
-                    rules.stabilization_window_seconds
-                ),
-            );
-        }
+        problems.range(
+            &format!("{dir}.stabilization_window_seconds"),
+            rules.stabilization_window_seconds.into(),
+            0,
+            3600,
+            "",
+        );
         if rules.policies.is_empty() && rules.select_policy != SelectPolicy::Disabled {
             problems.bad(
                 &format!("{dir}.policies"),
@@ -353,18 +340,20 @@ fn hpa(h: &HpaConfig, problems: &mut Problems) {
             );
         }
         for (i, p) in rules.policies.iter().enumerate() {
-            if p.value == 0 || p.value > i32::MAX as u32 {
-                problems.bad(
-                    &format!("{dir}.policies[{i}].value"),
-                    format!("{} is out of range: allowed 1-{}", p.value, i32::MAX),
-                );
-            }
-            if !(1..=1800).contains(&p.period_seconds) {
-                problems.bad(
-                    &format!("{dir}.policies[{i}].period_seconds"),
-                    format!("{} is out of range: allowed 1-1800", p.period_seconds),
-                );
-            }
+            problems.range(
+                &format!("{dir}.policies[{i}].value"),
+                p.value.into(),
+                1,
+                i32::MAX.unsigned_abs().into(),
+                "",
+            );
+            problems.range(
+                &format!("{dir}.policies[{i}].period_seconds"),
+                p.period_seconds.into(),
+                1,
+                1800,
+                "",
+            );
         }
         if let Some(t) = rules.tolerance
             && !(t.is_finite() && (0.0..1.0).contains(&t))
