@@ -242,6 +242,9 @@ fn copy_of_the_sources(to: &Path) {
     }
     let cache = root.join("target/kscale-server-image");
     if cache.is_dir() {
+        // Into `target/`, so the copy is `target/kscale-server-image` as the build expects
+        // (copied onto a missing `target`, cp would make the cache `target` itself).
+        std::fs::create_dir_all(to.join("target")).expect("mkdir target");
         let status = std::process::Command::new("cp")
             .arg("-a")
             .arg(&cache)
