@@ -87,14 +87,15 @@ pub fn content_tag(source: &Path, build: ImageBuild) -> anyhow::Result<String> {
 
 /// The rendered objects `deploy` applies, in apply order.
 pub fn app_objects(files: &[RenderedFile]) -> Vec<&RenderedFile> {
+    use crate::render::file;
     const ORDER: &[&str] = &[
-        "monitoring-namespace.yaml",
-        "app-namespace.yaml",
-        "scrape-config-secret.yaml",
-        "grafana-dashboard.yaml",
-        "deployment.yaml",
-        "service.yaml",
-        "hpa.yaml",
+        file::MONITORING_NAMESPACE,
+        file::APP_NAMESPACE,
+        file::SCRAPE_CONFIG_SECRET,
+        file::GRAFANA_DASHBOARD,
+        file::DEPLOYMENT,
+        file::SERVICE,
+        file::HPA,
     ];
     let mut objs: Vec<&RenderedFile> = files
         .iter()

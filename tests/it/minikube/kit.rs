@@ -207,6 +207,51 @@ impl Kit {
             .join("; ")
     }
 
+    /// Everything `profile` owns, as `docker` sees it and as processes, and its profile folder.
+    pub fn leftovers(&self, profile: &str) -> Vec<String> {
+        let mut left = Vec::new();
+        let label = format!("label=name.minikube.sigs.k8s.io={profile}");
+        for (what, args) in [
+            (
+                "container",
+                vec!["ps", "-a", "-q", "--filter", label.as_str()],
+            ),
+            (
+                "volume",
+                vec!["volume", "ls", "-q", "--filter", label.as_str()],
+            ),
+            (
+                "network",
+                vec!["network", "ls", "-q", "--filter", label.as_str()],
+            ),
+        ] {
+            let out = self.ok("docker", &args, Duration::from_secs(30));
+            left.extend(out.lines().map(|id| format!("{what} {id}")));
+        }
+        let names = self.ok(
+            "docker",
+            &["ps", "-a", "--format", "{{.Names}}"],
+            Duration::from_secs(30),
+        );
+        left.extend(
+            names
+                .lines()
+                .filter(|n| n.starts_with(profile))
+                .map(|n| format!("container {n}")),
+        );
+        let processes = self.run("pgrep", &["-a", "-f", profile]);
+        left.extend(
+            processes
+                .lines()
+                .filter(|l| !l.contains("pgrep") && !l.trim().is_empty())
+                .map(|l| format!("process {l}")),
+        );
+        if self.minikube_home().join("profiles").join(profile).exists() {
+            left.push(format!("profile folder {profile}"));
+        }
+        left
+    }
+
     /// Deletes the profile when dropped, so a failing test leaves no cluster behind.
     pub fn delete_on_drop<'a>(&'a self, profile: &'a str) -> DeleteOnDrop<'a> {
         DeleteOnDrop { kit: self, profile }

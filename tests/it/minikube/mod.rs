@@ -338,51 +338,6 @@ fn check_metrics_server(kit: &Kit) {
     assert_eq!(served, vec![PROFILE.to_string(), format!("{PROFILE}-m02")]);
 }
 
-/// Everything the profile owns, as `docker` sees it and as processes.
-fn leftovers(kit: &Kit) -> Vec<String> {
-    let mut left = Vec::new();
-    let label = format!("label=name.minikube.sigs.k8s.io={PROFILE}");
-    for (what, args) in [
-        (
-            "container",
-            vec!["ps", "-a", "-q", "--filter", label.as_str()],
-        ),
-        (
-            "volume",
-            vec!["volume", "ls", "-q", "--filter", label.as_str()],
-        ),
-        (
-            "network",
-            vec!["network", "ls", "-q", "--filter", label.as_str()],
-        ),
-    ] {
-        let out = kit.ok("docker", &args, Duration::from_secs(30));
-        left.extend(out.lines().map(|id| format!("{what} {id}")));
-    }
-    let names = kit.ok(
-        "docker",
-        &["ps", "-a", "--format", "{{.Names}}"],
-        Duration::from_secs(30),
-    );
-    left.extend(
-        names
-            .lines()
-            .filter(|n| n.starts_with(PROFILE))
-            .map(|n| format!("container {n}")),
-    );
-    let processes = kit.run("pgrep", &["-a", "-f", PROFILE]);
-    left.extend(
-        processes
-            .lines()
-            .filter(|l| !l.contains("pgrep") && !l.trim().is_empty())
-            .map(|l| format!("process {l}")),
-    );
-    if kit.minikube_home().join("profiles").join(PROFILE).exists() {
-        left.push(format!("profile folder {PROFILE}"));
-    }
-    left
-}
-
 /// `minikube delete`, then nothing of the profile may be left. minikube v1.37.0 sometimes
 /// leaves the profile's Docker network behind (its removal races the containers' removal and is
 /// not retried); a second `minikube delete` removes it. That is reported, and anything that
@@ -393,7 +348,7 @@ fn delete(kit: &Kit) {
         &["delete", "--profile", PROFILE],
         Duration::from_secs(300),
     );
-    let left = leftovers(kit);
+    let left = kit.leftovers(PROFILE);
     if left.is_empty() {
         return;
     }
@@ -407,7 +362,7 @@ fn delete(kit: &Kit) {
         &["delete", "--profile", PROFILE],
         Duration::from_secs(300),
     );
-    let left = leftovers(kit);
+    let left = kit.leftovers(PROFILE);
     assert!(left.is_empty(), "two minikube deletes left: {left:?}");
 }
 

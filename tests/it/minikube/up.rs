@@ -7,7 +7,7 @@
 //! a load step shows a scale-up and a scale-down within minutes.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::kit::{Kit, poll};
 
@@ -30,10 +30,7 @@ fn out_dir() -> PathBuf {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
+    kscale::timeline::unix_now().unwrap_or_default()
 }
 
 /// One `kscale` run: its outcome, stdout, stderr and duration.
@@ -188,35 +185,16 @@ impl E2e {
         Some((desired, ready.len() as i64, nodes))
     }
 
-    /// Nothing of the profile is left: no profile, container, volume or network.
+    /// Nothing of the profile is left: not in `minikube profile list`, and no container,
+    /// volume, network, process or profile folder.
     fn assert_nothing_left(&self) {
         let profiles = self.kit.run("minikube", &["profile", "list", "-o", "json"]);
         assert!(
             !profiles.contains(&format!("\"Name\":\"{PROFILE}\"")),
             "the profile is left: {profiles}"
         );
-        let label = format!("label=name.minikube.sigs.k8s.io={PROFILE}");
-        for what in [
-            vec!["ps", "-a", "-q", "--filter", label.as_str()],
-            vec!["volume", "ls", "-q", "--filter", label.as_str()],
-            vec!["network", "ls", "-q", "--filter", label.as_str()],
-        ] {
-            let out = self.kit.ok("docker", &what, Duration::from_secs(30));
-            assert!(
-                out.trim().is_empty(),
-                "`docker {}` lists {out}",
-                what.join(" ")
-            );
-        }
-        assert!(
-            !self
-                .kit
-                .minikube_home()
-                .join("profiles")
-                .join(PROFILE)
-                .exists(),
-            "the profile folder is left"
-        );
+        let left = self.kit.leftovers(PROFILE);
+        assert!(left.is_empty(), "kscale teardown left: {left:?}");
     }
 }
 
