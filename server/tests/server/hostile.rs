@@ -213,10 +213,10 @@ fn max_connections_above_the_open_file_limit_is_capped_with_a_message() {
         &[("MAX_CONNECTIONS", "100000")],
     );
     assert_eq!(get(server.addr, "/healthz").status, 200);
-    let log = server.stderr();
-    assert!(
-        log.contains("MAX_CONNECTIONS") && log.contains("open-file limit"),
-        "no message about the cap: {log}"
+    server.wait_stderr(
+        "the message about the cap",
+        Duration::from_secs(10),
+        |log| log.contains("MAX_CONNECTIONS") && log.contains("open-file limit"),
     );
 }
 

@@ -87,6 +87,8 @@ pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    /// The thread copying stderr; joined once the process exits so nothing written is missed.
+    stderr_reader: Option<thread::JoinHandle<()>>,
     exit: Option<ExitStatus>,
 }
 
@@ -126,7 +128,7 @@ impl Server {
         let guard = ChildGuard(Some(child));
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = stderr.clone();
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut reader = BufReader::new(stderr_pipe);
             let mut line = String::new();
             while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
@@ -157,6 +159,7 @@ impl Server {
             guard,
             addr,
             stderr,
+            stderr_reader: Some(stderr_reader),
             exit: None,
         }
     }
@@ -176,6 +179,28 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or_else(|| panic!("no VmRSS in {status}"));
         kib / 1024.0
+    }
+
+    /// Polls stderr until `ready` holds; panics with the log after `timeout`. The log is copied
+    /// by a reader thread, so a line the server already wrote may arrive a moment later.
+    pub fn wait_stderr(
+        &self,
+        what: &str,
+        timeout: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.stderr();
+            if ready(&log) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stderr: {what} not seen within {timeout:?}: {log}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Everything the server wrote on stderr so far.
@@ -203,6 +228,10 @@ impl Server {
         loop {
             if let Some(status) = child.try_wait().expect("try_wait") {
                 self.exit = Some(status);
+                // The pipe closed with the process: the reader ends after its last line.
+                if let Some(reader) = self.stderr_reader.take() {
+                    let _ = reader.join();
+                }
                 return self.exit;
             }
             if Instant::now() >= deadline {
