@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read as _, Seek as _, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek as _, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -122,8 +122,8 @@ fn opt_u64(v: Option<u64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
 
-/// A name as it may appear in a cell (a pod in `pods`, a run label): the separators of the file
-/// are replaced, so that the hand-read format never needs quoting.
+/// A pod name as it may appear in the `pods` cell: that cell's own separators (`;`, `:`) are
+/// replaced, since CSV quoting protects the cell but not the list inside it.
 fn clean_name(name: &str) -> String {
     name.chars()
         .map(|c| match c {
@@ -257,7 +257,7 @@ impl<W: Write> TimelineWriter<W> {
     /// Names the run of the rows that follow (labelled writers only; others have no `run` column).
     pub fn set_run(&mut self, label: &str) {
         if let Some(run) = self.run.as_mut() {
-            *run = clean_name(label);
+            label.clone_into(run);
         }
     }
 
@@ -326,57 +326,129 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<TimelineRow>> {
     Ok(rows)
 }
 
-/// Parses timeline CSV from `reader`, handing each row to `f` as it is read.
+/// Parses timeline CSV from `reader`, handing each row to `f` as it is read. The `csv` crate
+/// reads what [`TimelineWriter`] (and a spreadsheet) writes, quoted cells included.
 pub fn for_each_row(
-    reader: impl BufRead,
+    reader: impl Read,
     mut f: impl FnMut(TimelineRow) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut lines = reader.lines().enumerate();
-    let header = loop {
-        match lines.next() {
-            None => anyhow::bail!(
-                "line 1: the file is empty; expected a header `{}`",
-                csv_header()
-            ),
-            Some((i, line)) => {
-                let line = line.with_context(|| format!("line {}: not text", i + 1))?;
-                if !line.trim().is_empty() {
-                    break (i + 1, line);
-                }
-            }
-        }
+    // The header is read by hand (has_headers off) so that errors count it as line 1, and the
+    // field count is checked here (flexible on) so the message names both lines.
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(LineCounter::new(reader));
+    let mut record = csv::StringRecord::new();
+    let Some(header_line) = next_record(&mut csv, &mut record)? else {
+        anyhow::bail!(
+            "line 1: the file is empty; expected a header `{}`",
+            csv_header()
+        );
     };
-    let (header_line, header) = header;
-    let names: Vec<String> = header.split(',').map(|s| s.trim().to_owned()).collect();
+    let names: Vec<String> = record.iter().map(str::to_owned).collect();
     if !names.iter().any(|n| n == "t_seconds") {
         anyhow::bail!(
-            "line {header_line}: the header has no `t_seconds` column (found `{header}`); \
+            "line {header_line}: the header has no `t_seconds` column (found `{}`); \
              expected `{}`",
+            names.join(","),
             csv_header()
         );
     }
-    for (i, line) in lines {
-        let number = i + 1;
-        let line = line.with_context(|| format!("line {number}: not text"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != names.len() {
+    while let Some(number) = next_record(&mut csv, &mut record)? {
+        if record.len() != names.len() {
             anyhow::bail!(
                 "line {number}: {} fields, but the header (line {header_line}) has {}",
-                cells.len(),
+                record.len(),
                 names.len()
             );
         }
         let mut row = TimelineRow::default();
-        for (name, cell) in names.iter().zip(&cells) {
-            set_field(&mut row, name, cell.trim())
+        for (name, cell) in names.iter().zip(record.iter()) {
+            set_field(&mut row, name, cell)
                 .with_context(|| format!("line {number}: column `{name}`"))?;
         }
         f(row)?;
     }
     Ok(())
+}
+
+/// Reads the next record that is not blank; returns its line.
+fn next_record<R: Read>(
+    csv: &mut csv::Reader<LineCounter<R>>,
+    record: &mut csv::StringRecord,
+) -> anyhow::Result<Option<u64>> {
+    loop {
+        let more = csv.read_record(record).map_err(|e| {
+            let byte = e.position().map_or(0, csv::Position::byte);
+            anyhow::anyhow!("line {}: {e}", csv.get_mut().line_at(byte))
+        })?;
+        if !more {
+            return Ok(None);
+        }
+        if !record.iter().all(str::is_empty) {
+            let byte = record.position().map_or(0, csv::Position::byte);
+            return Ok(Some(csv.get_mut().line_at(byte)));
+        }
+    }
+}
+
+/// Counts lines under the `csv` reader, whose own count skips blank lines; error messages name
+/// the line as an editor shows it.
+struct LineCounter<R> {
+    inner: R,
+    read: u64,
+    /// Newlines read ahead of the last record asked about (bounded by csv's buffer): offset, and
+    /// whether it ends an empty line (which csv skips, starting the next record's position there).
+    ahead: std::collections::VecDeque<(u64, bool)>,
+    passed: u64,
+    /// The last byte read that was not `\r`.
+    last: u8,
+}
+
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            read: 0,
+            ahead: std::collections::VecDeque::new(),
+            passed: 0,
+            last: b'\n',
+        }
+    }
+
+    /// The line (from 1) of the record csv placed at `byte`; asked with offsets that never go
+    /// back. A record never starts with a newline, so one at `byte` ends an earlier line (csv
+    /// places a record after CRLF at its LF).
+    fn line_at(&mut self, byte: u64) -> u64 {
+        while self.ahead.front().is_some_and(|&(at, _)| at <= byte) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        // Empty lines right at `byte` were skipped on the way to the record.
+        while self.ahead.front().is_some_and(|&(_, empty)| empty) {
+            self.ahead.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if b == b'\n' {
+                self.ahead
+                    .push_back((self.read + i as u64, self.last == b'\n'));
+            }
+            if b != b'\r' {
+                self.last = b;
+            }
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 fn parse_f64(cell: &str) -> anyhow::Result<Option<f64>> {
@@ -531,7 +603,7 @@ mod tests {
         let text = String::from_utf8(w.into_inner().unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], format!("run,{}", csv_header()));
-        assert!(lines[1].starts_with("a_ _b_,"), "{}", lines[1]);
+        assert!(lines[1].starts_with(r#""a, ""b""","#), "{}", lines[1]);
         assert!(lines[2].starts_with("c,"), "{}", lines[2]);
         assert_eq!(parse_csv(&text).unwrap(), rows[..2]);
     }
@@ -581,6 +653,21 @@ mod tests {
     fn wrong_field_count_names_the_line() {
         let msg = format!("{:#}", parse_csv("t_seconds,load\n0,1\n1\n").unwrap_err());
         assert!(msg.contains("line 3") && msg.contains("1 fields"), "{msg}");
+    }
+
+    #[test]
+    fn quoted_cells_as_a_spreadsheet_saves_them_are_read() {
+        let text = "\"t_seconds\",\"load\"\r\n\r\n\"1.5\",\"3\"\r\n\"x\",1\r\n";
+        let msg = format!("{:#}", parse_csv(text).unwrap_err());
+        assert!(msg.contains("line 4") && msg.contains("`x`"), "{msg}");
+        let msg = format!(
+            "{:#}",
+            parse_csv("\n\nt_seconds\n\n\n1\n  \nx\n").unwrap_err()
+        );
+        assert!(msg.contains("line 8") && msg.contains("`x`"), "{msg}");
+        let rows = parse_csv(&text.replace("\"x\"", "2")).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].t_seconds, rows[0].load), (1.5, Some(3.0)));
     }
 
     #[test]
