@@ -54,6 +54,23 @@ pub struct GlobalArgs {
     pub output: OutputFormat,
 }
 
+/// Whether a command line asks for `--output json`, read without clap: for reporting a command
+/// line clap refused in the format the user asked for.
+pub fn asks_for_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let mut previous_was_output = false;
+    for arg in args {
+        let arg = arg.to_string_lossy();
+        if arg == "--" {
+            break;
+        }
+        if arg == "--output=json" || (previous_was_output && arg == "json") {
+            return true;
+        }
+        previous_was_output = arg == "--output";
+    }
+    false
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
@@ -340,4 +357,22 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         return Err("must be more than 0 and at most 100000 requests/s".into());
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asks_for_json;
+
+    fn asks(line: &str) -> bool {
+        asks_for_json(line.split_whitespace().map(Into::into))
+    }
+
+    #[test]
+    fn json_is_recognised_in_both_spellings_and_only_as_the_output_flags_value() {
+        assert!(asks("kscale --output json up --nosuch"));
+        assert!(asks("kscale up --output=json --nosuch"));
+        assert!(!asks("kscale up --output text"));
+        assert!(!asks("kscale load json"));
+        assert!(!asks("kscale load -- --output json"));
+    }
 }

@@ -7,7 +7,7 @@
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -25,6 +25,43 @@ pub enum OutputFormat {
 /// function because it also reports errors that occur before a [`Ui`] exists.
 pub fn error(e: &anyhow::Error) {
     eprintln!("error: {e:#}");
+}
+
+/// What JSON mode has written on stdout so far; decides how a failure is reported there.
+static STDOUT_JSON: AtomicU8 = AtomicU8::new(NOTHING_YET);
+const NOTHING_YET: u8 = 0;
+const A_DOCUMENT: u8 = 1;
+const NDJSON_LINES: u8 = 2;
+
+/// With `--output json`, a failure is a JSON document too, so a script that parses stdout
+/// learns why instead of failing on empty input: `{"error": {"message", "causes",
+/// "exit_code"}}` as the one document, or as the last line of an NDJSON stream. Nothing is
+/// added after a result document (stdout stays one document); stderr has the error either way.
+pub fn error_json(e: &anyhow::Error, exit_code: u8) {
+    let state = STDOUT_JSON.load(Ordering::SeqCst);
+    if state == A_DOCUMENT {
+        return;
+    }
+    let document = error_document(e, exit_code);
+    let mut out = std::io::stdout().lock();
+    let _ = if state == NDJSON_LINES {
+        serde_json::to_writer(&mut out, &document)
+    } else {
+        serde_json::to_writer_pretty(&mut out, &document)
+    };
+    let _ = writeln!(out);
+    let _ = out.flush();
+}
+
+/// The JSON form of a failure: the outermost message and the chain of causes under it.
+pub fn error_document(e: &anyhow::Error, exit_code: u8) -> serde_json::Value {
+    serde_json::json!({
+        "error": {
+            "message": e.to_string(),
+            "causes": e.chain().skip(1).map(ToString::to_string).collect::<Vec<_>>(),
+            "exit_code": exit_code,
+        }
+    })
 }
 
 /// A line on stderr outside any command (the interruption notice), for the same reason.
@@ -191,6 +228,7 @@ impl Ui {
     /// flushed at once so a reader sees each as it comes.
     pub fn result_json_line(&self, value: &serde_json::Value) -> anyhow::Result<()> {
         if self.mode == Mode::Json {
+            STDOUT_JSON.store(NDJSON_LINES, Ordering::SeqCst);
             let mut out = std::io::stdout().lock();
             serde_json::to_writer(&mut out, value)?;
             writeln!(out)?;
@@ -202,6 +240,7 @@ impl Ui {
     /// The JSON result document on stdout (JSON mode only).
     pub fn result_json(&self, value: &serde_json::Value) {
         if self.mode == Mode::Json {
+            STDOUT_JSON.store(A_DOCUMENT, Ordering::SeqCst);
             let mut out = std::io::stdout().lock();
             let _ = serde_json::to_writer_pretty(&mut out, value);
             let _ = writeln!(out);

@@ -62,7 +62,11 @@ pub async fn run(cli: &Cli) -> u8 {
         Ok(code) => code,
         Err(e) => {
             ui::error(&e);
-            failure_code(&e)
+            let code = failure_code(&e);
+            if cli.global.output == ui::OutputFormat::Json {
+                ui::error_json(&e, code);
+            }
+            code
         }
     }
 }

@@ -169,7 +169,36 @@ fn simulate_csv_to_stdout_keeps_stdout_for_the_csv() {
         None,
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(out.stdout.is_empty());
+    let refusal = error_document(&out);
+    assert!(refusal.contains("--csv -"), "{refusal}");
+}
+
+/// Asserts that stdout is one JSON error document carrying the process's exit code; returns its
+/// message.
+fn error_document(out: &Output) -> String {
+    let document: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document: {e}\n{}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    let error = &document["error"];
+    assert_eq!(
+        error["exit_code"].as_i64(),
+        out.status.code().map(i64::from),
+        "{document}"
+    );
+    assert!(error["causes"].is_array(), "{document}");
+    let message = error["message"].as_str().unwrap_or_default().to_owned();
+    assert!(!message.is_empty(), "{document}");
+    // The same failure is on stderr for a human.
+    assert!(
+        text(&out.stderr).contains(&message),
+        "{}",
+        text(&out.stderr)
+    );
+    message
 }
 
 #[test]
@@ -238,6 +267,22 @@ fn exit_codes_are_0_success_1_failure_2_bad_input_for_every_command() {
             "kscale {args:?}: {}",
             text(&out.stderr)
         );
+        // With `--output json` a failure is a document too: the error, or the command's report
+        // (a load whose every request failed still reports what it sent).
+        let mut json = vec!["--output", "json"];
+        json.extend(&args);
+        let out = kscale_in(dir.path(), &json, None);
+        assert_eq!(out.status.code(), Some(code), "kscale {json:?}");
+        let document: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("kscale {json:?}: not one JSON document: {e}"));
+        if code == 2 {
+            error_document(&out);
+        } else if code == 1 {
+            assert!(
+                document.get("error").is_none(),
+                "kscale {json:?}: {document}"
+            );
+        }
     }
 }
 
