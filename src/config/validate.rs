@@ -120,7 +120,7 @@ fn cluster(c: &ClusterConfig, p: &mut Problems) {
     }
 }
 
-/// `[app]`: names, ranges, and the derived values the server and the API accept.
+/// `[app]`: names and ports, then the server's settings, its drain and its resources.
 fn app(a: &AppConfig, p: &mut Problems) {
     if !is_dns1123_label(&a.name) {
         p.bad("app.name", format!("{:?} must be a DNS-1123 label", a.name));
@@ -143,6 +143,13 @@ fn app(a: &AppConfig, p: &mut Problems) {
             ),
         );
     }
+    app_server(a, p);
+    app_drain(a, p);
+    app_resources(a, p);
+}
+
+/// The server's own settings, in the ranges kscale-server accepts.
+fn app_server(a: &AppConfig, p: &mut Problems) {
     if !(a.inference_seconds.is_finite()
         && a.inference_seconds > 0.0
         && a.inference_seconds <= 3600.0)
@@ -171,6 +178,21 @@ fn app(a: &AppConfig, p: &mut Problems) {
         SERVER_MAX_SECONDS,
         " seconds (what kscale-server accepts as MAX_CONNECTION_AGE_SECONDS)",
     );
+    if !(a.start_delay_seconds.is_finite()
+        && (0.0..=MAX_WINDOW_SECONDS as f64).contains(&a.start_delay_seconds))
+    {
+        p.bad(
+            "app.start_delay_seconds",
+            format!(
+                "{} must be zero or a positive number of seconds, at most {MAX_WINDOW_SECONDS}",
+                a.start_delay_seconds
+            ),
+        );
+    }
+}
+
+/// Shutdown: the worst-case drain must fit what the server and the pod spec can hold.
+fn app_drain(a: &AppConfig, p: &mut Problems) {
     if a.drain_margin_seconds > SERVER_MAX_SECONDS {
         p.bad(
             "app.drain_margin_seconds",
@@ -208,17 +230,10 @@ fn app(a: &AppConfig, p: &mut Problems) {
             ),
         );
     }
-    if !(a.start_delay_seconds.is_finite()
-        && (0.0..=MAX_WINDOW_SECONDS as f64).contains(&a.start_delay_seconds))
-    {
-        p.bad(
-            "app.start_delay_seconds",
-            format!(
-                "{} must be zero or a positive number of seconds, at most {MAX_WINDOW_SECONDS}",
-                a.start_delay_seconds
-            ),
-        );
-    }
+}
+
+/// Requests and limits, as Kubernetes quantities.
+fn app_resources(a: &AppConfig, p: &mut Problems) {
     for (key, value) in [
         ("app.cpu_request", &a.cpu_request),
         ("app.cpu_limit", &a.cpu_limit),
