@@ -5,6 +5,11 @@ use std::process::{Command, Stdio};
 
 use crate::{deps, project_root, run};
 
+/// The name filter of the tests that start real clusters (the `tests/it/real_minikube` module):
+/// skipped by the workspace run, run alone after it. A substring, as libtest filters are, so it
+/// must match no other test: [`ci`] checks that the two runs account for the same tests.
+const CLUSTER_TESTS: &str = "real_minikube::";
+
 /// fmt check, clippy with `-D warnings` over every target, then every test of the workspace,
 /// closing with one `N passed, N failed` line over all test binaries.
 pub fn ci(_args: &[String]) -> anyhow::Result<()> {
@@ -36,7 +41,7 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
         "--no-fail-fast",
         "--",
         "--skip",
-        "minikube::",
+        CLUSTER_TESTS,
     ]);
     let down = crate::controlplane::down();
     // Real clusters take both cores while they start: their tests run alone, one at a time.
@@ -49,18 +54,29 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
         "it",
         "--no-fail-fast",
         "--",
-        "minikube::",
+        CLUSTER_TESTS,
         "--test-threads=1",
     ]);
     let kit_down = crate::kit::down_after_tests();
-    let (mut passed, mut failed, mut ok) = tests?;
-    let (p, f, o) = cluster_tests?;
-    (passed, failed, ok) = (passed + p, failed + f, ok && o);
+    let (tests, cluster_tests) = (tests?, cluster_tests?);
     down?;
     kit_down?;
+    let (passed, failed) = (
+        tests.passed + cluster_tests.passed,
+        tests.failed + cluster_tests.failed,
+    );
     println!("cargo xtask ci: {passed} passed, {failed} failed");
-    if !ok || failed > 0 {
+    if !tests.ok || !cluster_tests.ok || failed > 0 {
         anyhow::bail!("{failed} test(s) failed");
+    }
+    let cluster_ran = cluster_tests.passed + cluster_tests.failed;
+    if tests.filtered != cluster_ran {
+        anyhow::bail!(
+            "the workspace run skipped {} test(s) matching `{CLUSTER_TESTS}` but the cluster run \
+             ran {cluster_ran}: the filter also matches tests outside tests/it/real_minikube, which \
+             therefore never run; rename them",
+            tests.filtered
+        );
     }
     if passed == 0 {
         anyhow::bail!("no test ran");
@@ -70,7 +86,7 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
 
 /// Runs `cargo <args>`, echoing its output, and adds up every `test result:` line. `CI` is set,
 /// so a test whose tools are missing fails here instead of skipping (tests/it/support/needs.rs).
-fn test_and_tally(args: &[&str]) -> anyhow::Result<(u64, u64, bool)> {
+fn test_and_tally(args: &[&str]) -> anyhow::Result<Tally> {
     eprintln!("$ CI=1 cargo {}", args.join(" "));
     let mut child = Command::new("cargo")
         .args(args)
@@ -79,21 +95,34 @@ fn test_and_tally(args: &[&str]) -> anyhow::Result<(u64, u64, bool)> {
         .stdout(Stdio::piped())
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot start cargo: {e}"))?;
-    let (mut passed, mut failed) = (0, 0);
+    let mut tally = Tally::default();
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines() {
             let line = line.map_err(|e| anyhow::anyhow!("cannot read cargo's output: {e}"))?;
             println!("{line}");
             if let Some(rest) = line.strip_prefix("test result: ") {
-                passed += count(rest, " passed");
-                failed += count(rest, " failed");
+                tally.passed += count(rest, " passed");
+                tally.failed += count(rest, " failed");
+                tally.filtered += count(rest, " filtered out");
             }
         }
     }
     let status = child
         .wait()
         .map_err(|e| anyhow::anyhow!("cannot wait for cargo: {e}"))?;
-    Ok((passed, failed, status.success()))
+    tally.ok = status.success();
+    Ok(tally)
+}
+
+/// The `test result:` lines of one `cargo test`, added up.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    /// Left out by the name filter.
+    filtered: u64,
+    /// cargo exited 0.
+    ok: bool,
 }
 
 /// The number before `label` in `ok. 12 passed; 0 failed; ...`.
@@ -120,5 +149,7 @@ mod tests {
         assert_eq!((count(s, " passed"), count(s, " failed")), (12, 0));
         let f = "FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out";
         assert_eq!((count(f, " passed"), count(f, " failed")), (3, 2));
+        let filtered = "ok. 111 passed; 0 failed; 0 ignored; 0 measured; 3 filtered out; finished";
+        assert_eq!(count(filtered, " filtered out"), 3);
     }
 }
