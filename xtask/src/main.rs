@@ -1,5 +1,6 @@
 //! `cargo xtask`: developer automation. `cargo xtask ci` is the test command of the project.
 
+mod bench_minikube;
 mod bench_server;
 mod ci;
 mod controlplane;
@@ -18,6 +19,7 @@ tasks:
   kit            build|status|env|engine|clean: real minikube offline (run `cargo xtask kit help`)
   deps           install what the tests need (prometheus, promtool, wrk) when missing
   bench-server   benchmark the release kscale-server with wrk and print a table [--seconds N]
+  bench-minikube the real `kscale up` on the offline minikube kit, timed against its goals (~20 min)
 ";
 
 fn main() -> ExitCode {
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
         Some("kit") => kit::kit(&args[1..]),
         Some("deps") => deps::ensure_test_deps(),
         Some("bench-server") => bench_server::bench_server(&args[1..]),
+        Some("bench-minikube") => bench_minikube::bench_minikube(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -72,9 +75,16 @@ pub fn cache_dir(env: &str, leaf: &str) -> anyhow::Result<std::path::PathBuf> {
 
 /// Runs a command in the project root, echoing it, and fails with its exit status.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    eprintln!("$ {program} {}", args.join(" "));
+    run_env(program, args, &[])
+}
+
+/// Like [`run`], with variables added to the environment.
+pub fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("$ {}{program} {}", shown.concat(), args.join(" "));
     let status = std::process::Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(project_root())
         .status()
         .map_err(|e| anyhow::anyhow!("cannot start `{program}`: {e}"))?;

@@ -255,9 +255,14 @@ fn kscale_up_on_real_minikube() {
     e2e.kit.run("minikube", &["delete", "--profile", PROFILE]);
     let _cleanup = e2e.kit.delete_on_drop(PROFILE);
 
+    // A failed run leaves no figures behind for the benchmark to mistake for its own.
+    let _ = std::fs::remove_file(out_dir().join(FIGURES));
+
     // 1. Fresh `kscale up`, all the way to the six stages.
     let up = e2e.kscale(&["up", "--output", "json"], Duration::from_secs(30 * 60));
     assert!(up.ok, "kscale up failed:\n{}", up.text());
+    let mut figures = Figures::default();
+    figures.set("up_fresh_seconds", up.took.as_secs_f64());
     eprintln!(
         "kscale up (fresh, to 6/6): {:.0} s; its progress:\n{}",
         up.took.as_secs_f64(),
@@ -281,6 +286,7 @@ fn kscale_up_on_real_minikube() {
     let again = e2e.kscale(&["up", "--output", "json"], Duration::from_secs(15 * 60));
     assert!(again.ok, "second kscale up failed:\n{}", again.text());
     eprintln!("kscale up (re-run): {:.1} s", again.took.as_secs_f64());
+    figures.set("up_rerun_seconds", again.took.as_secs_f64());
     assert_eq!(
         e2e.helm_revisions(),
         revisions,
@@ -310,12 +316,13 @@ fn kscale_up_on_real_minikube() {
         deploy.took.as_secs_f64(),
         deploy.stderr
     );
+    figures.set("deploy_after_change_seconds", deploy.took.as_secs_f64());
     let after = e2e.deployment();
     assert_ne!(after.1, before.1, "the image did not change");
     assert!(after.0 > before.0, "no rollout: {before:?} -> {after:?}");
 
     // 4 and 5. A load step through the NodePort, watched and recorded.
-    load_step(&e2e);
+    load_step(&e2e, &mut figures);
 
     // 7. Failure paths on the real cluster.
     adapter_gone(&e2e);
@@ -325,13 +332,33 @@ fn kscale_up_on_real_minikube() {
     let down = e2e.kscale(&["teardown", "--yes"], Duration::from_secs(15 * 60));
     assert!(down.ok, "kscale teardown failed:\n{}", down.text());
     eprintln!("kscale teardown: {:.0} s", down.took.as_secs_f64());
+    figures.set("teardown_seconds", down.took.as_secs_f64());
     e2e.assert_nothing_left();
+    figures.write(&out_dir().join(FIGURES));
+}
+
+/// The run's figures, for `cargo xtask bench-minikube` (which reads them from this file).
+const FIGURES: &str = "figures.json";
+
+/// Named measurements of one run, written as one JSON object once every step has passed.
+#[derive(Default)]
+struct Figures(serde_json::Map<String, serde_json::Value>);
+
+impl Figures {
+    fn set(&mut self, name: &str, value: f64) {
+        self.0.insert(name.to_owned(), serde_json::json!(value));
+    }
+
+    fn write(self, path: &Path) {
+        let text = serde_json::to_string_pretty(&self.0).expect("figures as JSON");
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    }
 }
 
 /// Four clients for 150 s, then one until 330 s: the HPA scales the Deployment up onto both
 /// nodes and, the load off, back down, while every request succeeds (the server's drain and the
 /// pod's preStop/grace at work on the pods removed).
-fn load_step(e2e: &E2e) {
+fn load_step(e2e: &E2e, figures: &mut Figures) {
     let dir = out_dir();
     let load_csv = dir.join("load.csv");
     let metrics_csv = dir.join("metrics.csv");
@@ -410,6 +437,8 @@ fn load_step(e2e: &E2e) {
         served_by >= 3,
         "the load did not spread over the pods: {report}"
     );
+    figures.set("requests_sent", sent as f64);
+    figures.set("requests_failed", sent.saturating_sub(ok) as f64);
 
     let table: String = states
         .iter()
@@ -431,6 +460,13 @@ fn load_step(e2e: &E2e) {
         first_decision.is_some(),
         "the HPA never scaled up: {states:?}"
     );
+    figures.set(
+        "first_scale_up_decision_seconds",
+        first_decision.unwrap_or(0.0),
+    );
+    if let Some(ready) = first_new_ready {
+        figures.set("first_new_pod_ready_seconds", ready);
+    }
     assert!(peak >= 3, "the HPA did not reach 3 pods: {states:?}");
     assert_eq!(spread, 2, "the pods did not reach both nodes: {states:?}");
     let last = states.last().expect("states");
