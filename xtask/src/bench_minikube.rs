@@ -125,16 +125,20 @@ fn print_figures(path: &Path) -> anyhow::Result<Vec<String>> {
     let mut missed = Vec::new();
     for goal in GOALS {
         let value = values.get(goal.key).and_then(serde_json::Value::as_f64);
-        let shown = value.map_or_else(|| "-".to_owned(), |v| format!("{v:.1} {}", goal.unit));
+        let with_unit = |v: f64| match goal.unit {
+            "" => format!("{v:.0}"),
+            unit => format!("{v:.1} {unit}"),
+        };
+        let shown = value.map_or_else(|| "-".to_owned(), with_unit);
         let verdict = match (goal.at_most, value) {
             (None, _) => String::new(),
-            (Some(limit), Some(v)) if v <= limit => format!("<= {limit} {} met", goal.unit),
+            (Some(limit), Some(v)) if v <= limit => format!("<= {} met", with_unit(limit)),
             (Some(limit), _) => {
                 missed.push(goal.what.to_owned());
-                format!("<= {limit} {} MISSED", goal.unit)
+                format!("<= {} MISSED", with_unit(limit))
             }
         };
-        println!("{:<54} {:>10}  {verdict}", goal.what, shown.trim_end());
+        println!("{:<54} {:>10}  {verdict}", goal.what, shown);
     }
     Ok(missed)
 }
