@@ -55,20 +55,23 @@ pub struct GlobalArgs {
 }
 
 /// Whether a command line asks for `--output json`, read without clap: for reporting a command
-/// line clap refused in the format the user asked for.
+/// line clap refused in the format the user asked for. The last `--output` wins, as in clap.
 pub fn asks_for_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    let mut json = false;
     let mut previous_was_output = false;
     for arg in args {
         let arg = arg.to_string_lossy();
         if arg == "--" {
             break;
         }
-        if arg == "--output=json" || (previous_was_output && arg == "json") {
-            return true;
+        if let Some(value) = arg.strip_prefix("--output=") {
+            json = value == "json";
+        } else if previous_was_output {
+            json = arg == "json";
         }
         previous_was_output = arg == "--output";
     }
-    false
+    json
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -354,7 +357,10 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("`{s}` is not a number of requests per second"))?;
     if !(r.is_finite() && r > 0.0 && r <= crate::loadprofile::MAX_RATE) {
-        return Err("must be more than 0 and at most 100000 requests/s".into());
+        return Err(format!(
+            "must be more than 0 and at most {} requests/s",
+            crate::loadprofile::MAX_RATE
+        ));
     }
     Ok(r)
 }
@@ -374,5 +380,7 @@ mod tests {
         assert!(!asks("kscale up --output text"));
         assert!(!asks("kscale load json"));
         assert!(!asks("kscale load -- --output json"));
+        assert!(!asks("kscale --output json up --output text"));
+        assert!(asks("kscale --output=text up --output=json"));
     }
 }

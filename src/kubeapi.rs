@@ -56,8 +56,6 @@ pub enum Applied {
 pub struct ObjectKind {
     /// `apiVersion` as written in a manifest (`apps/v1`).
     pub api_version: &'static str,
-    /// API group (empty for the core group).
-    pub group: &'static str,
     /// `kind` (`Deployment`).
     pub kind: &'static str,
     /// The resource's plural in the URL (`deployments`).
@@ -76,7 +74,6 @@ impl ObjectKind {
     {
         Self {
             api_version: K::API_VERSION,
-            group: K::GROUP,
             kind: K::KIND,
             plural: K::URL_PATH_SEGMENT,
             namespaced: std::any::TypeId::of::<K::Scope>()
@@ -87,7 +84,7 @@ impl ObjectKind {
 }
 
 /// Every kind kscale renders and applies.
-pub fn object_kinds() -> [ObjectKind; 6] {
+fn object_kinds() -> [ObjectKind; 6] {
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
     [
@@ -335,13 +332,28 @@ pub fn rollout_state(d: &Deployment) -> Option<String> {
     None
 }
 
+/// How long one read of the API may take where kscale diagnoses or checks (kube's own read
+/// timeout is minutes): a diagnosis after a deadline must not wait that long again.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What is wrong with the app's pods: phase, container states and recent warning events.
 pub async fn diagnose_pods(client: &Client, namespace: &str, selector: &str) -> String {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    let list = match pods.list(&ListParams::default().labels(selector)).await {
-        Ok(l) => l,
-        Err(e) => return format!("(cannot list pods: {e})"),
+    let listed = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        pods.list(&ListParams::default().labels(selector)),
+    )
+    .await;
+    let list = match listed {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return format!("(cannot list pods: {e})"),
+        Err(_) => {
+            return format!(
+                "(cannot list pods: no answer within {} s)",
+                REQUEST_TIMEOUT.as_secs()
+            );
+        }
     };
     if list.items.is_empty() {
         return format!(
@@ -354,7 +366,12 @@ pub async fn diagnose_pods(client: &Client, namespace: &str, selector: &str) -> 
         let problem = pod_problem(&pod);
         lines.push(format!("pod {name}: {}; fix: {}", problem.why, problem.fix));
         let fields = format!("involvedObject.name={name}");
-        if let Ok(evs) = events.list(&ListParams::default().fields(&fields)).await {
+        let recent = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            events.list(&ListParams::default().fields(&fields)),
+        )
+        .await;
+        if let Ok(Ok(evs)) = recent {
             for ev in evs
                 .items
                 .iter()

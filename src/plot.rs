@@ -107,26 +107,11 @@ impl Default for PlotOptions {
         Self {
             width: 1200,
             height: 800,
-            metric_label: "mean request duration (s)".into(),
+            metric_label: metric_label(crate::config::MetricProfile::MeanDuration).into(),
             load_label: "load (concurrent clients or req/s)".into(),
             title: None,
         }
     }
-}
-
-/// Draws one or more labelled timelines on shared axes into a PNG or SVG file (by extension).
-pub fn plot_timelines(
-    series: &[(&str, &[TimelineRow])],
-    path: &Path,
-    width: u32,
-    height: u32,
-) -> anyhow::Result<()> {
-    let options = PlotOptions {
-        width,
-        height,
-        ..PlotOptions::default()
-    };
-    plot_timelines_with(series, path, &options)
 }
 
 /// The picture format, chosen by the output file's extension.
@@ -152,7 +137,7 @@ fn format_of(path: &Path) -> anyhow::Result<Format> {
     }
 }
 
-/// Like [`plot_timelines`], with every option.
+/// Draws one or more labelled timelines on shared axes into a PNG or SVG file (by extension).
 pub fn plot_timelines_with(
     series: &[(&str, &[TimelineRow])],
     path: &Path,

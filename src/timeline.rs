@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek as _, SeekFrom, Write};
+use std::io::{Read, Seek as _, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -168,15 +168,6 @@ fn cells(row: &TimelineRow) -> [String; 16] {
     ]
 }
 
-/// Writes a whole timeline to `path`, replacing the file.
-pub fn write_csv(path: &Path, rows: &[TimelineRow]) -> anyhow::Result<()> {
-    let mut w = TimelineWriter::create(path)?;
-    for row in rows {
-        w.append(row)?;
-    }
-    Ok(())
-}
-
 /// The one writer of timeline CSV (the `csv` crate underneath): rows one at a time, each flushed
 /// so that a recording interrupted by Ctrl-C keeps every row written so far. A labelled writer
 /// puts a `run` column first, for files holding several runs (`kscale simulate --csv`); readers
@@ -312,8 +303,8 @@ pub fn for_each_row_in_file(
 ) -> anyhow::Result<()> {
     let file = File::open(path)
         .with_context(|| format!("cannot open timeline file {}", path.display()))?;
-    for_each_row(BufReader::new(file), f)
-        .with_context(|| format!("invalid timeline file {}", path.display()))
+    // Unbuffered: the csv reader buffers itself.
+    for_each_row(file, f).with_context(|| format!("invalid timeline file {}", path.display()))
 }
 
 /// Parses timeline CSV text (see the module documentation for the format).
@@ -328,7 +319,7 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<TimelineRow>> {
 
 /// Parses timeline CSV from `reader`, handing each row to `f` as it is read. The `csv` crate
 /// reads what [`TimelineWriter`] (and a spreadsheet) writes, quoted cells included.
-pub fn for_each_row(
+fn for_each_row(
     reader: impl Read,
     mut f: impl FnMut(TimelineRow) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
@@ -379,14 +370,16 @@ fn next_record<R: Read>(
     record: &mut csv::StringRecord,
 ) -> anyhow::Result<Option<u64>> {
     loop {
-        let more = csv.read_record(record).map_err(|e| {
-            let byte = e.position().map_or(0, csv::Position::byte);
-            anyhow::anyhow!("line {}: {e}", csv.get_mut().line_at(byte))
+        let more = csv.read_record(record).map_err(|e| match e.position() {
+            Some(at) => anyhow::anyhow!("line {}: {e}", csv.get_mut().line_at(at.byte())),
+            // An I/O error has no place in the text.
+            None => anyhow::Error::new(e),
         })?;
         if !more {
             return Ok(None);
         }
-        if !record.iter().all(str::is_empty) {
+        // A blank line (one empty field after trimming); `,,,` is a row, with its errors.
+        if !(record.len() == 1 && record[0].is_empty()) {
             let byte = record.position().map_or(0, csv::Position::byte);
             return Ok(Some(csv.get_mut().line_at(byte)));
         }
@@ -665,6 +658,12 @@ mod tests {
             parse_csv("\n\nt_seconds\n\n\n1\n  \nx\n").unwrap_err()
         );
         assert!(msg.contains("line 8") && msg.contains("`x`"), "{msg}");
+        // A row of empty cells is not a blank line: it is read, and its missing time named.
+        let msg = format!("{:#}", parse_csv("t_seconds,load\n,\n").unwrap_err());
+        assert!(
+            msg.contains("line 2") && msg.contains("time must be given"),
+            "{msg}"
+        );
         let rows = parse_csv(&text.replace("\"x\"", "2")).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].t_seconds, rows[0].load), (1.5, Some(3.0)));

@@ -54,7 +54,7 @@ pub fn error_json(e: &anyhow::Error, exit_code: u8) {
 }
 
 /// The JSON form of a failure: the outermost message and the chain of causes under it.
-pub fn error_document(e: &anyhow::Error, exit_code: u8) -> serde_json::Value {
+fn error_document(e: &anyhow::Error, exit_code: u8) -> serde_json::Value {
     serde_json::json!({
         "error": {
             "message": e.to_string(),

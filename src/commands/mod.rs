@@ -58,12 +58,19 @@ pub async fn run(cli: &Cli) -> u8 {
         Command::Simulate(args) => with_session(cli, async |s| simulate::exec(s, args)).await,
         Command::Config => with_session(cli, async |s| config::exec(s)).await,
     };
+    let json = cli.global.output == ui::OutputFormat::Json;
     match outcome {
+        // An interrupted command printed no result: in JSON mode its stdout still gets one
+        // document (nothing is added where the command reported before stopping, as `load` does).
+        Ok(INTERRUPTED) if json => {
+            ui::error_json(&anyhow::anyhow!(INTERRUPTED_MESSAGE), INTERRUPTED);
+            INTERRUPTED
+        }
         Ok(code) => code,
         Err(e) => {
             ui::error(&e);
             let code = failure_code(&e);
-            if cli.global.output == ui::OutputFormat::Json {
+            if json {
                 ui::error_json(&e, code);
             }
             code
@@ -124,10 +131,11 @@ async fn interruptible(command: impl Future<Output = anyhow::Result<u8>>) -> any
     outcome
 }
 
+/// What an interruption says, on stderr and in the JSON error document.
+const INTERRUPTED_MESSAGE: &str = "interrupted: kscale stopped; every step is idempotent, so re-running the command continues from here";
+
 fn interrupted_exit() -> u8 {
-    ui::notice(
-        "\ninterrupted: kscale stopped; every step is idempotent, so re-running the command continues from here",
-    );
+    ui::notice(&format!("\n{INTERRUPTED_MESSAGE}"));
     INTERRUPTED
 }
 

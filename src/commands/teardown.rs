@@ -7,6 +7,7 @@ use crate::cli::TeardownArgs;
 use crate::kubeapi;
 use crate::monitoring;
 use crate::preflight::{self, Tool};
+use crate::render::file;
 use crate::session::{Session, blocking};
 use crate::tools::minikube::{Minikube, ProfileState};
 
@@ -106,11 +107,11 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
     let files = s.render("kscale-server:teardown")?;
     let step = s.ui.step("remove the HPA, the app and the scrape job");
     for name in [
-        "hpa.yaml",
-        "service.yaml",
-        "deployment.yaml",
-        "grafana-dashboard.yaml",
-        "scrape-config-secret.yaml",
+        file::HPA,
+        file::SERVICE,
+        file::DEPLOYMENT,
+        file::GRAFANA_DASHBOARD,
+        file::SCRAPE_CONFIG_SECRET,
     ] {
         let Some(f) = files.iter().find(|f| f.name == name) else {
             continue;
@@ -147,7 +148,7 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
     }
     for f in files
         .iter()
-        .filter(|f| f.name == "monitoring-namespace.yaml" || f.name == "app-namespace.yaml")
+        .filter(|f| f.name == file::MONITORING_NAMESPACE || f.name == file::APP_NAMESPACE)
     {
         let obj = kubeapi::object_from_yaml(&f.content)?;
         match &client {

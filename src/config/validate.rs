@@ -193,15 +193,15 @@ fn app_server(a: &AppConfig, p: &mut Problems) {
 
 /// Shutdown: the worst-case drain must fit what the server and the pod spec can hold.
 fn app_drain(a: &AppConfig, p: &mut Problems) {
-    if a.drain_margin_seconds > SERVER_MAX_SECONDS {
-        p.bad(
-            "app.drain_margin_seconds",
-            format!(
-                "{} is out of range: allowed 0-{SERVER_MAX_SECONDS} seconds",
-                a.drain_margin_seconds
-            ),
-        );
-    } else if a.inference_seconds.is_finite()
+    p.range(
+        "app.drain_margin_seconds",
+        a.drain_margin_seconds,
+        0,
+        SERVER_MAX_SECONDS,
+        " seconds",
+    );
+    if a.drain_margin_seconds <= SERVER_MAX_SECONDS
+        && a.inference_seconds.is_finite()
         && a.inference_seconds > 0.0
         && (1..=1024).contains(&a.workers)
     {
@@ -433,14 +433,7 @@ fn timeouts(t: &TimeoutConfig, p: &mut Problems) {
         for (name, value) in t {
             let key = format!("timeouts.{name}");
             let v = value.as_u64().unwrap_or(0);
-            if !(1..=MAX_TIMEOUT_SECONDS).contains(&v) {
-                p.bad(
-                    &key,
-                    format!(
-                        "{v} is out of range: allowed 1-{MAX_TIMEOUT_SECONDS} seconds (366 days)"
-                    ),
-                );
-            }
+            p.range(&key, v, 1, MAX_TIMEOUT_SECONDS, " seconds (366 days)");
         }
     }
 }

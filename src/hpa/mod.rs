@@ -14,7 +14,6 @@ mod replicas;
 #[cfg(test)]
 mod tests;
 
-pub use crate::quantity::{quantity_milli, target_milli};
 pub use autoscaler::{Autoscaler, Condition, Decision, MetricInput, MetricReading, SyncInputs};
 pub use replicas::{
     MetricError, MetricTarget, PodMetric, PodPhase, Proposal, Tolerances,

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::{HpaConfig, PolicyKind, ScalingPolicy, SelectPolicy};
+use crate::quantity::{quantity_milli, target_milli};
 
 /// (rule, spec replicas, ready replicas, series values, target, tolerances, want replicas, want value)
 type ExternalValueCase = (

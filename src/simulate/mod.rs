@@ -107,7 +107,12 @@ pub fn run(config: &Config, args: &SimulateArgs, ui: &Ui) -> anyhow::Result<Simu
             .iter()
             .map(|r| (r.label.as_str(), r.timeline.as_slice()))
             .collect();
-        crate::plot::plot_timelines(&series, path, 1200, 800)
+        // The axis names the configured metric, as `kscale plot` does.
+        let options = crate::plot::PlotOptions {
+            metric_label: crate::plot::metric_label(config.metric.profile).into(),
+            ..crate::plot::PlotOptions::default()
+        };
+        crate::plot::plot_timelines_with(&series, path, &options)
             .with_context(|| format!("cannot draw the timeline picture {}", path.display()))?;
     }
     Ok(report)

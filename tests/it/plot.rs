@@ -1,11 +1,15 @@
 //! `kscale plot`: pictures of the requested size and format from a recorded timeline, and errors
 //! that point at the broken line of a damaged recording.
 
-use kscale::config::MetricProfile;
 use std::path::{Path, PathBuf};
 
 use kscale::cli::PlotArgs;
-use kscale::plot::run;
+use kscale::config::MetricProfile;
+
+/// `kscale plot` as the default profile (mean request duration) labels it.
+fn run(args: &PlotArgs) -> anyhow::Result<PathBuf> {
+    kscale::plot::run(args, MetricProfile::MeanDuration)
+}
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -30,15 +34,12 @@ fn png_has_the_requested_size_and_is_not_blank() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("scaling.png");
     // An odd size catches width and height swapped, or a fixed default.
-    run(
-        &args(
-            vec![fixture("timeline-scaleup.csv")],
-            out.clone(),
-            1000,
-            700,
-        ),
-        MetricProfile::MeanDuration,
-    )
+    run(&args(
+        vec![fixture("timeline-scaleup.csv")],
+        out.clone(),
+        1000,
+        700,
+    ))
     .unwrap();
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "PNG signature");
@@ -60,10 +61,12 @@ fn png_has_the_requested_size_and_is_not_blank() {
 fn svg_has_the_requested_size_and_labelled_axes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("scaling.svg");
-    run(
-        &args(vec![fixture("timeline-scaleup.csv")], out.clone(), 640, 480),
-        MetricProfile::MeanDuration,
-    )
+    run(&args(
+        vec![fixture("timeline-scaleup.csv")],
+        out.clone(),
+        640,
+        480,
+    ))
     .unwrap();
     let svg = std::fs::read_to_string(&out).unwrap();
     assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
@@ -85,15 +88,12 @@ fn svg_has_the_requested_size_and_labelled_axes() {
 fn a_load_recording_aligns_with_the_autoscaler_recording() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("both.svg");
-    run(
-        &args(
-            vec![fixture("timeline-scaleup.csv"), fixture("load-steps.csv")],
-            out.clone(),
-            800,
-            600,
-        ),
-        MetricProfile::MeanDuration,
-    )
+    run(&args(
+        vec![fixture("timeline-scaleup.csv"), fixture("load-steps.csv")],
+        out.clone(),
+        800,
+        600,
+    ))
     .unwrap();
     let svg = std::fs::read_to_string(&out).unwrap();
     // Two files: each series is named after its file in the legend.
@@ -111,10 +111,12 @@ fn a_load_recording_aligns_with_the_autoscaler_recording() {
 fn a_load_only_recording_draws_the_load_side() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("load.svg");
-    run(
-        &args(vec![fixture("load-steps.csv")], out.clone(), 800, 600),
-        MetricProfile::MeanDuration,
-    )
+    run(&args(
+        vec![fixture("load-steps.csv")],
+        out.clone(),
+        800,
+        600,
+    ))
     .unwrap();
     let svg = std::fs::read_to_string(&out).unwrap();
     assert!(svg.contains("requests sent (req/s)") && svg.contains("latency (s)"));
@@ -133,11 +135,7 @@ fn a_malformed_csv_names_the_line() {
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, lines.join("\n")).unwrap();
     let out = dir.path().join("x.png");
-    let err = run(
-        &args(vec![bad.clone()], out.clone(), 800, 600),
-        MetricProfile::MeanDuration,
-    )
-    .unwrap_err();
+    let err = run(&args(vec![bad.clone()], out.clone(), 800, 600)).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("line 6"), "{msg}");
     assert!(msg.contains("`one`"), "{msg}");
@@ -148,15 +146,12 @@ fn a_malformed_csv_names_the_line() {
 #[test]
 fn an_unknown_picture_format_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let err = run(
-        &args(
-            vec![fixture("timeline-scaleup.csv")],
-            dir.path().join("x.jpg"),
-            800,
-            600,
-        ),
-        MetricProfile::MeanDuration,
-    )
+    let err = run(&args(
+        vec![fixture("timeline-scaleup.csv")],
+        dir.path().join("x.jpg"),
+        800,
+        600,
+    ))
     .unwrap_err();
     assert!(format!("{err:#}").contains("*.png or *.svg"));
 }
@@ -191,11 +186,7 @@ fn a_huge_recording_is_drawn_at_the_pictures_resolution() {
     }
     drop(file);
     let out = dir.path().join("huge.svg");
-    run(
-        &args(vec![csv.clone()], out.clone(), 1200, 800),
-        MetricProfile::MeanDuration,
-    )
-    .unwrap();
+    run(&args(vec![csv.clone()], out.clone(), 1200, 800)).unwrap();
     let svg_bytes = std::fs::metadata(&out).unwrap().len();
     let csv_bytes = std::fs::metadata(&csv).unwrap().len();
     // Every row drawn made an SVG larger than the CSV (1.7 GB for 3 million rows); at the

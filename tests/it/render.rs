@@ -196,7 +196,7 @@ fn scrape_secret_carries_the_rendered_job_and_values_point_at_it() {
         data.get(render::SCRAPE_SECRET_KEY),
         Some(&file(&files, file::SCRAPE_CONFIG).content)
     );
-    let values = render::parse_yaml(&file(&files, "prometheus-values.yaml").content).expect("yaml");
+    let values = render::parse_yaml(&file(&files, file::PROMETHEUS_VALUES).content).expect("yaml");
     let s = &values["prometheus"]["prometheusSpec"]["additionalScrapeConfigsSecret"];
     assert_eq!(s["enabled"], true);
     assert_eq!(s["name"], render::SCRAPE_SECRET);

@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use crate::{project_root, run_env};
+use crate::project_root;
 
-/// Where the end-to-end test writes its figures.
+/// Where the end-to-end test writes its figures (its `out_dir()` and `FIGURES`).
 const FIGURES: &str = "target/minikube-e2e/figures.json";
 
 /// One figure: its key in the test's file, what it measures, and its goal (`None`: reported).
@@ -80,24 +80,17 @@ pub fn bench_minikube(args: &[String]) -> anyhow::Result<()> {
     let figures = root.join(FIGURES);
     let _ = std::fs::remove_file(&figures);
     crate::kit::build_for_tests()?;
-    let test = run_env(
-        "cargo",
-        &[
-            "test",
-            "--locked",
-            "--package",
-            "kscale",
-            "--test",
-            "it",
-            "--",
-            "real_minikube::up::",
-            "--test-threads=1",
-        ],
-        &[("CI", "1")],
-    );
+    let test = crate::ci::run_cluster_tests(&format!("{}up::", crate::ci::CLUSTER_TESTS));
     let down = crate::kit::down_after_tests();
-    test?;
+    let test = test?;
     down?;
+    if !test.ok || test.passed != 1 {
+        anyhow::bail!(
+            "the end-to-end test did not pass ({} passed, {} failed)",
+            test.passed,
+            test.failed
+        );
+    }
     let missed = print_figures(&figures)?;
     if !missed.is_empty() {
         anyhow::bail!("goal missed: {}", missed.join(", "));

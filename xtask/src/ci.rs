@@ -8,7 +8,7 @@ use crate::{deps, project_root, run};
 /// The name filter of the tests that start real clusters (the `tests/it/real_minikube` module):
 /// skipped by the workspace run, run alone after it. A substring, as libtest filters are, so it
 /// must match no other test: [`ci`] checks that the two runs account for the same tests.
-const CLUSTER_TESTS: &str = "real_minikube::";
+pub const CLUSTER_TESTS: &str = "real_minikube::";
 
 /// fmt check, clippy with `-D warnings` over every target, then every test of the workspace,
 /// closing with one `N passed, N failed` line over all test binaries.
@@ -44,19 +44,7 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
         CLUSTER_TESTS,
     ]);
     let down = crate::controlplane::down();
-    // Real clusters take both cores while they start: their tests run alone, one at a time.
-    let cluster_tests = test_and_tally(&[
-        "test",
-        "--locked",
-        "--package",
-        "kscale",
-        "--test",
-        "it",
-        "--no-fail-fast",
-        "--",
-        CLUSTER_TESTS,
-        "--test-threads=1",
-    ]);
+    let cluster_tests = run_cluster_tests(CLUSTER_TESTS);
     let kit_down = crate::kit::down_after_tests();
     let (tests, cluster_tests) = (tests?, cluster_tests?);
     down?;
@@ -82,6 +70,23 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("no test ran");
     }
     Ok(())
+}
+
+/// Runs the cluster tests whose names contain `filter` (within [`CLUSTER_TESTS`]). Real clusters
+/// take both cores while they start: these tests run alone, one at a time.
+pub fn run_cluster_tests(filter: &str) -> anyhow::Result<Tally> {
+    test_and_tally(&[
+        "test",
+        "--locked",
+        "--package",
+        "kscale",
+        "--test",
+        "it",
+        "--no-fail-fast",
+        "--",
+        filter,
+        "--test-threads=1",
+    ])
 }
 
 /// Runs `cargo <args>`, echoing its output, and adds up every `test result:` line. `CI` is set,
@@ -116,13 +121,15 @@ fn test_and_tally(args: &[&str]) -> anyhow::Result<Tally> {
 
 /// The `test result:` lines of one `cargo test`, added up.
 #[derive(Debug, Default)]
-struct Tally {
-    passed: u64,
-    failed: u64,
+pub struct Tally {
+    /// Tests that passed.
+    pub passed: u64,
+    /// Tests that failed.
+    pub failed: u64,
     /// Left out by the name filter.
-    filtered: u64,
+    pub filtered: u64,
     /// cargo exited 0.
-    ok: bool,
+    pub ok: bool,
 }
 
 /// The number before `label` in `ok. 12 passed; 0 failed; ...`.

@@ -75,16 +75,9 @@ pub fn cache_dir(env: &str, leaf: &str) -> anyhow::Result<std::path::PathBuf> {
 
 /// Runs a command in the project root, echoing it, and fails with its exit status.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    run_env(program, args, &[])
-}
-
-/// Like [`run`], with variables added to the environment.
-pub fn run_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
-    let shown: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
-    eprintln!("$ {}{program} {}", shown.concat(), args.join(" "));
+    eprintln!("$ {program} {}", args.join(" "));
     let status = std::process::Command::new(program)
         .args(args)
-        .envs(env.iter().copied())
         .current_dir(project_root())
         .status()
         .map_err(|e| anyhow::anyhow!("cannot start `{program}`: {e}"))?;

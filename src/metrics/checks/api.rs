@@ -57,11 +57,11 @@ pub async fn get_text(client: &kube::Client, path: &str) -> Result<String, GetEr
     bounded(client.request_text(req)).await
 }
 
-/// Longest wait for one API request. A client with kube's default retry policy retries 503s
-/// (an aggregated API or a service proxy without endpoints) with backoff for many minutes; a
-/// check must report instead of hanging. Build the client with `default_retry = false` to see
-/// the 503 itself.
-pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+/// Longest wait for one API request of a check: [`crate::kubeapi::REQUEST_TIMEOUT`]. A client
+/// with kube's default retry policy retries 503s (an aggregated API or a service proxy without
+/// endpoints) with backoff for many minutes; a check must report instead of hanging. Build the
+/// client with `default_retry = false` to see the 503 itself.
+pub use crate::kubeapi::REQUEST_TIMEOUT;
 
 pub(super) async fn bounded<T>(
     fut: impl std::future::Future<Output = Result<T, kube::Error>>,

@@ -19,8 +19,8 @@ mod api_side;
 mod cluster_side;
 mod hpa;
 
-pub use api::{GetError, REQUEST_TIMEOUT, get_text};
-pub use hpa::{HpaView, hpa_view};
+pub use api::GetError;
+pub use hpa::HpaView;
 
 /// Outcome of one stage.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -246,7 +246,7 @@ fn ctrl_c_during_a_helm_wait_stops_cleanly() {
     let mut env = Env::new();
     env.set_env("KSCALE_FAKE_FAIL", "helm-hang:prometheus");
     let src = env.source().display().to_string();
-    let running = env.spawn(&["up", "--source", &src], &[]);
+    let running = env.spawn(&["--output", "json", "up", "--source", &src], &[]);
     let status = env
         .state()
         .join("helm/releases/monitoring/prometheus/status");
@@ -266,5 +266,15 @@ fn ctrl_c_during_a_helm_wait_stops_cleanly() {
         !run.stderr.contains("failed with"),
         "the interrupted command is not reported as a failure: {}",
         run.stderr
+    );
+    // `--output json`: stdout is still one document, saying what happened.
+    let document: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", run.stdout));
+    assert_eq!(document["error"]["exit_code"], 130, "{document}");
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("interrupted")),
+        "{document}"
     );
 }

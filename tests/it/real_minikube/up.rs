@@ -255,9 +255,6 @@ fn kscale_up_on_real_minikube() {
     e2e.kit.run("minikube", &["delete", "--profile", PROFILE]);
     let _cleanup = e2e.kit.delete_on_drop(PROFILE);
 
-    // A failed run leaves no figures behind for the benchmark to mistake for its own.
-    let _ = std::fs::remove_file(out_dir().join(FIGURES));
-
     // 1. Fresh `kscale up`, all the way to the six stages.
     let up = e2e.kscale(&["up", "--output", "json"], Duration::from_secs(30 * 60));
     assert!(up.ok, "kscale up failed:\n{}", up.text());
@@ -337,7 +334,8 @@ fn kscale_up_on_real_minikube() {
     figures.write(&out_dir().join(FIGURES));
 }
 
-/// The run's figures, for `cargo xtask bench-minikube` (which reads them from this file).
+/// The run's figures, for `cargo xtask bench-minikube`, which reads them from this file in
+/// [`out_dir`] (its `FIGURES` spells the same path) and removes it before each run.
 const FIGURES: &str = "figures.json";
 
 /// Named measurements of one run, written as one JSON object once every step has passed.

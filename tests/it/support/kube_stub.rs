@@ -120,25 +120,21 @@ pub struct StubApi {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-/// Where a path points: (namespace, resource plural, name).
-fn parse_path(path: &str) -> Option<(Option<String>, String, Option<String>)> {
+/// Where a path points: (resource plural, name); a namespace in the path only scopes it.
+fn parse_path(path: &str) -> Option<(String, Option<String>)> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let rest = match segs.as_slice() {
         ["api", "v1", rest @ ..] => rest,
         ["apis", _group, _version, rest @ ..] => rest,
         _ => return None,
     };
-    let s = |x: &&str| x.to_string();
     match rest {
-        ["namespaces", ns, plural, tail @ ..] => Some((
-            Some(ns.to_string()),
-            plural.to_string(),
-            tail.first().map(s),
-        )),
-        ["namespaces", name] => Some((None, "namespaces".into(), Some(name.to_string()))),
-        ["namespaces"] => Some((None, "namespaces".into(), None)),
-        [plural] => Some((None, plural.to_string(), None)),
-        [plural, name, ..] => Some((None, plural.to_string(), Some(name.to_string()))),
+        ["namespaces", _, plural, tail @ ..] => {
+            Some((plural.to_string(), tail.first().map(|x| x.to_string())))
+        }
+        ["namespaces", name] => Some(("namespaces".into(), Some(name.to_string()))),
+        [plural] => Some((plural.to_string(), None)),
+        [plural, name, ..] => Some((plural.to_string(), Some(name.to_string()))),
         [] => None,
     }
 }
@@ -239,7 +235,7 @@ fn handle(store: &mut Store, req: &Request, body: &[u8]) -> (u16, Value) {
             return answer;
         }
     }
-    let Some((ns, plural, name)) = parse_path(path) else {
+    let Some((plural, name)) = parse_path(path) else {
         return (
             404,
             status(
@@ -251,12 +247,9 @@ fn handle(store: &mut Store, req: &Request, body: &[u8]) -> (u16, Value) {
     };
     match (method.as_str(), name) {
         ("GET", None) => {
-            let prefix = format!("{}/", path.trim_end_matches('/'));
             let items: Vec<Value> = store
-                .objects
-                .iter()
-                .filter(|(p, _)| p.starts_with(&prefix) && !p[prefix.len()..].contains('/'))
-                .map(|(p, o)| present(store, p, o))
+                .list(path)
+                .into_iter()
                 .filter(|o| {
                     query
                         .get("labelSelector")
@@ -266,7 +259,6 @@ fn handle(store: &mut Store, req: &Request, body: &[u8]) -> (u16, Value) {
                             .is_none_or(|s| fields_match(o, s))
                 })
                 .collect();
-            let _ = ns;
             (
                 200,
                 json!({
@@ -487,8 +479,7 @@ impl StubApi {
 
     /// The object at `path`, as a GET would return it.
     pub fn object(&self, path: &str) -> Option<Value> {
-        let s = self.store();
-        s.objects.get(path).map(|o| present(&s, path, o))
+        self.store().get(path)
     }
 
     /// `resourceVersion` of every stored object.

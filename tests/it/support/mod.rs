@@ -13,7 +13,8 @@
 //! let mut cfg = Config::default();
 //! cfg.metric.scrape_interval_seconds = 1; // and a short rate window, e.g. 8 s
 //! let scrape = kscale::metrics::rendered_scrape_job(&cfg)?;
-//! let p = Pipeline::start(&scrape, vec![PodSpec::new("default", "inference-0", 1.0)]).await?;
+//! let specs = vec![PodSpec::new("default", "inference-0", 1.0)];
+//! let Some(p) = Pipeline::start_if_available(&scrape, specs).await else { return };
 //! let load = Load::start(&p.addrs_in("default"), 2, Duration::from_secs(120)); // closed loop
 //! let v = p.prometheus.query("sum(inference_queue_depth)").await?.single_finite()?;
 //! ```
