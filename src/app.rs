@@ -85,6 +85,57 @@ pub fn content_tag(source: &Path, build: ImageBuild) -> anyhow::Result<String> {
     Ok(format!("{IMAGE_REPOSITORY}:{hex}"))
 }
 
+/// The image the configuration names: `--image`, else `app.image` (which a real server's preset
+/// fills with its pinned official image). `None`: kscale builds kscale-server.
+pub fn chosen_image(cfg: &crate::config::Config, flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_string)
+        .or_else(|| Some(cfg.app.image.trim().to_string()))
+        .filter(|i| !i.is_empty())
+}
+
+/// What must hold before `up` or `deploy` touches a cluster, beyond [`Config::validate`] (which
+/// `kscale render` also passes): a real server needs its model, and GPUs need a cluster that
+/// has them.
+///
+/// [`Config::validate`]: crate::config::Config::validate
+pub fn check_deployable(cfg: &crate::config::Config, minikube: bool) -> anyhow::Result<()> {
+    let a = &cfg.app;
+    let preset = a.server.preset();
+    let mut problems = Vec::new();
+    if preset.needs_model() && a.model.trim().is_empty() {
+        problems.push(format!(
+            "app.model: {} needs a model to serve: set it, e.g. --set app.model={}",
+            preset.title,
+            match a.server {
+                crate::servers::ServerKind::Triton => "s3://bucket/model_repository",
+                crate::servers::ServerKind::Llamacpp => "/models/model.gguf",
+                _ => "Qwen/Qwen2.5-0.5B-Instruct",
+            }
+        ));
+    }
+    let gpu_flag = cfg
+        .cluster
+        .start_flags
+        .split_whitespace()
+        .any(|f| f == "--gpus" || f.starts_with("--gpus="));
+    if minikube && a.gpus > 0 && !gpu_flag {
+        problems.push(format!(
+            "app.gpus: {} GPU(s) per pod on a minikube cluster started without GPU support: set app.gpus=0 (a CPU build of the server), add \"--gpus=all\" to cluster.start_flags (docker driver, NVIDIA container toolkit), or use --context with a GPU cluster",
+            a.gpus
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::BadInput(format!(
+            "cannot deploy {}:\n  - {}",
+            preset.title,
+            problems.join("\n  - ")
+        ))
+        .into())
+    }
+}
+
 /// The rendered objects `deploy` applies, in apply order.
 pub fn app_objects(files: &[RenderedFile]) -> Vec<&RenderedFile> {
     use crate::render::file;
@@ -204,8 +255,8 @@ pub fn provide_image(
     use crate::tools::docker::Docker;
     use crate::tools::minikube::Minikube;
 
-    if let Some(image) = &args.image {
-        return Ok((image.clone(), false));
+    if let Some(image) = chosen_image(&s.cfg, args.image.as_deref()) {
+        return provide_named_image(s, &image).map(|i| (i, false));
     }
     if !s.minikube && args.registry.is_none() {
         anyhow::bail!(
@@ -257,6 +308,36 @@ pub fn provide_image(
     blocking(|| docker.push(&image, &target))?;
     step.done(&format!("pushed to {target}"));
     Ok((target, built))
+}
+
+/// Makes a named image available: on minikube, loaded on every node from the local engine when
+/// the nodes lack it and the engine has it (a user's own build); otherwise the nodes pull it.
+fn provide_named_image(s: &crate::session::Session, image: &str) -> anyhow::Result<String> {
+    use crate::session::blocking;
+    use crate::tools::docker::Docker;
+    use crate::tools::minikube::Minikube;
+
+    if !s.minikube {
+        return Ok(image.to_string());
+    }
+    let step = s.ui.step(&format!("image {image}"));
+    let mk = Minikube::new(&s.runner, &s.cfg.cluster.profile);
+    let present = blocking(|| mk.image_list())?.is_some_and(|list| {
+        list.iter()
+            .any(|i| i == image || i.ends_with(&format!("/{image}")))
+    });
+    if present {
+        step.done("already in the cluster");
+        return Ok(image.to_string());
+    }
+    if blocking(|| Docker::new(&s.runner).image_exists(image))? == Some(true) {
+        step.progress("minikube image load (every node)");
+        blocking(|| mk.image_load(image))?;
+        step.done("loaded on every node from the local engine");
+    } else {
+        step.done("not in the local engine: the nodes pull it from its registry");
+    }
+    Ok(image.to_string())
 }
 
 /// Builds `image` from `source` the configured way.

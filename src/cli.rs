@@ -40,6 +40,10 @@ pub struct GlobalArgs {
     /// minikube profile (cluster name) [default: kscale].
     #[arg(long, global = true, env = "KSCALE_PROFILE")]
     pub profile: Option<String>,
+    /// Inference server to deploy and scale: kscale (the simulated model), vllm, tgi, triton or
+    /// llamacpp (the same as --set app.server=...).
+    #[arg(long, global = true, value_name = "SERVER", value_parser = parse_server)]
+    pub server: Option<crate::servers::ServerKind>,
     /// Directory of templates that replace the built-in ones by file name.
     #[arg(long, global = true, env = "KSCALE_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -52,6 +56,14 @@ pub struct GlobalArgs {
     /// Format of the results on stdout (progress always goes to stderr).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+fn parse_server(text: &str) -> Result<crate::servers::ServerKind, String> {
+    crate::servers::ServerKind::parse(text).map_err(|e| {
+        e.to_string()
+            .trim_start_matches("app.server: ")
+            .to_string()
+    })
 }
 
 /// Whether a command line asks for `--output json`, read without clap: for reporting a command

@@ -18,6 +18,7 @@ pub mod plot;
 pub mod preflight;
 pub mod quantity;
 pub mod render;
+pub mod servers;
 pub mod session;
 pub mod simulate;
 pub mod sources;

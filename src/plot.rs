@@ -84,6 +84,7 @@ pub fn metric_label(profile: crate::config::MetricProfile) -> &'static str {
     match profile {
         crate::config::MetricProfile::MeanDuration => "mean request duration (s)",
         crate::config::MetricProfile::Concurrency => "requests per pod",
+        crate::config::MetricProfile::Queue => "queued requests per pod",
     }
 }
 

@@ -97,37 +97,80 @@ pub struct AdapterRule {
     pub name: String,
 }
 
-/// The adapter rule for the configured metric profile.
+/// What the metric is computed from, on the configured server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Signal {
+    /// The mean request duration from a histogram's (or counter pair's) sum and count.
+    MeanDuration(crate::servers::Duration),
+    /// The sum of these gauges per pod (an `AverageValue` target divides by the pods).
+    Gauges(Vec<String>),
+}
+
+/// The signal of the configured profile on the configured server: `metric.gauges` when set,
+/// else the profile's gauges or histogram from the server's preset. [`Config::validate`] refuses
+/// a profile the server cannot serve; unvalidated, the server's waiting gauges stand in.
+pub fn signal(cfg: &Config) -> Signal {
+    let preset = cfg.app.server.preset();
+    if cfg.metric.profile == MetricProfile::MeanDuration {
+        if let Some(d) = preset.duration {
+            return Signal::MeanDuration(d);
+        }
+    }
+    if !cfg.metric.gauges.is_empty() {
+        return Signal::Gauges(cfg.metric.gauges.clone());
+    }
+    let gauges = preset
+        .profile_gauges(cfg.metric.profile)
+        .unwrap_or_else(|_| preset.waiting.to_vec());
+    Signal::Gauges(gauges.into_iter().map(String::from).collect())
+}
+
+/// The adapter rule for the configured metric profile and server.
 ///
 /// Both queries return exactly one series scoped to the HPA's namespace (the adapter adds
 /// `namespace="<ns>"` through `<<.LabelMatchers>>`), and a number rather than NaN or nothing at
 /// zero traffic: the adapter's external path has no NaN check, and an empty result makes the HPA
-/// hold its scale with `FailedGetExternalMetric`.
+/// hold its scale with `FailedGetExternalMetric`. Metric names may hold colons (`vllm:...`,
+/// `llamacpp:...`): PromQL selectors take them as they are.
 pub fn adapter_rule(cfg: &Config) -> AdapterRule {
     let sel = format!("job=\"{SCRAPE_JOB}\",<<.LabelMatchers>>");
-    match cfg.metric.profile {
-        MetricProfile::MeanDuration => {
+    let name = cfg.metric.name.clone();
+    match signal(cfg) {
+        Signal::MeanDuration(d) => {
             let w = cfg.metric.rate_window_seconds;
+            let scale = if d.scale == 1.0 {
+                String::new()
+            } else {
+                format!(" * {}", d.scale)
+            };
             AdapterRule {
-                series_query: format!(
-                    "inference_request_duration_seconds_count{{job=\"{SCRAPE_JOB}\"}}"
-                ),
+                series_query: format!("{}{{job=\"{SCRAPE_JOB}\"}}", d.count),
                 // 0/0 is NaN at idle; `> 0` drops it and `or vector(0)` answers 0 instead.
                 metrics_query: format!(
-                    "(sum(rate(inference_request_duration_seconds_sum{{{sel}}}[{w}s])) by (<<.GroupBy>>) \
-                     / sum(rate(inference_request_duration_seconds_count{{{sel}}}[{w}s])) by (<<.GroupBy>>)) \
-                     > 0 or vector(0)"
+                    "(sum(rate({sum}{{{sel}}}[{w}s])) by (<<.GroupBy>>) \
+                     / sum(rate({count}{{{sel}}}[{w}s])) by (<<.GroupBy>>){scale}) \
+                     > 0 or vector(0)",
+                    sum = d.sum,
+                    count = d.count,
                 ),
-                name: cfg.metric.name.clone(),
+                name,
             }
         }
-        MetricProfile::Concurrency => AdapterRule {
-            series_query: format!("inference_queue_depth{{job=\"{SCRAPE_JOB}\"}}"),
-            metrics_query: format!(
-                "sum(inference_requests_in_flight{{{sel}}} + inference_queue_depth{{{sel}}}) by (<<.GroupBy>>) or vector(0)"
-            ),
-            name: cfg.metric.name.clone(),
-        },
+        Signal::Gauges(gauges) => {
+            let terms: Vec<String> = gauges.iter().map(|g| format!("{g}{{{sel}}}")).collect();
+            AdapterRule {
+                // The adapter lists the metric once a series of the last gauge exists.
+                series_query: format!(
+                    "{}{{job=\"{SCRAPE_JOB}\"}}",
+                    gauges.last().map(String::as_str).unwrap_or_default()
+                ),
+                metrics_query: format!(
+                    "sum({}) by (<<.GroupBy>>) or vector(0)",
+                    terms.join(" + ")
+                ),
+                name,
+            }
+        }
     }
 }
 
@@ -293,10 +336,7 @@ pub fn render_all(
         "image": image,
         "drain_seconds": drain_seconds,
         "termination_grace_seconds": termination_grace_seconds,
-        "target_type": match cfg.metric.profile {
-            MetricProfile::MeanDuration => "Value",
-            MetricProfile::Concurrency => "AverageValue",
-        },
+        "target_type": if cfg.metric.profile.is_per_pod() { "AverageValue" } else { "Value" },
         "target_quantity": crate::quantity::format(cfg.metric.target),
         "scrape_job": SCRAPE_JOB,
         "scrape_timeout_seconds": scrape_timeout,
@@ -305,6 +345,7 @@ pub fn render_all(
         "prometheus_url": cfg.monitoring.prometheus_url(),
         "series_query": rule.series_query,
         "metrics_query": rule.metrics_query,
+        "server": server_context(cfg),
     });
     ctx.insert("k", &k);
     let scrape = render_one(templates, file::SCRAPE_CONFIG, &ctx)?;
@@ -362,6 +403,33 @@ pub fn render_all(
     }
     Ok(out)
 }
+
+/// What the templates need to know about the server: everything comes from its preset.
+fn server_context(cfg: &Config) -> Value {
+    let a = &cfg.app;
+    let preset = a.server.preset();
+    // The startup probe polls every 5 s for the whole startup budget.
+    let startup_failures = a.startup_seconds.div_ceil(STARTUP_PROBE_PERIOD).max(1);
+    serde_json::json!({
+        "kind": a.server.as_str(),
+        "kscale": a.server == crate::servers::ServerKind::Kscale,
+        "title": preset.title,
+        "args": preset.args(a),
+        "metrics_port": preset.metrics_port,
+        "scrape_port_name": if preset.metrics_port.is_some() { "metrics" } else { "http" },
+        "metrics_path": preset.metrics_path,
+        "live_path": preset.live_path,
+        "ready_path": preset.ready_path,
+        "startup_period": STARTUP_PROBE_PERIOD,
+        "startup_failures": startup_failures,
+        "hardened": preset.hardened,
+        "placeholder_model": preset.needs_model() && a.model.trim().is_empty(),
+        "env": a.env,
+    })
+}
+
+/// Period of the startup probe of the real servers, in seconds.
+const STARTUP_PROBE_PERIOD: u64 = 5;
 
 fn render_one(templates: &Templates, name: &str, ctx: &tera::Context) -> anyhow::Result<String> {
     let mut tera = tera::Tera::default();

@@ -95,6 +95,9 @@ pub fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
         None => None,
     };
     let mut sets = global.sets.clone();
+    if let Some(server) = global.server {
+        sets.push(("app.server".into(), server.as_str().into()));
+    }
     if let Some(profile) = &global.profile {
         sets.push(("cluster.profile".into(), profile.clone()));
     }

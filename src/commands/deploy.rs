@@ -16,8 +16,9 @@ pub async fn exec(s: &Session, args: &DeployArgs) -> anyhow::Result<u8> {
 
 /// Deploys the app to the session's cluster.
 pub async fn run(s: &Session, args: &DeployArgs) -> anyhow::Result<DeployReport> {
+    app::check_deployable(&s.cfg, s.minikube)?;
     let mut tools = vec![Tool::Helm];
-    if args.image.image.is_none() {
+    if args.image.image.is_none() || s.minikube {
         tools.push(Tool::Docker);
     }
     if s.minikube {

@@ -8,10 +8,18 @@ use crate::session::Session;
 
 /// `kscale render`: renders without touching a cluster.
 pub fn exec(s: &Session, args: &RenderArgs) -> anyhow::Result<u8> {
-    let image = match &args.image {
-        Some(i) => i.clone(),
+    let image = match crate::app::chosen_image(&s.cfg, args.image.as_deref()) {
+        Some(i) => i,
         None => crate::app::content_tag(&crate::app::default_source_dir(), s.cfg.app.image_build)?,
     };
+    let preset = s.cfg.app.server.preset();
+    if preset.needs_model() && s.cfg.app.model.trim().is_empty() {
+        s.ui.warn(&format!(
+            "app.model is not set: rendered {} with the placeholder model {} (up and deploy refuse it)",
+            preset.title,
+            crate::servers::PLACEHOLDER_MODEL
+        ));
+    }
     let files = s.render(&image)?;
     match &args.output_dir {
         None if s.ui.json() => s.ui.result_json(&serde_json::to_value(&files)?),

@@ -35,11 +35,12 @@ pub async fn exec(s: &Session, args: &UpArgs) -> anyhow::Result<u8> {
 
 /// Runs every step; stops at the first failure with what failed and how to fix it.
 pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
+    crate::app::check_deployable(&s.cfg, s.minikube)?;
     let mut tools = vec![Tool::Helm, Tool::Kubectl];
     if s.minikube {
         tools.insert(0, Tool::Minikube);
     }
-    if args.image.image.is_none() || s.minikube {
+    if crate::app::chosen_image(&s.cfg, args.image.image.as_deref()).is_none() || s.minikube {
         tools.push(Tool::Docker);
     }
     let step = s.ui.step("preflight: tools and versions");
@@ -69,10 +70,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
     }
 
     // The scrape job Secret must exist before the Prometheus it configures.
-    let image_hint = args
-        .image
-        .image
-        .clone()
+    let image_hint = crate::app::chosen_image(&s.cfg, args.image.image.as_deref())
         .unwrap_or_else(|| "kscale-server:pending".into());
     let files = s.render(&image_hint)?;
     let step = s.ui.step("monitoring namespace and scrape job");
@@ -194,6 +192,7 @@ pub fn print(s: &Session, r: &UpReport) {
         match s.cfg.metric.profile {
             crate::config::MetricProfile::MeanDuration => "s per request",
             crate::config::MetricProfile::Concurrency => "requests per pod",
+            crate::config::MetricProfile::Queue => "queued requests per pod",
         }
     ));
     for (what, how) in &r.access {

@@ -1,11 +1,32 @@
 //! `[app]`: the inference server and its Kubernetes objects, and the values derived from them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::servers::ServerKind;
 
 /// The inference server deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppConfig {
+    /// Which inference server runs: `kscale` (the simulated model), `vllm`, `tgi`, `triton` or
+    /// `llamacpp`. Decides the defaults of the port, probes, resources and metric.
+    pub server: ServerKind,
+    /// Image to deploy; empty: kscale builds kscale-server, or the server's pinned official image.
+    pub image: String,
+    /// The model the server loads (a Hugging Face id, a path in the image, a URL, a Triton model
+    /// repository); not used by kscale-server.
+    pub model: String,
+    /// Extra container arguments, after the ones kscale sets.
+    pub args: Vec<String>,
+    /// Extra container environment variables.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// GPUs per pod (`nvidia.com/gpu` limit); 0 for none.
+    pub gpus: u32,
+    /// Seconds a new pod may take to start serving (startup probe; model download and load).
+    pub startup_seconds: u64,
     /// Name of the Deployment, Service and HPA, and the `app` label.
     pub name: String,
     /// Namespace of the app and its HPA.
@@ -58,6 +79,13 @@ pub enum ImageBuild {
 impl Default for AppConfig {
     fn default() -> Self {
         Self {
+            server: ServerKind::Kscale,
+            image: String::new(),
+            model: String::new(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            gpus: 0,
+            startup_seconds: 30,
             name: "inference".into(),
             namespace: "default".into(),
             port: 3000,
@@ -80,9 +108,31 @@ impl Default for AppConfig {
 }
 
 impl AppConfig {
+    /// Defaults for a server: its port, image, startup budget, GPUs and resources.
+    pub fn defaults_for(server: ServerKind) -> Self {
+        let p = server.preset();
+        let [cpu_request, cpu_limit, memory_request, memory_limit] = p.resources.map(String::from);
+        Self {
+            server,
+            image: p.image.into(),
+            port: p.port,
+            startup_seconds: p.startup_seconds,
+            gpus: p.gpus,
+            cpu_request,
+            cpu_limit,
+            memory_request,
+            memory_limit,
+            ..Self::default()
+        }
+    }
+
     /// Worst-case seconds a SIGTERM'd pod needs (DRAIN_SECONDS): every worker busy and the queue
-    /// full, plus the margin. `None` when it does not fit in a u64.
+    /// full, plus the margin. Other servers bound their own queues, so they get the margin alone.
+    /// `None` when it does not fit in a u64.
     pub fn drain_seconds(&self) -> Option<u64> {
+        if self.server != ServerKind::Kscale {
+            return Some(self.drain_margin_seconds);
+        }
         let rounds = (u64::from(self.max_queue) + u64::from(self.workers))
             .div_ceil(u64::from(self.workers.max(1)));
         let work = (rounds as f64 * self.inference_seconds).ceil();

@@ -103,7 +103,7 @@ impl HpaConfig {
     pub fn defaults_for(profile: MetricProfile) -> Self {
         match profile {
             MetricProfile::MeanDuration => Self::default(),
-            MetricProfile::Concurrency => Self {
+            MetricProfile::Concurrency | MetricProfile::Queue => Self {
                 scale_up: crate::hpa::default_scale_up_rules(),
                 scale_down: ScalingRules {
                     // Chosen with `kscale simulate` (examples/tune_fast_profile.rs): a long window

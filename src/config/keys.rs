@@ -7,6 +7,18 @@ use anyhow::Context as _;
 use super::Config;
 use crate::hpa::DEFAULT_TOLERANCE;
 
+/// Keys whose value is a table of names to text, set whole (`{A = "1"}`) or by name.
+const MAP_KEYS: &[&str] = &["app.env"];
+
+/// A list or table written inline, as in TOML (`["a", "b"]`, `{A = "1"}`).
+fn inline(key: &str, value: &str, example: &str) -> anyhow::Result<toml::Value> {
+    let doc: toml::Table = toml::from_str(&format!("v = {value}"))
+        .map_err(|_| anyhow::anyhow!("{key}: {value:?} is not {example}"))?;
+    doc.get("v")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{key}: {value:?} is not {example}"))
+}
+
 impl Config {
     /// Applies `KSCALE_<SECTION>_<KEY>` environment variables (e.g. `KSCALE_APP_WORKERS=2`) from
     /// `vars` over this configuration.
@@ -60,6 +72,9 @@ impl Config {
         for rules in [&mut full.hpa.scale_up, &mut full.hpa.scale_down] {
             rules.tolerance.get_or_insert(DEFAULT_TOLERANCE);
         }
+        if full.app.env.is_empty() {
+            full.app.env.insert("NAME".into(), "value".into());
+        }
         full
     }
 
@@ -107,6 +122,14 @@ impl Config {
     /// Sets one dotted key from text (`--set app.workers=2`), typed by the key's value in the
     /// defaults (optional keys included).
     pub fn set(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        // One variable of the container: `--set app.env.HF_HOME=/tmp`.
+        if let Some(name) = key.strip_prefix("app.env.") {
+            if name.is_empty() || name.contains('.') {
+                anyhow::bail!("{key}: write app.env.NAME=VALUE with a variable NAME");
+            }
+            self.app.env.insert(name.to_string(), value.to_string());
+            return Ok(());
+        }
         let mut template = toml::Value::try_from(self.with_every_key())?;
         let mut kind = &mut template;
         for part in key.split('.') {
@@ -134,6 +157,12 @@ impl Config {
                     .parse()
                     .map_err(|_| anyhow::anyhow!("{key}: {value:?} is not true or false"))?,
             ),
+            toml::Value::Array(items) if !items.iter().any(toml::Value::is_table) => {
+                inline(key, value, "a list, e.g. [\"--ctx-size\", \"512\"]")?
+            }
+            toml::Value::Table(_) if MAP_KEYS.contains(&key) => {
+                inline(key, value, "a table, e.g. {HF_HOME = \"/tmp\"}")?
+            }
             _ => anyhow::bail!("{key} is a table or list: set it in kscale.toml"),
         };
         let mut doc = toml::Value::try_from(&*self)?;
@@ -176,8 +205,11 @@ impl Config {
                         format!("{prefix}.{k}")
                     };
                     match v {
-                        toml::Value::Table(_) => walk(&key, v, out),
-                        toml::Value::Array(_) => {}
+                        toml::Value::Table(_) if !MAP_KEYS.contains(&key.as_str()) => {
+                            walk(&key, v, out)
+                        }
+                        // Lists of tables (scaling policies) are set in kscale.toml only.
+                        toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {}
                         _ => out.push(key),
                     }
                 }

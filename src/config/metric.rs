@@ -15,6 +15,36 @@ pub enum MetricProfile {
     /// The fast signal: in-flight plus queued requests per pod (gauges, no rate window),
     /// External metric with an `AverageValue` target.
     Concurrency,
+    /// Queued requests per pod (the server's waiting gauge, e.g. `vllm:num_requests_waiting`),
+    /// External metric with an `AverageValue` target.
+    Queue,
+}
+
+impl MetricProfile {
+    /// Every profile.
+    pub const ALL: [MetricProfile; 3] = [
+        MetricProfile::MeanDuration,
+        MetricProfile::Concurrency,
+        MetricProfile::Queue,
+    ];
+
+    /// Parses `metric.profile`'s text; the error lists the profiles.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.to_string() == text.trim())
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "metric.profile: {text:?} is not a profile: allowed {}",
+                    Self::ALL.map(|p| format!("{:?}", p.to_string())).join(", ")
+                )
+            })
+    }
+
+    /// Whether the metric is a per-pod average of gauges (`AverageValue`), not a mean duration.
+    pub fn is_per_pod(self) -> bool {
+        self != MetricProfile::MeanDuration
+    }
 }
 
 impl fmt::Display for MetricProfile {
@@ -22,6 +52,7 @@ impl fmt::Display for MetricProfile {
         f.write_str(match self {
             MetricProfile::MeanDuration => "mean-duration",
             MetricProfile::Concurrency => "concurrency",
+            MetricProfile::Queue => "queue",
         })
     }
 }
@@ -34,6 +65,9 @@ pub struct MetricConfig {
     pub profile: MetricProfile,
     /// Name of the external metric served by prometheus-adapter.
     pub name: String,
+    /// Gauges of the server to sum per pod instead of the profile's own (`concurrency` and
+    /// `queue` only), e.g. `["vllm:kv_cache_usage_perc"]`; empty: the profile's gauges.
+    pub gauges: Vec<String>,
     /// Target: seconds per request (`mean-duration`, a `Value` target) or requests per pod
     /// (`concurrency`, an `AverageValue` target).
     pub target: f64,
@@ -50,6 +84,7 @@ impl Default for MetricConfig {
         Self {
             profile: MetricProfile::MeanDuration,
             name: "inference_request_duration_seconds_per_request".into(),
+            gauges: Vec::new(),
             target: 12.0,
             scrape_interval_seconds: 15,
             rate_window_seconds: 120,
@@ -59,18 +94,30 @@ impl Default for MetricConfig {
 }
 
 impl MetricConfig {
-    /// Defaults of a metric profile.
+    /// Defaults of a metric profile for kscale-server.
     pub fn defaults_for(profile: MetricProfile) -> Self {
-        match profile {
+        Self::defaults_for_server(&crate::config::AppConfig::default(), profile)
+    }
+
+    /// Defaults of a metric profile on the server `app` runs: the metric's name and target come
+    /// from the server's preset.
+    pub fn defaults_for_server(app: &crate::config::AppConfig, profile: MetricProfile) -> Self {
+        let preset = app.server.preset();
+        let base = match profile {
             MetricProfile::MeanDuration => Self::default(),
-            MetricProfile::Concurrency => Self {
-                profile,
-                name: "inference_requests_per_pod".into(),
-                target: 1.0,
+            // Gauges need no rate window: short scrapes and relists make the signal quick.
+            MetricProfile::Concurrency | MetricProfile::Queue => Self {
                 scrape_interval_seconds: 5,
                 rate_window_seconds: 20,
                 relist_interval_seconds: 15,
+                ..Self::default()
             },
+        };
+        Self {
+            profile,
+            name: preset.metric_name(profile),
+            target: preset.metric_target(profile, app),
+            ..base
         }
     }
 }

@@ -89,11 +89,18 @@ pub struct Layers {
 }
 
 impl Config {
-    /// Defaults of a metric profile for every section.
+    /// Defaults of a metric profile for every section, with kscale-server.
     pub fn defaults_for(profile: MetricProfile) -> Self {
+        Self::defaults(crate::servers::ServerKind::Kscale, profile)
+    }
+
+    /// Defaults of a server and a metric profile for every section.
+    pub fn defaults(server: crate::servers::ServerKind, profile: MetricProfile) -> Self {
+        let app = AppConfig::defaults_for(server);
         Self {
-            metric: MetricConfig::defaults_for(profile),
+            metric: MetricConfig::defaults_for_server(&app, profile),
             hpa: HpaConfig::defaults_for(profile),
+            app,
             ..Self::default()
         }
     }
@@ -111,35 +118,18 @@ impl Config {
             })?,
             None => toml::Table::new(),
         };
-        // The profile decides the defaults of the other metric and HPA keys, so find it first.
-        let profile_text = layers
-            .sets
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "metric.profile")
-            .map(|(_, v)| v.clone())
-            .or_else(|| {
-                layers
-                    .env
-                    .iter()
-                    .find(|(k, _)| k == "KSCALE_METRIC_PROFILE")
-                    .map(|(_, v)| v.clone())
-            })
-            .or_else(|| {
-                file_table
-                    .get("metric")
-                    .and_then(|m| m.get("profile"))
-                    .and_then(|p| p.as_str())
-                    .map(str::to_string)
-            });
-        let profile = match profile_text.as_deref() {
-            None | Some("mean-duration") => MetricProfile::MeanDuration,
-            Some("concurrency") => MetricProfile::Concurrency,
-            Some(other) => anyhow::bail!(
-                "metric.profile: {other:?} is not a profile: allowed \"mean-duration\" (default) or \"concurrency\""
-            ),
+        // The server decides the defaults of the app and of the profile, and the profile those of
+        // the other metric and HPA keys, so find both first.
+        let server = match layered(layers, &file_table, "app", "server") {
+            None => crate::servers::ServerKind::Kscale,
+            Some(text) => crate::servers::ServerKind::parse(&text)?,
         };
-        let mut base = toml::Value::try_from(Self::defaults_for(profile))?;
+        let profile = match layered(layers, &file_table, "metric", "profile") {
+            None => server.preset().default_profile,
+            Some(text) => MetricProfile::parse(&text)?,
+        };
+        let explicit_target = layered(layers, &file_table, "metric", "target").is_some();
+        let mut base = toml::Value::try_from(Self::defaults(server, profile))?;
         merge(&mut base, toml::Value::Table(file_table));
         let mut config: Config = base.try_into().map_err(|e: toml::de::Error| {
             let place = layers
@@ -155,8 +145,42 @@ impl Config {
                 .set(key, value)
                 .with_context(|| format!("in --set {key}={value}"))?;
         }
+        // A default target may follow other keys (llama.cpp's: one request per slot).
+        if !explicit_target {
+            config.metric.target = server
+                .preset()
+                .metric_target(config.metric.profile, &config.app);
+        }
         Ok(config)
     }
+}
+
+/// A key's text from the highest layer that sets it (flags, then environment, then the file).
+fn layered(layers: &Layers, file: &toml::Table, section: &str, key: &str) -> Option<String> {
+    let dotted = format!("{section}.{key}");
+    let env = format!(
+        "KSCALE_{}_{}",
+        section.to_ascii_uppercase(),
+        key.to_ascii_uppercase()
+    );
+    let as_text = |v: &toml::Value| match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    layers
+        .sets
+        .iter()
+        .rev()
+        .find(|(k, _)| *k == dotted)
+        .map(|(_, v)| v.clone())
+        .or_else(|| {
+            layers
+                .env
+                .iter()
+                .find(|(k, _)| *k == env)
+                .map(|(_, v)| v.clone())
+        })
+        .or_else(|| file.get(section).and_then(|m| m.get(key)).map(as_text))
 }
 
 /// Deep-merges `over` into `base`: tables merge key by key, anything else replaces.

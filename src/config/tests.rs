@@ -202,9 +202,23 @@ mod schema {
             visitor.visit_none()
         }
         fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-            // Lists (scaling policies) are set in kscale.toml only.
-            visitor.visit_seq(de::value::SeqDeserializer::<_, Error>::new(
-                std::iter::empty::<u8>(),
+            // A list of scalars is one key (`app.args`); a list of tables (scaling policies) is
+            // set in kscale.toml only. One element, recorded under `KEY[]`, tells them apart.
+            let mut inner = Vec::new();
+            let value = visitor.visit_seq(OneElement(Some(Recorder {
+                prefix: format!("{}[]", self.prefix),
+                out: &mut inner,
+            })))?;
+            if inner.len() == 1 && inner[0].ends_with("[]") {
+                self.out.push(self.prefix);
+            }
+            Ok(value)
+        }
+        fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            // A map (`app.env`) is one key.
+            self.out.push(self.prefix);
+            visitor.visit_map(de::value::MapDeserializer::<_, Error>::new(
+                std::iter::empty::<(String, String)>(),
             ))
         }
         fn deserialize_enum<V: Visitor<'de>>(
@@ -234,7 +248,19 @@ mod schema {
         }
         serde::forward_to_deserialize_any! {
             i8 i16 i32 i64 u8 u16 u32 u64 f32 char str bytes byte_buf unit
-            unit_struct newtype_struct tuple tuple_struct map identifier ignored_any
+            unit_struct newtype_struct tuple tuple_struct identifier ignored_any
+        }
+    }
+
+    struct OneElement<'a>(Option<Recorder<'a>>);
+
+    impl<'de> de::SeqAccess<'de> for OneElement<'_> {
+        type Error = Error;
+        fn next_element_seed<T: DeserializeSeed<'de>>(
+            &mut self,
+            seed: T,
+        ) -> Result<Option<T::Value>, Error> {
+            self.0.take().map(|r| seed.deserialize(r)).transpose()
         }
     }
 

@@ -68,6 +68,7 @@ impl Config {
         cluster(&self.cluster, &mut p);
         app(&self.app, &mut p);
         metric(&self.metric, &mut p);
+        server(self, &mut p);
         hpa(&self.hpa, &mut p);
         monitoring(&self.monitoring, &mut p);
         for invalid in crate::sources::validate(self) {
@@ -251,16 +252,11 @@ fn app_resources(a: &AppConfig, p: &mut Problems) {
 
 /// `[metric]`: a Prometheus name, a target a quantity holds, windows that see samples.
 fn metric(m: &MetricConfig, p: &mut Problems) {
-    if m.name.is_empty()
-        || !m
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    if !is_metric_name(&m.name) {
         p.bad(
             "metric.name",
             format!(
-                "{:?} must be a Prometheus-style name (letters, digits, '_')",
+                "{:?} must be a Prometheus-style name (letters, digits, '_', ':'; not starting with a digit)",
                 m.name
             ),
         );
@@ -311,6 +307,94 @@ fn metric(m: &MetricConfig, p: &mut Problems) {
             ),
         );
     }
+}
+
+/// Whether `s` is a Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), which is also a valid
+/// external metric name (a path segment without '/' or '%').
+fn is_metric_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// The server's own keys, and the metric against what that server really exposes.
+fn server(c: &Config, p: &mut Problems) {
+    let a = &c.app;
+    let preset = a.server.preset();
+    let supported = preset.profiles();
+    if !supported.contains(&c.metric.profile) {
+        let why = match preset.profile_gauges(c.metric.profile) {
+            Err(why) if c.metric.profile != MetricProfile::MeanDuration => why,
+            _ => format!("{} exposes no request-duration histogram", preset.title),
+        };
+        p.bad(
+            "metric.profile",
+            format!(
+                "{:?} does not fit app.server = {:?}: {why}; allowed {}",
+                c.metric.profile.to_string(),
+                a.server.as_str(),
+                supported
+                    .iter()
+                    .map(|p| format!("{:?}", p.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    if !c.metric.gauges.is_empty() && !c.metric.profile.is_per_pod() {
+        p.bad(
+            "metric.gauges",
+            "applies to the \"concurrency\" and \"queue\" profiles: set metric.profile too".into(),
+        );
+    }
+    for g in &c.metric.gauges {
+        if !preset.gauges().any(|known| known == g) {
+            p.bad(
+                "metric.gauges",
+                format!(
+                    "{:?} is not a gauge {} exposes: allowed {}",
+                    g,
+                    preset.title,
+                    preset.gauges().collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+    if a.image.chars().any(char::is_whitespace) {
+        p.bad(
+            "app.image",
+            format!("{:?} is not an image reference (no spaces)", a.image),
+        );
+    }
+    if a.model.trim() == crate::servers::PLACEHOLDER_MODEL {
+        p.bad(
+            "app.model",
+            "is the placeholder kscale renders when no model is set: name a real model".into(),
+        );
+    }
+    for name in a.env.keys() {
+        let mut bytes = name.bytes();
+        let ok = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !ok {
+            p.bad(
+                "app.env",
+                format!("{name:?} is not an environment variable name (letters, digits, '_')"),
+            );
+        }
+    }
+    p.range("app.gpus", a.gpus.into(), 0, 64, "");
+    p.range(
+        "app.startup_seconds",
+        a.startup_seconds,
+        1,
+        MAX_WINDOW_SECONDS,
+        " seconds",
+    );
 }
 
 /// `[hpa]`: replica bounds and policies as the API's int32 fields take them.

@@ -49,11 +49,6 @@ fn label_set_end(s: &str) -> Option<usize> {
     None
 }
 
-/// Whether the text looks like kscale-server's exposition (it has the duration histogram).
-pub fn is_inference_server(text: &str) -> bool {
-    sum_of(text, "inference_request_duration_seconds_count").is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,7 +66,10 @@ inference_queue_depth_other 9\n";
         assert_eq!(sum_of(TEXT, "inference_queue_depth"), Some(3.0));
         assert_eq!(sum_of(TEXT, "inference_requests_in_flight"), Some(2.0));
         assert_eq!(sum_of(TEXT, "absent"), None);
-        assert!(is_inference_server(TEXT));
-        assert!(!is_inference_server("up 1\n"));
+        assert_eq!(sum_of("up 1\n", "inference_request_duration_seconds_count"), None);
+        // Names with colons, as vLLM and llama.cpp write them.
+        let vllm = "vllm:num_requests_waiting{engine=\"0\",model_name=\"m\"} 4.0\nllamacpp:requests_deferred 2\n";
+        assert_eq!(sum_of(vllm, "vllm:num_requests_waiting"), Some(4.0));
+        assert_eq!(sum_of(vllm, "llamacpp:requests_deferred"), Some(2.0));
     }
 }

@@ -463,6 +463,7 @@ impl Sim<'_> {
                 metric::mean_duration_of(views, now, self.p.rate_window_seconds)
             }
             MetricProfile::Concurrency => metric::concurrency_of(views, now),
+            MetricProfile::Queue => metric::queue_of(views, now),
         }
     }
 
@@ -485,7 +486,9 @@ impl Sim<'_> {
         let value = self.query(now);
         let target = match self.p.profile {
             MetricProfile::MeanDuration => MetricTarget::ExternalValue(self.p.target),
-            MetricProfile::Concurrency => MetricTarget::ExternalAverageValue(self.p.target),
+            MetricProfile::Concurrency | MetricProfile::Queue => {
+                MetricTarget::ExternalAverageValue(self.p.target)
+            }
         };
         let inputs = SyncInputs {
             spec_replicas: current,

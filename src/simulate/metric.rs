@@ -231,15 +231,36 @@ pub fn concurrency_query(series: &[PodSeries], at: f64) -> f64 {
 
 /// [`concurrency_query`] over series views.
 pub fn concurrency_of<'a>(series: impl IntoIterator<Item = SeriesRef<'a>>, at: f64) -> f64 {
+    sum_of_last(series, at, |x| x.in_flight + x.queued)
+}
+
+/// Sums one gauge reading over the pods' last samples within the lookback, as an instant
+/// query of gauges does (a pod gone or silent for longer counts as absent).
+fn sum_of_last<'a>(
+    series: impl IntoIterator<Item = SeriesRef<'a>>,
+    at: f64,
+    reading: impl Fn(&Sample) -> f64,
+) -> f64 {
     series
         .into_iter()
         .filter(|s| s.gone_at.is_none_or(|g| g > at))
         .filter_map(|s| {
             let i = s.samples.partition_point(|x| x.at <= at);
             let last = s.samples[..i].last()?;
-            (at - last.at <= LOOKBACK_SECONDS).then_some(last.in_flight + last.queued)
+            (at - last.at <= LOOKBACK_SECONDS).then(|| reading(last))
         })
         .sum()
+}
+
+/// The queue profile's query: `sum(queue_depth)` over the pods' last samples, the waiting
+/// gauge alone (in-flight requests do not count).
+pub fn queue_query(series: &[PodSeries], at: f64) -> f64 {
+    queue_of(series.iter().map(PodSeries::view), at)
+}
+
+/// [`queue_query`] over series views.
+pub fn queue_of<'a>(series: impl IntoIterator<Item = SeriesRef<'a>>, at: f64) -> f64 {
+    sum_of_last(series, at, |x| x.queued)
 }
 
 #[cfg(test)]

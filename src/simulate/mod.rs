@@ -203,6 +203,7 @@ fn target_text(p: &SimParams) -> String {
     match p.profile {
         MetricProfile::MeanDuration => format!("{} s mean duration (Value)", p.target),
         MetricProfile::Concurrency => format!("{} req per pod (AverageValue)", p.target),
+        MetricProfile::Queue => format!("{} queued per pod (AverageValue)", p.target),
     }
 }
 
@@ -233,7 +234,9 @@ pub fn summary_text(report: &SimulateReport) -> String {
             "{} s / {} s",
             r.params.scrape_interval_seconds, r.params.rate_window_seconds
         ),
-        MetricProfile::Concurrency => format!("{} s / -", r.params.scrape_interval_seconds),
+        MetricProfile::Concurrency | MetricProfile::Queue => {
+            format!("{} s / -", r.params.scrape_interval_seconds)
+        }
     });
     add("load rise", &|r| match (
         r.summary.step_at_seconds,

@@ -60,28 +60,43 @@ impl Checker<'_> {
                 fixes.push(problem.fix);
                 continue;
             }
-            let port = metrics_port(pod, self.cfg.app.port);
+            let preset = self.cfg.app.server.preset();
+            let port_name = if preset.metrics_port.is_some() { "metrics" } else { "http" };
+            let port = metrics_port(pod, port_name, preset.metrics_port.unwrap_or(self.cfg.app.port));
             let path = format!(
-                "/api/v1/namespaces/{}/pods/{name}:{port}/proxy/metrics",
-                self.ns()
+                "/api/v1/namespaces/{}/pods/{name}:{port}/proxy{}",
+                self.ns(),
+                preset.metrics_path
             );
+            // The series the HPA's metric is computed from must be in the pod's own exposition.
+            let needed = signal_series(self.cfg);
             match get_text(&self.client, &path).await {
-                Ok(text) if exposition::is_inference_server(&text) => {
+                Ok(text) if needed.iter().all(|m| exposition::sum_of(&text, m).is_some()) => {
+                    let sum = |names: &[&str]| -> f64 {
+                        names.iter().filter_map(|m| exposition::sum_of(&text, m)).sum()
+                    };
                     samples.push(PodSample {
                         pod: name.clone(),
-                        queue_depth: exposition::sum_of(&text, "inference_queue_depth")
-                            .unwrap_or(0.0),
-                        in_flight: exposition::sum_of(&text, "inference_requests_in_flight")
-                            .unwrap_or(0.0),
+                        queue_depth: sum(preset.waiting),
+                        in_flight: sum(preset.running),
                     });
                     ready.push(name);
                 }
-                Ok(_) => {
-                    problems.push(format!("pod {name}: /metrics on port {port} answers without inference_request_duration_seconds"));
-                    fixes.push(
-                        "the container is not kscale-server (wrong image?): re-run `kscale deploy`"
-                            .into(),
-                    );
+                Ok(text) => {
+                    let missing: Vec<&str> = needed
+                        .iter()
+                        .filter(|m| exposition::sum_of(&text, m).is_none())
+                        .map(String::as_str)
+                        .collect();
+                    problems.push(format!(
+                        "pod {name}: {} on port {port} answers without {}",
+                        preset.metrics_path,
+                        missing.join(", ")
+                    ));
+                    fixes.push(format!(
+                        "the container is not {} with its metrics on (wrong image or app.server? llama.cpp needs --metrics), or it has served no request yet for a histogram: check `kscale config` and re-run `kscale deploy`",
+                        preset.title
+                    ));
                     ready.push(name);
                 }
                 Err(e) => {
@@ -287,7 +302,10 @@ impl Checker<'_> {
                 "mean seconds per request over {} s",
                 self.cfg.metric.rate_window_seconds
             ),
-            MetricProfile::Concurrency => "requests in flight + queued, all pods".to_owned(),
+            MetricProfile::Concurrency | MetricProfile::Queue => match crate::render::signal(self.cfg) {
+                crate::render::Signal::Gauges(g) => format!("{}, all pods", g.join(" + ")),
+                crate::render::Signal::MeanDuration(_) => "requests, all pods".to_owned(),
+            },
         };
         match self.prom_query(&promql).await {
             Err(e) => StageResult::fail(
@@ -337,13 +355,21 @@ fn pod_name(p: &Pod) -> String {
 }
 
 /// The container port the scrape job keeps (named `http`), else the configured port.
-fn metrics_port(pod: &Pod, default: u16) -> u16 {
+/// The series of the configured signal (a histogram's count, or each gauge).
+fn signal_series(cfg: &crate::config::Config) -> Vec<String> {
+    match crate::render::signal(cfg) {
+        crate::render::Signal::MeanDuration(d) => vec![d.count.to_string()],
+        crate::render::Signal::Gauges(g) => g,
+    }
+}
+
+fn metrics_port(pod: &Pod, name: &str, default: u16) -> u16 {
     pod.spec
         .as_ref()
         .into_iter()
         .flat_map(|s| s.containers.iter())
         .flat_map(|c| c.ports.iter().flatten())
-        .find(|p| p.name.as_deref() == Some("http"))
+        .find(|p| p.name.as_deref() == Some(name))
         .and_then(|p| u16::try_from(p.container_port).ok())
         .unwrap_or(default)
 }

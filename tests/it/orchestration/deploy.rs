@@ -31,9 +31,16 @@ fn deploy_with_image_builds_nothing() {
             "Deployment default/inference: configured",
         ]);
     let log = env.log();
+    // On minikube kscale only asks whether the nodes or the local engine have the image; the
+    // engine lacks this one, so the nodes will pull it: nothing is built, loaded or pushed.
     assert!(
-        !log.iter().any(|l| l.starts_with("docker")),
-        "no docker call at all with --image: {log:?}"
+        log.iter()
+            .filter(|l| l.starts_with("docker ") || l.starts_with("minikube image"))
+            .all(|l| l.starts_with("docker image inspect ")
+                || l.starts_with("minikube image ls")
+                || l.starts_with("docker --version")
+                || l.starts_with("docker version")),
+        "with --image, docker and minikube images are only inspected: {log:?}"
     );
     assert_eq!(
         env.mutating_calls(),
@@ -232,4 +239,69 @@ fn another_context_without_registry_or_image_is_refused() {
         .expect_code(1)
         .stderr_has(&["--registry HOST", "--image REF"]);
     assert_eq!(env.mutating_calls(), Vec::<String>::new());
+}
+
+#[test]
+fn a_real_server_image_in_the_local_engine_is_loaded_on_every_node_once() {
+    let env = Env::new();
+    env.up_fresh();
+    let image = "my-llama:dev";
+    std::fs::write(env.state().join("docker/images"), format!("{image}\n")).expect("seed image");
+    env.clear_log();
+    let llama = [
+        "--server",
+        "llamacpp",
+        "--set",
+        "app.model=/models/tiny.gguf",
+        "--set",
+    ];
+    env.kscale(&[&llama[..], &[&format!("app.image={image}"), "deploy"]].concat())
+        .expect_code(0)
+        .stdout_has(&[&format!("image: {image}")]);
+    let loads: Vec<String> = env
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("minikube image load"))
+        .collect();
+    assert_eq!(loads, [format!("minikube image load {image} -p kscale")]);
+    let pod = &env.api.object(DEPLOYMENT).expect("Deployment")["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], image);
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.windows(2).any(|w| w == ["--model", "/models/tiny.gguf"]) && args.contains(&"--metrics"),
+        "{args:?}"
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health");
+    assert_eq!(c["ports"][0]["containerPort"], 8080);
+
+    // Now on the nodes: a second deploy loads nothing.
+    env.clear_log();
+    env.kscale(&[&llama[..], &[&format!("app.image={image}"), "deploy"]].concat())
+        .expect_code(0);
+    assert!(
+        !env.log().iter().any(|l| l.starts_with("minikube image load")),
+        "{:?}",
+        env.log()
+    );
+}
+
+#[test]
+fn a_real_server_without_a_model_or_with_gpus_on_minikube_is_refused_before_any_tool_runs() {
+    let env = Env::new();
+    env.kscale(&["--server", "vllm", "deploy"])
+        .expect_code(2)
+        .stderr_has(&["app.model", "vLLM needs a model", "app.gpus", "--gpus=all"]);
+    env.kscale(&["--server", "tgi", "--set", "app.model=m", "--set", "app.gpus=0", "--dry-run", "up"])
+        .expect_code(0);
+    env.clear_log();
+    env.kscale(&["--server", "triton", "up"])
+        .expect_code(2)
+        .stderr_has(&["app.model"]);
+    assert_eq!(env.log(), Vec::<String>::new(), "nothing ran");
 }
