@@ -64,6 +64,36 @@ const GOALS: &[Goal] = &[
         at_most: None,
     },
     Goal {
+        key: "llamacpp_up_seconds",
+        what: "kscale up --server llamacpp on the stack, to 6/6",
+        unit: "s",
+        at_most: Some(300.0),
+    },
+    Goal {
+        key: "llamacpp_first_scale_up_decision_seconds",
+        what: "llama.cpp: load step -> first scale-up decision",
+        unit: "s",
+        at_most: Some(30.0),
+    },
+    Goal {
+        key: "llamacpp_first_new_pod_ready_seconds",
+        what: "llama.cpp: load step -> first new pod ready",
+        unit: "s",
+        at_most: Some(45.0),
+    },
+    Goal {
+        key: "llamacpp_requests_failed",
+        what: "llama.cpp: failed completions, scale-up and down included",
+        unit: "",
+        at_most: Some(0.0),
+    },
+    Goal {
+        key: "llamacpp_requests_sent",
+        what: "llama.cpp: completions sent during the load step",
+        unit: "",
+        at_most: None,
+    },
+    Goal {
         key: "teardown_seconds",
         what: "kscale teardown --yes (nothing left)",
         unit: "s",
