@@ -59,11 +59,8 @@ pub struct GlobalArgs {
 }
 
 fn parse_server(text: &str) -> Result<crate::servers::ServerKind, String> {
-    crate::servers::ServerKind::parse(text).map_err(|e| {
-        e.to_string()
-            .trim_start_matches("app.server: ")
-            .to_string()
-    })
+    crate::servers::ServerKind::parse(text)
+        .map_err(|e| e.to_string().trim_start_matches("app.server: ").to_string())
 }
 
 /// Whether a command line asks for `--output json`, read without clap: for reporting a command

@@ -164,10 +164,7 @@ pub fn adapter_rule(cfg: &Config) -> AdapterRule {
                     "{}{{job=\"{SCRAPE_JOB}\"}}",
                     gauges.last().map(String::as_str).unwrap_or_default()
                 ),
-                metrics_query: format!(
-                    "sum({}) by (<<.GroupBy>>) or vector(0)",
-                    terms.join(" + ")
-                ),
+                metrics_query: format!("sum({}) by (<<.GroupBy>>) or vector(0)", terms.join(" + ")),
                 name,
             }
         }

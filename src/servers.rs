@@ -329,7 +329,9 @@ impl Preset {
                 self.title,
                 self.waiting.join(", ")
             )),
-            MetricProfile::Concurrency => Ok(self.running.iter().chain(self.waiting).copied().collect()),
+            MetricProfile::Concurrency => {
+                Ok(self.running.iter().chain(self.waiting).copied().collect())
+            }
             MetricProfile::Queue => Ok(self.waiting.to_vec()),
             MetricProfile::MeanDuration => Err("mean-duration is not a sum of gauges".into()),
         }
@@ -441,8 +443,13 @@ mod tests {
             let json = serde_json::to_string(&k).expect("serializes");
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
-        let err = ServerKind::parse("ollama").expect_err("unknown").to_string();
-        assert!(err.contains("\"ollama\"") && err.contains("\"llamacpp\""), "{err}");
+        let err = ServerKind::parse("ollama")
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.contains("\"ollama\"") && err.contains("\"llamacpp\""),
+            "{err}"
+        );
     }
 
     #[test]
@@ -462,7 +469,11 @@ mod tests {
             LLAMACPP.metric_name(MetricProfile::Concurrency),
             "llamacpp_requests_per_pod"
         );
-        assert!(LLAMACPP.profile_gauges(MetricProfile::MeanDuration).is_err());
+        assert!(
+            LLAMACPP
+                .profile_gauges(MetricProfile::MeanDuration)
+                .is_err()
+        );
         assert!(!LLAMACPP.profiles().contains(&MetricProfile::MeanDuration));
         let err = TRITON
             .profile_gauges(MetricProfile::Concurrency)
@@ -484,7 +495,10 @@ mod tests {
             assert!(args.contains(&"--metrics".to_string()), "{args:?}");
             let at = args.iter().position(|a| a == flag).expect(flag);
             assert_eq!(args[at + 1], model);
-            let par = args.iter().position(|a| a == "--parallel").expect("parallel");
+            let par = args
+                .iter()
+                .position(|a| a == "--parallel")
+                .expect("parallel");
             assert_eq!(args[par + 1], "2");
         }
         app.args = vec!["--ctx-size".into(), "512".into()];

@@ -491,3 +491,141 @@ fn every_deadline_is_checked_including_new_ones() {
         "{found:?}"
     );
 }
+
+#[test]
+fn the_server_decides_the_defaults_of_the_app_and_the_metric_in_every_layer() {
+    use crate::servers::ServerKind;
+    for layers in [
+        Layers {
+            sets: vec![("app.server".into(), "vllm".into())],
+            ..Default::default()
+        },
+        Layers {
+            env: vec![("KSCALE_APP_SERVER".into(), "vllm".into())],
+            ..Default::default()
+        },
+        Layers {
+            file: Some(("k.toml".into(), "[app]\nserver = \"vllm\"\n".into())),
+            ..Default::default()
+        },
+    ] {
+        let c = Config::load(&layers).expect("loads");
+        assert_eq!(c.app.server, ServerKind::Vllm);
+        assert_eq!(c.app.port, 8000);
+        assert_eq!(c.app.image, "vllm/vllm-openai:v0.11.0");
+        assert_eq!(c.metric.profile, MetricProfile::Queue);
+        assert_eq!(c.metric.name, "vllm:num_requests_waiting");
+        assert_eq!(c.metric.target, 5.0);
+        assert_eq!(c.hpa, HpaConfig::defaults_for(MetricProfile::Queue));
+        assert!(c.validate().is_ok(), "{:?}", c.validate());
+    }
+    // A user's own keys win over the server's defaults.
+    let c = Config::load(&Layers {
+        sets: vec![
+            ("app.server".into(), "vllm".into()),
+            ("app.port".into(), "9000".into()),
+            ("metric.profile".into(), "mean-duration".into()),
+            ("metric.target".into(), "20".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("loads");
+    assert_eq!(
+        (c.app.port, c.metric.profile, c.metric.target),
+        (9000, MetricProfile::MeanDuration, 20.0)
+    );
+    assert_eq!(c.metric.name, "vllm_request_duration_seconds");
+}
+
+#[test]
+fn llamacpp_targets_one_request_per_slot_unless_told_otherwise() {
+    let load = |sets: &[(&str, &str)]| {
+        Config::load(&Layers {
+            sets: sets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .expect("loads")
+    };
+    let c = load(&[("app.server", "llamacpp"), ("app.workers", "3")]);
+    assert_eq!(c.metric.profile, MetricProfile::Concurrency);
+    assert_eq!(c.metric.target, 3.0, "one per slot");
+    let c = load(&[
+        ("app.server", "llamacpp"),
+        ("app.workers", "3"),
+        ("metric.target", "2"),
+    ]);
+    assert_eq!(c.metric.target, 2.0, "an explicit target stays");
+    let c = load(&[("app.server", "llamacpp"), ("metric.profile", "queue")]);
+    assert_eq!(c.metric.name, "llamacpp:requests_deferred");
+}
+
+#[test]
+fn lists_and_tables_are_set_inline_and_env_by_name() {
+    let c = Config::load(&Layers {
+        sets: vec![
+            ("app.args".into(), r#"["--ctx-size", "512"]"#.into()),
+            ("app.env".into(), r#"{HF_HOME = "/tmp"}"#.into()),
+            ("app.env.VLLM_LOGGING_LEVEL".into(), "DEBUG".into()),
+        ],
+        env: vec![(
+            "KSCALE_METRIC_GAUGES".into(),
+            r#"["inference_queue_depth"]"#.into(),
+        )],
+        ..Default::default()
+    })
+    .expect("loads");
+    assert_eq!(c.app.args, ["--ctx-size", "512"]);
+    assert_eq!(c.app.env["HF_HOME"], "/tmp");
+    assert_eq!(c.app.env["VLLM_LOGGING_LEVEL"], "DEBUG");
+    assert_eq!(c.metric.gauges, ["inference_queue_depth"]);
+    let err = Config::load(&Layers {
+        sets: vec![("app.args".into(), "--ctx-size 512".into())],
+        ..Default::default()
+    })
+    .expect_err("not a list");
+    assert!(format!("{err:#}").contains("app.args"), "{err:#}");
+}
+
+#[test]
+fn the_metric_must_be_one_the_server_exposes() {
+    let bad = |sets: &[(&str, &str)]| -> String {
+        let c = Config::load(&Layers {
+            sets: sets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        })
+        .expect("loads");
+        c.validate().expect_err("invalid").to_string()
+    };
+    let e = bad(&[
+        ("app.server", "llamacpp"),
+        ("metric.profile", "mean-duration"),
+    ]);
+    assert!(
+        e.contains("metric.profile") && e.contains("histogram"),
+        "{e}"
+    );
+    let e = bad(&[
+        ("app.server", "tgi"),
+        ("metric.gauges", r#"["vllm:num_requests_waiting"]"#),
+        ("metric.profile", "queue"),
+    ]);
+    assert!(
+        e.contains("metric.gauges") && e.contains("tgi_queue_size"),
+        "{e}"
+    );
+    let e = bad(&[("metric.name", "a/b")]);
+    assert!(e.contains("metric.name"), "{e}");
+    let e = bad(&[("app.env.1BAD", "x")]);
+    assert!(e.contains("app.env"), "{e}");
+    let e = bad(&[
+        ("app.server", "vllm"),
+        ("app.model", crate::servers::PLACEHOLDER_MODEL),
+    ]);
+    assert!(e.contains("app.model"), "{e}");
+}

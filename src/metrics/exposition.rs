@@ -66,7 +66,10 @@ inference_queue_depth_other 9\n";
         assert_eq!(sum_of(TEXT, "inference_queue_depth"), Some(3.0));
         assert_eq!(sum_of(TEXT, "inference_requests_in_flight"), Some(2.0));
         assert_eq!(sum_of(TEXT, "absent"), None);
-        assert_eq!(sum_of("up 1\n", "inference_request_duration_seconds_count"), None);
+        assert_eq!(
+            sum_of("up 1\n", "inference_request_duration_seconds_count"),
+            None
+        );
         // Names with colons, as vLLM and llama.cpp write them.
         let vllm = "vllm:num_requests_waiting{engine=\"0\",model_name=\"m\"} 4.0\nllamacpp:requests_deferred 2\n";
         assert_eq!(sum_of(vllm, "vllm:num_requests_waiting"), Some(4.0));

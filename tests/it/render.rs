@@ -390,3 +390,165 @@ fn an_app_outside_default_gets_its_namespace_and_default_never_does() {
         "`default` is not kscale's to create or delete"
     );
 }
+
+fn server_config(server: &str) -> Config {
+    Config::load(&Layers {
+        sets: vec![
+            ("app.server".into(), server.into()),
+            ("app.model".into(), "org/model".into()),
+        ],
+        ..Default::default()
+    })
+    .expect("server config loads")
+}
+
+/// Each real server: every object survives the typed round trip, the container exposes the
+/// server's real port and probes its real health path, the scrape job keeps the port its
+/// metrics are on, and the HPA scales on a metric built from names the server really exposes.
+#[test]
+fn every_server_renders_its_real_port_probes_and_metric() {
+    use kscale::servers::ServerKind;
+    let expect = [
+        (
+            ServerKind::Vllm,
+            8000,
+            "/health",
+            "vllm:num_requests_waiting",
+            "sum(vllm:num_requests_waiting{",
+        ),
+        (
+            ServerKind::Tgi,
+            80,
+            "/health",
+            "tgi_queue_size",
+            "sum(tgi_queue_size{",
+        ),
+        (
+            ServerKind::Triton,
+            8000,
+            "/v2/health/ready",
+            "nv_inference_pending_request_count",
+            "sum(nv_inference_pending_request_count{",
+        ),
+        (
+            ServerKind::Llamacpp,
+            8080,
+            "/health",
+            "llamacpp_requests_per_pod",
+            "sum(llamacpp:requests_processing{job=\"kscale-inference\",<<.LabelMatchers>>} + llamacpp:requests_deferred{",
+        ),
+    ];
+    for (server, port, ready, metric, query) in expect {
+        let cfg = server_config(server.as_str());
+        cfg.validate().unwrap_or_else(|e| panic!("{server}: {e}"));
+        let files = rendered(&cfg);
+        for f in files.iter().filter(|f| f.kind == FileKind::Object) {
+            let v = render::parse_yaml(&f.content).expect("yaml");
+            render::check_object(&v).unwrap_or_else(|e| panic!("{server} {}: {e:#}", f.name));
+        }
+        let d: Deployment = typed(&files, file::DEPLOYMENT);
+        let c = &d.spec.expect("spec").template.spec.expect("pod").containers[0];
+        assert_eq!(
+            c.ports.as_ref().expect("ports")[0].container_port,
+            port,
+            "{server}"
+        );
+        let path = |p: &Option<core::Probe>| {
+            p.as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .and_then(|h| h.path.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(path(&c.readiness_probe), ready, "{server}");
+        // Minutes to load a model: the startup probe holds liveness off for the whole budget.
+        let startup = c.startup_probe.as_ref().expect("startup probe");
+        let budget = startup.period_seconds.unwrap_or(10) * startup.failure_threshold.unwrap_or(3);
+        assert!(
+            budget as u64 >= cfg.app.startup_seconds,
+            "{server}: {budget} s"
+        );
+        let args = c.args.clone().unwrap_or_default();
+        assert!(
+            args.iter().any(|a| a.contains("org/model")),
+            "{server}: {args:?}"
+        );
+        let hpa: HorizontalPodAutoscaler = typed(&files, file::HPA);
+        let m = &hpa.spec.expect("spec").metrics.expect("metrics")[0];
+        assert_eq!(m.external.as_ref().expect("external").metric.name, metric);
+        let rule = render::adapter_rule(&cfg);
+        assert!(
+            rule.metrics_query.starts_with(query),
+            "{server}: {}",
+            rule.metrics_query
+        );
+        assert_eq!(rule.name, metric);
+        let scrape = &file(&files, file::SCRAPE_CONFIG).content;
+        let port_name = if server == ServerKind::Triton {
+            "metrics"
+        } else {
+            "http"
+        };
+        assert!(
+            scrape.contains(&format!("regex: \"{port_name}\"")),
+            "{server}: {scrape}"
+        );
+        if server == ServerKind::Triton {
+            assert!(
+                c.ports
+                    .as_ref()
+                    .expect("ports")
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some("metrics") && p.container_port == 8002),
+                "Triton's metrics port"
+            );
+        }
+    }
+}
+
+#[test]
+fn gpus_render_as_nvidia_limits_and_the_placeholder_model_is_named() {
+    let cfg = Config::load(&Layers {
+        sets: vec![("app.server".into(), "vllm".into())],
+        ..Default::default()
+    })
+    .expect("loads");
+    let files = rendered(&cfg);
+    let d = &file(&files, file::DEPLOYMENT).content;
+    assert!(d.contains("nvidia.com/gpu: \"1\""), "{d}");
+    assert!(
+        d.contains(kscale::servers::PLACEHOLDER_MODEL) && d.contains("app.model is not set"),
+        "{d}"
+    );
+    let none = rendered(&server_config("llamacpp"));
+    assert!(
+        !file(&none, file::DEPLOYMENT)
+            .content
+            .contains("nvidia.com/gpu")
+    );
+}
+
+#[test]
+fn every_server_scrape_job_passes_a_real_promtool_check() {
+    if !needs("promtool's check of the scrape jobs", &[Need::Prometheus]) {
+        return;
+    }
+    for server in ["vllm", "tgi", "triton", "llamacpp"] {
+        let files = rendered(&server_config(server));
+        let jobs = job_with_static_targets(&file(&files, file::SCRAPE_CONFIG).content);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("prometheus.yml");
+        let config = serde_json::json!({ "scrape_configs": jobs });
+        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).expect("write");
+        let out = std::process::Command::new("promtool")
+            .arg("check")
+            .arg("config")
+            .arg(&path)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "{server}: promtool refused the job:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -61,8 +61,16 @@ impl Checker<'_> {
                 continue;
             }
             let preset = self.cfg.app.server.preset();
-            let port_name = if preset.metrics_port.is_some() { "metrics" } else { "http" };
-            let port = metrics_port(pod, port_name, preset.metrics_port.unwrap_or(self.cfg.app.port));
+            let port_name = if preset.metrics_port.is_some() {
+                "metrics"
+            } else {
+                "http"
+            };
+            let port = metrics_port(
+                pod,
+                port_name,
+                preset.metrics_port.unwrap_or(self.cfg.app.port),
+            );
             let path = format!(
                 "/api/v1/namespaces/{}/pods/{name}:{port}/proxy{}",
                 self.ns(),
@@ -71,9 +79,16 @@ impl Checker<'_> {
             // The series the HPA's metric is computed from must be in the pod's own exposition.
             let needed = signal_series(self.cfg);
             match get_text(&self.client, &path).await {
-                Ok(text) if needed.iter().all(|m| exposition::sum_of(&text, m).is_some()) => {
+                Ok(text)
+                    if needed
+                        .iter()
+                        .all(|m| exposition::sum_of(&text, m).is_some()) =>
+                {
                     let sum = |names: &[&str]| -> f64 {
-                        names.iter().filter_map(|m| exposition::sum_of(&text, m)).sum()
+                        names
+                            .iter()
+                            .filter_map(|m| exposition::sum_of(&text, m))
+                            .sum()
                     };
                     samples.push(PodSample {
                         pod: name.clone(),
@@ -302,10 +317,12 @@ impl Checker<'_> {
                 "mean seconds per request over {} s",
                 self.cfg.metric.rate_window_seconds
             ),
-            MetricProfile::Concurrency | MetricProfile::Queue => match crate::render::signal(self.cfg) {
-                crate::render::Signal::Gauges(g) => format!("{}, all pods", g.join(" + ")),
-                crate::render::Signal::MeanDuration(_) => "requests, all pods".to_owned(),
-            },
+            MetricProfile::Concurrency | MetricProfile::Queue => {
+                match crate::render::signal(self.cfg) {
+                    crate::render::Signal::Gauges(g) => format!("{}, all pods", g.join(" + ")),
+                    crate::render::Signal::MeanDuration(_) => "requests, all pods".to_owned(),
+                }
+            }
         };
         match self.prom_query(&promql).await {
             Err(e) => StageResult::fail(

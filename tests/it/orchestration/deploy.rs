@@ -274,7 +274,9 @@ fn a_real_server_image_in_the_local_engine_is_loaded_on_every_node_once() {
         .filter_map(|a| a.as_str())
         .collect();
     assert!(
-        args.windows(2).any(|w| w == ["--model", "/models/tiny.gguf"]) && args.contains(&"--metrics"),
+        args.windows(2)
+            .any(|w| w == ["--model", "/models/tiny.gguf"])
+            && args.contains(&"--metrics"),
         "{args:?}"
     );
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health");
@@ -285,7 +287,9 @@ fn a_real_server_image_in_the_local_engine_is_loaded_on_every_node_once() {
     env.kscale(&[&llama[..], &[&format!("app.image={image}"), "deploy"]].concat())
         .expect_code(0);
     assert!(
-        !env.log().iter().any(|l| l.starts_with("minikube image load")),
+        !env.log()
+            .iter()
+            .any(|l| l.starts_with("minikube image load")),
         "{:?}",
         env.log()
     );
@@ -297,8 +301,17 @@ fn a_real_server_without_a_model_or_with_gpus_on_minikube_is_refused_before_any_
     env.kscale(&["--server", "vllm", "deploy"])
         .expect_code(2)
         .stderr_has(&["app.model", "vLLM needs a model", "app.gpus", "--gpus=all"]);
-    env.kscale(&["--server", "tgi", "--set", "app.model=m", "--set", "app.gpus=0", "--dry-run", "up"])
-        .expect_code(0);
+    env.kscale(&[
+        "--server",
+        "tgi",
+        "--set",
+        "app.model=m",
+        "--set",
+        "app.gpus=0",
+        "--dry-run",
+        "up",
+    ])
+    .expect_code(0);
     env.clear_log();
     env.kscale(&["--server", "triton", "up"])
         .expect_code(2)

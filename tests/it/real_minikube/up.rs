@@ -430,7 +430,9 @@ fn llamacpp(e2e: &E2e, figures: &mut Figures) {
     for node in [PROFILE.to_string(), format!("{PROFILE}-m02")] {
         let images = e2e.kit.run(
             "minikube",
-            &["-p", PROFILE, "ssh", "-n", &node, "--", "sudo", "crictl", "images", "-o", "json"],
+            &[
+                "-p", PROFILE, "ssh", "-n", &node, "--", "sudo", "crictl", "images", "-o", "json",
+            ],
         );
         let repo = e2e.kit.llama_image();
         let name = repo.rsplit_once(':').map_or(repo.as_str(), |(n, _)| n);
@@ -481,17 +483,17 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
             let mut args = vec!["load"];
             args.extend_from_slice(plan.args);
             args.extend_from_slice(&[
-                    "--duration",
-                    &duration,
-                    // A new connection per request, so kube-proxy spreads them over the pods
-                    // (a kept-alive connection stays on the pod it was opened to).
-                    "--reconnect-every",
-                    "1",
-                    "--record",
-                    &load_csv_s,
-                    "--output",
-                    "json",
-                ]);
+                "--duration",
+                &duration,
+                // A new connection per request, so kube-proxy spreads them over the pods
+                // (a kept-alive connection stays on the pod it was opened to).
+                "--reconnect-every",
+                "1",
+                "--record",
+                &load_csv_s,
+                "--output",
+                "json",
+            ]);
             e2e.kscale(&args, Duration::from_secs(600))
         });
         // The test's own view: (seconds since the step, desired, ready, nodes), every 2 s.
@@ -524,7 +526,10 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
         );
     }
     figures.set(&format!("{label}requests_sent"), sent as f64);
-    figures.set(&format!("{label}requests_failed"), sent.saturating_sub(ok) as f64);
+    figures.set(
+        &format!("{label}requests_failed"),
+        sent.saturating_sub(ok) as f64,
+    );
 
     let table: String = states
         .iter()
