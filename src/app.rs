@@ -429,7 +429,14 @@ pub async fn apply_and_roll_out(
 
     let (ns, name) = (&s.cfg.app.namespace, &s.cfg.app.name);
     let step = s.ui.step(&format!("rollout of Deployment {ns}/{name}"));
-    let deadline = Duration::from_secs(s.cfg.timeouts.rollout_seconds);
+    // A real server may need minutes to load its model: the rollout waits for its startup
+    // budget too, whichever is longer.
+    let deadline = Duration::from_secs(
+        s.cfg
+            .timeouts
+            .rollout_seconds
+            .max(s.cfg.app.startup_seconds.saturating_add(60)),
+    );
     let waited = kubeapi::wait_until("the rollout", deadline, ROLLOUT_POLL, || {
         kubeapi::rollout_incomplete(client, ns, name)
     })
