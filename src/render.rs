@@ -111,10 +111,8 @@ pub enum Signal {
 /// a profile the server cannot serve; unvalidated, the server's waiting gauges stand in.
 pub fn signal(cfg: &Config) -> Signal {
     let preset = cfg.app.server.preset();
-    if cfg.metric.profile == MetricProfile::MeanDuration {
-        if let Some(d) = preset.duration {
-            return Signal::MeanDuration(d);
-        }
+    if let (MetricProfile::MeanDuration, Some(d)) = (cfg.metric.profile, preset.duration) {
+        return Signal::MeanDuration(d);
     }
     if !cfg.metric.gauges.is_empty() {
         return Signal::Gauges(cfg.metric.gauges.clone());

@@ -322,3 +322,35 @@ fn a_run_beyond_the_event_limit_is_refused_up_front() {
     // A week of a few hundred clients fits: they are within the pods' capacity.
     assert!(build_report(&c, &args("0s:200", 7 * 24 * 3600)).is_ok());
 }
+
+#[test]
+fn queue_profile_scales_on_waiting_requests_only() {
+    // A llama.cpp-like pod: one slot, 1 s per request, an unbounded wait.
+    let mut c = Config::defaults(crate::servers::ServerKind::Llamacpp, MetricProfile::Queue);
+    c.app.inference_seconds = 1.0;
+    c.app.max_queue = 10_000;
+    c.hpa.max_replicas = 8;
+    let p = SimParams::from_config(&c);
+    assert_eq!(p.profile, MetricProfile::Queue);
+    let out = simulate(&p, &steps("0s:1,60s:6"), 300.0, 1);
+    // One client never waits: the metric stays 0 until the step.
+    assert!(
+        out.syncs
+            .iter()
+            .filter(|s| s.t_seconds < 60.0)
+            .all(|s| s.query_value == 0.0),
+        "{:?}",
+        out.syncs
+    );
+    let up = out
+        .summary
+        .first_scale_up_decision_seconds
+        .expect("the deferred queue scales it up");
+    assert!(up < 60.0, "{up} s after the step");
+    // The query is the waiting gauge alone: never above the clients that can wait.
+    assert!(
+        out.syncs.iter().all(|s| s.query_value <= 5.0),
+        "{:?}",
+        out.syncs
+    );
+}
