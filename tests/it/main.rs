@@ -5,6 +5,7 @@ mod cli_smoke;
 mod controlplane;
 mod dashboard;
 mod hostile_input;
+mod llama_cpp;
 mod load;
 mod load_plot_cli;
 mod metrics_cmd;

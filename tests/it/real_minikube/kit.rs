@@ -91,6 +91,16 @@ impl Kit {
         self.var("KSCALE_KIT_BUSYBOX_IMAGE")
     }
 
+    /// The kit's llama.cpp `llama-server` image (not in the nodes: `kscale up` loads it).
+    pub fn llama_image(&self) -> String {
+        self.var("KSCALE_KIT_LLAMA_IMAGE")
+    }
+
+    /// The path of the tiny model inside [`Kit::llama_image`].
+    pub fn llama_model(&self) -> String {
+        self.var("KSCALE_KIT_LLAMA_MODEL")
+    }
+
     fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null());

@@ -3,7 +3,7 @@
 //! builds the kit first and runs these tests on their own, one at a time (a cluster takes both
 //! cores while it starts).
 
-mod kit;
+pub(crate) mod kit;
 mod up;
 
 use std::time::{Duration, Instant};

@@ -4,6 +4,10 @@
 //! (prometheus-operator and its config reloader, Prometheus, kube-state-metrics,
 //! prometheus-adapter). Each image is one layer imported into the kit's engine; a label carries
 //! its content key, so an unchanged image is not rebuilt.
+//!
+//! Besides them, an image of llama.cpp's real `llama-server` (from Debian unstable's rootfs) with
+//! the kit's tiny model, for the tests that scale an inference server on its metrics. Like a
+//! user's image, it is not baked into the nodes: `kscale up` loads it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -65,8 +69,10 @@ pub struct Built {
 
 /// Where a file of the image comes from.
 enum Source {
-    /// A built program or file on the host.
+    /// A built program or file on the host (made executable).
     Host(PathBuf),
+    /// A data file on the host (kept read-only).
+    Data(PathBuf),
     /// A file of the Debian rootfs, with the shared libraries it links (`ldd` in a chroot).
     Rootfs(&'static str),
     /// Every file of a rootfs folder, with their libraries (iptables' extensions).
@@ -83,6 +89,8 @@ struct Spec {
     dirs: Vec<&'static str>,
     entrypoint: Option<Vec<String>>,
     workdir: Option<&'static str>,
+    /// `uid:gid` the image runs as (root when `None`).
+    user: Option<&'static str>,
 }
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -133,6 +141,7 @@ fn simple(reference: Reference, program: PathBuf, at: &'static str) -> Spec {
         dirs: vec![],
         entrypoint: Some(vec![at.to_string()]),
         workdir: None,
+        user: None,
     }
 }
 
@@ -166,6 +175,7 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         dirs: vec![],
         entrypoint: Some(vec!["/usr/local/bin/kube-proxy".to_string()]),
         workdir: None,
+        user: None,
     });
     specs.push(Spec {
         reference: Reference::new("registry.k8s.io", "etcd", "3.6.4-0"),
@@ -183,6 +193,7 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         dirs: vec!["/var/lib/etcd"],
         entrypoint: Some(vec!["/usr/local/bin/etcd".to_string()]),
         workdir: None,
+        user: None,
     });
     specs.push(simple(
         Reference::new("registry.k8s.io", "coredns/coredns", "v1.12.1"),
@@ -212,6 +223,7 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         dirs: vec!["/run/flannel"],
         entrypoint: Some(vec!["/opt/bin/flanneld".to_string()]),
         workdir: None,
+        user: None,
     });
     specs.push(simple(
         metrics_server_reference(),
@@ -248,6 +260,7 @@ fn specs(programs: &Programs, pause: PathBuf) -> anyhow::Result<Vec<Spec>> {
         dirs: vec!["/prometheus", "/etc/prometheus"],
         entrypoint: Some(vec!["/bin/prometheus".to_string()]),
         workdir: Some("/prometheus"),
+        user: None,
     });
     specs.push(simple(
         Reference::new(
@@ -293,7 +306,62 @@ fn busybox_spec() -> Spec {
         dirs: vec!["/tmp"],
         entrypoint: None,
         workdir: None,
+        user: None,
     }
+}
+
+/// Where the llama.cpp image holds the kit's model (`--model` of `llama-server`).
+pub const LLAMA_MODEL_PATH: &str = "/models/tiny-llama.gguf";
+
+/// The uid and gid the llama.cpp image runs as (distroless' `nonroot`), so a Deployment with
+/// `runAsNonRoot` accepts it without naming a user.
+const LLAMA_USER: &str = "65532:65532";
+
+/// The llama.cpp image: Debian's version (a tag has no `:` or `+`) and the model's key.
+pub fn llama_reference(model_key: &str) -> Reference {
+    let version = super::rootfs::LLAMA_CPP_VERSION.replace([':', '+', '~'], "_");
+    Reference::new(
+        "kscale.local",
+        "kit/llama-server",
+        &format!("{version}-{model_key}"),
+    )
+}
+
+fn llama_spec(model: PathBuf, model_key: &str) -> Spec {
+    Spec {
+        reference: llama_reference(model_key),
+        files: vec![
+            (
+                Source::Rootfs("/usr/bin/llama-server"),
+                "/usr/bin/llama-server".to_string(),
+            ),
+            // ggml loads its CPU backend at run time (dlopen), the variant that fits the CPU:
+            // every variant, with what each links (libgomp).
+            (
+                Source::RootfsDir("/usr/lib/x86_64-linux-gnu/ggml/backends0"),
+                "/usr/lib/x86_64-linux-gnu/ggml/backends0".to_string(),
+            ),
+            (Source::Data(model), LLAMA_MODEL_PATH.to_string()),
+        ],
+        links: vec![],
+        dirs: vec![],
+        entrypoint: Some(vec!["/usr/bin/llama-server".to_string()]),
+        workdir: None,
+        user: Some(LLAMA_USER),
+    }
+}
+
+/// Builds the llama.cpp image from the unstable rootfs and the model file unless it exists.
+pub fn ensure_llama(
+    layout: &Layout,
+    rootfs: &Rootfs,
+    model: PathBuf,
+    model_key: &str,
+    mode: Mode,
+) -> anyhow::Result<Reference> {
+    let spec = llama_spec(model, model_key);
+    build_one(layout, &spec, rootfs, mode)?;
+    Ok(spec.reference)
 }
 
 /// Compiles upstream's pause.c (from the pinned Kubernetes module) as its Makefile does.
@@ -400,6 +468,17 @@ fn assemble(spec: &Spec, rootfs: &Path, into: &Path) -> anyhow::Result<()> {
                 })?;
                 shell::chmod_x(&target)?;
             }
+            Source::Data(path) => {
+                shell::mkdir(target.parent().unwrap_or(into))?;
+                std::fs::copy(path, &target).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot copy {} to {}: {e}",
+                        path.display(),
+                        target.display()
+                    )
+                })?;
+                shell::chmod(&target, 0o444)?;
+            }
             Source::Rootfs(path) => copy_with_libraries(rootfs, path, into)?,
             Source::RootfsDir(dir) => {
                 let host_dir = rootfs.join(dir.trim_start_matches('/'));
@@ -433,10 +512,14 @@ fn spec_key(spec: &Spec, rootfs: &Rootfs) -> anyhow::Result<String> {
             "{:?} {:?} {:?} {:?}",
             spec.links, spec.dirs, spec.entrypoint, spec.workdir
         ));
+    // Only images that set a user carry it in their key: the others keep their keys.
+    if let Some(user) = spec.user {
+        key = key.text(user);
+    }
     for (source, at) in &spec.files {
         key = key.text(at);
         key = match source {
-            Source::Host(path) => key.file(path)?,
+            Source::Host(path) | Source::Data(path) => key.file(path)?,
             Source::Rootfs(path) | Source::RootfsDir(path) => key.text(path).text(&rootfs.key),
         };
     }
@@ -481,6 +564,9 @@ fn build_one(layout: &Layout, spec: &Spec, rootfs: &Rootfs, mode: Mode) -> anyho
     }
     if let Some(workdir) = spec.workdir {
         import.args(["--change", &format!("WORKDIR {workdir}")]);
+    }
+    if let Some(user) = spec.user {
+        import.args(["--change", &format!("USER {user}")]);
     }
     import.args(["-", &reference]);
     let mut tar = Command::new("tar");
@@ -534,6 +620,18 @@ mod tests {
             r.repository_and_tag(),
             "metrics-server/metrics-server:v0.8.0"
         );
+    }
+
+    #[test]
+    fn the_llama_image_tag_is_a_valid_docker_tag() {
+        let tag = llama_reference("0123456789abcdef").tag;
+        assert!(tag.len() <= 128, "{tag}");
+        assert!(
+            tag.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
+            "{tag}"
+        );
+        assert!(tag.ends_with("-0123456789abcdef"), "{tag}");
     }
 
     #[test]

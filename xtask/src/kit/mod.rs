@@ -8,9 +8,14 @@
 //! them. A Docker engine (Debian's `docker.io`) runs as a plain process with its own data root and
 //! socket. Everything lands in a cache folder keyed by content, so a second build is a no-op.
 //!
+//! Apart from the cluster, the kit builds an image of llama.cpp's real `llama-server` (Debian
+//! unstable's package) holding a tiny random-weight model written here (`gguf.rs`), for tests
+//! that scale a real inference server; `kscale up` loads it into the nodes like a user's image.
+//!
 //! `kit env` prints what a shell needs to run minikube (and `kscale up`) on the kit by hand.
 
 mod engine;
+mod gguf;
 mod images;
 mod kicbase;
 mod programs;
@@ -30,7 +35,8 @@ commands:
            engine; prints the time of each part
   status   show each part of the kit and whether the engine runs; exits non-zero if incomplete
   env      print `export` lines for a shell: PATH (the kit's minikube first), DOCKER_HOST,
-           MINIKUBE_HOME and KSCALE_KIT_START_FLAGS (the flags `minikube start` needs with the kit)
+           MINIKUBE_HOME and KSCALE_KIT_START_FLAGS (the flags `minikube start` needs with the kit),
+           KSCALE_KIT_LLAMA_IMAGE and KSCALE_KIT_LLAMA_MODEL (llama.cpp's server and its model)
   engine   up|down: start or stop the kit's Docker engine
   clean    stop the engine and remove the kit's cache folder (a cold build follows)
 
@@ -109,6 +115,8 @@ pub struct Kit {
     pub metrics_server_image: images::Reference,
     /// A busybox image built here, for tests that need a shell, DNS and HTTP inside pods.
     pub busybox_image: images::Reference,
+    /// llama.cpp's `llama-server` with the tiny model at [`images::LLAMA_MODEL_PATH`].
+    pub llama_image: images::Reference,
 }
 
 impl Kit {
@@ -188,11 +196,18 @@ pub fn build(layout: &Layout, mode: Mode) -> anyhow::Result<Kit> {
     let base = rootfs::ensure(layout, mode)?;
     step("Debian rootfs", t);
     let t = Instant::now();
+    let llama_rootfs = rootfs::ensure_llama(layout, mode)?;
+    step("Debian unstable rootfs", t);
+    let t = Instant::now();
     engine::up(layout)?;
     step("Docker engine", t);
     let t = Instant::now();
     let built = images::ensure(layout, &programs, &base, mode)?;
     step("images", t);
+    let t = Instant::now();
+    let (model, model_key) = gguf::ensure(layout, mode)?;
+    let llama_image = images::ensure_llama(layout, &llama_rootfs, model, &model_key, mode)?;
+    step("llama.cpp image", t);
     let t = Instant::now();
     let base_image = kicbase::ensure(layout, &programs, &base, &built, mode)?;
     step("node base image", t);
@@ -215,6 +230,7 @@ pub fn build(layout: &Layout, mode: Mode) -> anyhow::Result<Kit> {
         base_image,
         metrics_server_image: built.metrics_server.clone(),
         busybox_image: built.busybox.clone(),
+        llama_image,
     })
 }
 
@@ -243,6 +259,9 @@ fn print_env(layout: &Layout, kit: &Kit) {
         kit.metrics_server_flags().join(" ")
     );
     println!("export KSCALE_KIT_BUSYBOX_IMAGE={}", kit.busybox_image);
+    // `kscale up --set app.server=llamacpp --set app.image=... --set app.model=...`.
+    println!("export KSCALE_KIT_LLAMA_IMAGE={}", kit.llama_image);
+    println!("export KSCALE_KIT_LLAMA_MODEL={}", images::LLAMA_MODEL_PATH);
     // kscale's own settings for the kit: `kscale up` in this shell creates its cluster on it.
     for (key, value) in kit.kscale_settings(layout) {
         println!("export KSCALE_CLUSTER_{}='{value}'", key.to_uppercase());
@@ -306,6 +325,29 @@ fn status(layout: &Layout) -> anyhow::Result<()> {
     let rootfs = rootfs::status(layout)?;
     println!("rootfs     {}", if rootfs { "built" } else { "missing" });
     ok &= rootfs;
+    let llama = rootfs::llama_status(layout);
+    println!(
+        "llama      {}",
+        if llama {
+            format!(
+                "rootfs built (llama.cpp-tools {})",
+                rootfs::LLAMA_CPP_VERSION
+            )
+        } else {
+            "missing".into()
+        }
+    );
+    ok &= llama;
+    // The image lives in the engine: only a running engine can tell.
+    if engine {
+        let image = images::llama_reference(&gguf::key(&gguf::TINY)).to_string();
+        let present = images::image_key(layout, &image).is_some();
+        println!(
+            "llama      image {image} {}",
+            if present { "present" } else { "missing" }
+        );
+        ok &= present;
+    }
     if !ok {
         anyhow::bail!("the kit is incomplete: run `cargo xtask kit build`");
     }

@@ -166,8 +166,13 @@ pub fn read(path: &Path) -> anyhow::Result<String> {
 
 /// Makes a file executable.
 pub fn chmod_x(path: &Path) -> anyhow::Result<()> {
+    chmod(path, 0o755)
+}
+
+/// Sets a file's permission bits.
+pub fn chmod(path: &Path, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| anyhow::anyhow!("cannot chmod {}: {e}", path.display()))
 }
 
