@@ -128,7 +128,10 @@ async fn generate(app: Arc<App>, request: Request, api: Api) -> Response {
     };
     let generation = match parse(api, &bytes) {
         Ok(g) => g,
-        Err(response) => return outcome.answer(response),
+        Err(why) => {
+            let message = format!("{why}; expected {}", api.expected());
+            return outcome.answer(error(StatusCode::BAD_REQUEST, message));
+        }
     };
     if generation.stream {
         return stream(app, arrived, generation, outcome);
@@ -162,16 +165,10 @@ async fn generate(app: Arc<App>, request: Request, api: Api) -> Response {
     outcome.answer(response)
 }
 
-/// Parses and checks a request body; the error is the 400 answer.
-fn parse(api: Api, bytes: &[u8]) -> Result<Generation, Response> {
-    let bad = |what: String| {
-        Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("{what}; expected {}", api.expected()),
-        ))
-    };
+/// Parses and checks a request body; the error says what is wrong (a 400).
+fn parse(api: Api, bytes: &[u8]) -> Result<Generation, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return bad("the request body is empty".into());
+        return Err("the request body is empty".into());
     }
     let shape = |e: serde_json::Error| {
         if e.is_data() {
@@ -183,22 +180,22 @@ fn parse(api: Api, bytes: &[u8]) -> Result<Generation, Response> {
     let (model, prompt_tokens, max_tokens, stream) = match api {
         Api::Completions => match serde_json::from_slice::<CompletionRequest>(bytes) {
             Ok(r) => (r.model, words(&r.prompt), r.max_tokens, r.stream),
-            Err(e) => return bad(shape(e)),
+            Err(e) => return Err(shape(e)),
         },
         Api::Chat => match serde_json::from_slice::<ChatRequest>(bytes) {
-            Ok(r) if r.messages.is_empty() => return bad("`messages` is empty".into()),
+            Ok(r) if r.messages.is_empty() => return Err("`messages` is empty".into()),
             Ok(r) => (
                 r.model,
                 r.messages.iter().map(|m| words(&m.content)).sum(),
                 r.max_tokens,
                 r.stream,
             ),
-            Err(e) => return bad(shape(e)),
+            Err(e) => return Err(shape(e)),
         },
     };
     let max_tokens = max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     if !(1..=MAX_TOKENS).contains(&max_tokens) {
-        return bad(format!(
+        return Err(format!(
             "max_tokens must be between 1 and {MAX_TOKENS}, not {max_tokens}"
         ));
     }
