@@ -235,8 +235,16 @@ impl Stats {
                 format!("{:.3}s", seconds(self.latency.value_at_quantile(p)))
             }
         };
+        let ttft = if self.ttft.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  ttft p50 {:.3}s",
+                seconds(self.ttft.value_at_quantile(0.5))
+            )
+        };
         format!(
-            "{:>6.1}s  {load}  sent {}  ok {}  errors: refused {} 503 {} timeout {} bad answer {} other {}  in flight {}  p50 {} p99 {}",
+            "{:>6.1}s  {load}  sent {}  ok {}  errors: refused {} 503 {} timeout {} bad answer {} other {}  in flight {}  p50 {} p99 {}{ttft}",
             elapsed.as_secs_f64(),
             self.sent,
             self.ok,
@@ -617,10 +625,72 @@ mod tests {
             2
         );
         assert_eq!(r.mean_server_queue_ms, Some(10.0));
+        assert_eq!(r.ttft_seconds, None, "no stream asked for");
+        assert_eq!((r.completion_tokens, r.stream_events), (None, None));
         let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["api"], "infer");
+        assert!(json["ttft_seconds"].is_null());
         assert_eq!(json["errors"]["503"], 1);
         assert_eq!(json["errors"]["refused"], 1);
         let text = r.to_text();
         assert!(text.contains("refused 1, 503 1"), "{text}");
+        assert!(!text.contains("first token"), "{text}");
+    }
+
+    #[test]
+    fn streams_add_ttft_events_and_tokens() {
+        use super::super::api::{Answer, Api, ApiKind};
+        let mut s = Stats::default();
+        for (ttft_ms, latency_ms) in [(100, 400), (300, 600)] {
+            s.started();
+            let answer = Answer {
+                ttft: Some(Duration::from_millis(ttft_ms)),
+                events: Some(4),
+                completion_tokens: Some(4),
+                ..Answer::default()
+            };
+            s.finished(
+                &Outcome::Ok {
+                    status: 200,
+                    answer,
+                },
+                Duration::from_millis(latency_ms),
+            );
+        }
+        assert!(
+            s.progress_line(Duration::from_secs(1), 0, "x")
+                .contains("ttft p50 0.100s")
+        );
+        let api = Api::new(ApiKind::Chat, "hi", Some(4), None, true).unwrap();
+        let target = Target::from_base_url("http://u", &api).unwrap();
+        let r = LoadReport::new(
+            &s,
+            &target,
+            "p".into(),
+            StopReason::MaxRequests,
+            Duration::from_secs(2),
+            0,
+            1,
+        );
+        let t = r.ttft_seconds.as_ref().unwrap();
+        assert_eq!(t.count, 2);
+        assert!((0.099..0.101).contains(&t.min.unwrap()), "{t:?}");
+        assert!((0.299..0.301).contains(&t.max.unwrap()), "{t:?}");
+        assert_eq!((r.completion_tokens, r.stream_events), (Some(8), Some(8)));
+        assert_eq!(r.tokens_per_second, Some(4.0));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            (json["api"].as_str(), json["stream"].as_bool()),
+            (Some("chat"), Some(true))
+        );
+        let text = r.to_text();
+        assert!(
+            text.contains("time to first token (s): min 0.100"),
+            "{text}"
+        );
+        assert!(
+            text.contains("completion tokens: 8 (4.0 tokens/s)"),
+            "{text}"
+        );
     }
 }
