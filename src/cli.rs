@@ -224,7 +224,7 @@ pub struct LoadArgs {
         default_value = "hello"
     )]
     pub prompt: String,
-    /// `max_tokens` of every request (--api completions or chat; default 16).
+    /// `max_tokens` of every request, 1-131072 (--api completions or chat; default 16).
     #[arg(long, value_name = "N")]
     pub max_tokens: Option<u32>,
     /// `model` of every request (--api completions or chat; default: not sent, the server's own).

@@ -13,8 +13,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-pub use super::api::MAX_ANSWER_BYTES;
 use super::api::{self, Answer, Api, EventReader};
+
+/// kscale-server names the pod answering an OpenAI-style request in this header (`/infer`'s
+/// answer has a `pod` field).
+pub const POD_HEADER: &str = "x-kscale-pod";
 
 /// Where requests go: `POST {base}{api path}` (`/infer`, `/v1/completions`,
 /// `/v1/chat/completions`).
@@ -285,9 +288,6 @@ pub async fn send(
     };
     Ok((outcome, reusable))
 }
-
-/// kscale-server names the pod answering an OpenAI-style request in this header.
-pub const POD_HEADER: &str = "x-kscale-pod";
 
 fn bad_answer(status: StatusCode, why: &str, stream: bool) -> Outcome {
     let what = if stream { "stream" } else { "answer" };
