@@ -251,7 +251,7 @@ impl Api {
             (ApiKind::Infer, _) => "`result` text",
             (ApiKind::Completions, _) => "`choices[0].text`",
             (ApiKind::Chat, false) => "`choices[0].message.content`",
-            (ApiKind::Chat, true) => "`choices` list",
+            (ApiKind::Chat, true) => "`choices[0].delta`",
         }
     }
 }
@@ -361,9 +361,24 @@ impl EventReader {
                 excerpt(data.as_bytes())
             ));
         };
-        let text = match self.api.kind {
-            ApiKind::Chat => choices.first().and_then(|c| c.pointer("/delta/content")),
-            _ => choices.first().and_then(|c| c.get("text")),
+        // A usage-only event has no choice; any other must be the API's own.
+        let text = match (self.api.kind, choices.first()) {
+            (_, None) => None,
+            (ApiKind::Chat, Some(c)) if c.get("delta").is_some_and(Value::is_object) => {
+                c.pointer("/delta/content")
+            }
+            (ApiKind::Completions | ApiKind::Infer, Some(c))
+                if c.get("text").is_some_and(Value::is_string) =>
+            {
+                c.get("text")
+            }
+            (_, Some(_)) => {
+                return Err(format!(
+                    "has an event whose choice has no {}: {}",
+                    self.api.text_field(true),
+                    excerpt(data.as_bytes())
+                ));
+            }
         };
         if self.answer.ttft.is_none() && text.and_then(Value::as_str).is_some_and(|t| !t.is_empty())
         {
@@ -498,6 +513,24 @@ mod tests {
 
         let mut r = EventReader::new(&api(ApiKind::Completions, true));
         assert!(r.feed(b"data: nope\n\n", Duration::ZERO).is_err());
+        // A chat delta answering a completions request, and the other way round.
+        let mut r = EventReader::new(&api(ApiKind::Completions, true));
+        let e = r
+            .feed(
+                b"data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+                Duration::ZERO,
+            )
+            .unwrap_err();
+        assert!(e.contains("choices[0].text"), "{e}");
+        let mut r = EventReader::new(&chat);
+        let event = b"data: {\"choices\":[{\"text\":\"a\"}]}\n\n";
+        assert!(r.feed(event, Duration::ZERO).is_err());
+        // A usage-only event (OpenAI's `include_usage`) has no choice.
+        let mut r = EventReader::new(&chat);
+        let events =
+            b"data: {\"choices\":[],\"usage\":{\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
+        r.feed(events, Duration::ZERO).unwrap();
+        assert_eq!(r.finish(Duration::ZERO).unwrap().completion_tokens, Some(3));
         let mut r = EventReader::new(&api(ApiKind::Completions, true));
         assert!(
             r.feed(
