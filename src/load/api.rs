@@ -364,8 +364,13 @@ impl EventReader {
         // A usage-only event has no choice; any other must be the API's own.
         let text = match (self.api.kind, choices.first()) {
             (_, None) => None,
+            // A reasoning model's first tokens are its reasoning (llama-server and vLLM name
+            // them `reasoning_content`, newer vLLM `reasoning`).
             (ApiKind::Chat, Some(c)) if c.get("delta").is_some_and(Value::is_object) => {
-                c.pointer("/delta/content")
+                ["content", "reasoning_content", "reasoning"]
+                    .iter()
+                    .filter_map(|k| c["delta"].get(*k))
+                    .find(|t| t.as_str().is_some_and(|t| !t.is_empty()))
             }
             (ApiKind::Completions | ApiKind::Infer, Some(c))
                 if c.get("text").is_some_and(Value::is_string) =>
@@ -485,7 +490,7 @@ mod tests {
     #[test]
     fn streams_split_anywhere() {
         let chat = api(ApiKind::Chat, true);
-        let text = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\r\n\r\n\
+        let text = "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":null}}]}\r\n\r\n\
                     : keep-alive\n\n\
                     data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n\
                     data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}],\"usage\":{\"completion_tokens\":2}}\n\n\
@@ -531,6 +536,13 @@ mod tests {
             b"data: {\"choices\":[],\"usage\":{\"completion_tokens\":3}}\n\ndata: [DONE]\n\n";
         r.feed(events, Duration::ZERO).unwrap();
         assert_eq!(r.finish(Duration::ZERO).unwrap().completion_tokens, Some(3));
+        // A reasoning model's first token is reasoning.
+        let mut r = EventReader::new(&chat);
+        let events =
+            b"data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\ndata: [DONE]\n\n";
+        r.feed(events, Duration::from_millis(5)).unwrap();
+        let ttft = r.finish(Duration::ZERO).unwrap().ttft;
+        assert_eq!(ttft, Some(Duration::from_millis(5)));
         let mut r = EventReader::new(&api(ApiKind::Completions, true));
         assert!(
             r.feed(
