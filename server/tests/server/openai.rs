@@ -139,11 +139,20 @@ fn a_stream_spreads_max_tokens_events_over_the_inference_then_says_done() {
         server.wait_metrics("the worker freed", Duration::from_secs(5), |m| {
             value(m, "inference_requests_in_flight") == 0.0
         });
+        // The connection stays usable after a stream longer than the parking delay.
+        let next = conn
+            .request(
+                "POST",
+                "/v1/completions",
+                Some(r#"{"prompt":"x","max_tokens":1}"#),
+            )
+            .expect("a second request on the connection");
+        assert_eq!(next.status, 200, "{path}: {}", next.body);
     }
     let m = server.metrics();
-    assert_eq!(value(&m, r#"inference_requests_total{code="200"}"#), 2.0);
-    assert_eq!(value(&m, "inference_request_duration_seconds_count"), 2.0);
-    assert!(value(&m, "inference_request_duration_seconds_sum") >= 2.0 - 0.02);
+    assert_eq!(value(&m, r#"inference_requests_total{code="200"}"#), 4.0);
+    assert_eq!(value(&m, "inference_request_duration_seconds_count"), 4.0);
+    assert!(value(&m, "inference_request_duration_seconds_sum") >= 4.0 - 0.04);
 }
 
 #[test]
