@@ -184,8 +184,8 @@ pub struct CompletionsArgs {
 #[derive(Debug, Clone, clap::Args)]
 #[command(group(clap::ArgGroup::new("load_profile").required(true).args(["concurrency", "rate", "steps", "rate_steps"])))]
 pub struct LoadArgs {
-    /// Base URL of the service (e.g. http://127.0.0.1:3000); requests go to `POST <URL>/infer`.
-    /// Without it, kscale opens a port-forward to the deployed service.
+    /// Base URL of the service (e.g. http://127.0.0.1:3000); requests go to `POST <URL>/infer`
+    /// (or the path of --api). Without it, kscale opens a port-forward to the deployed service.
     #[arg(long, env = "KSCALE_LOAD_URL")]
     pub url: Option<String>,
     /// Keep N requests in flight (closed loop: each client sends its next request when the
@@ -219,9 +219,30 @@ pub struct LoadArgs {
     #[arg(long, value_name = "N", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_in_flight: u64,
-    /// The `input` text of every request.
-    #[arg(long, default_value = "hello")]
-    pub input: String,
+    /// The API to speak: kscale-server's `POST /infer`, or the OpenAI-style `POST
+    /// /v1/completions` or `POST /v1/chat/completions` of vLLM, TGI, llama.cpp's llama-server (and
+    /// kscale-server).
+    #[arg(long, value_enum, default_value_t = crate::load::api::ApiKind::Infer)]
+    pub api: crate::load::api::ApiKind,
+    /// The text of every request: `input` of /infer, `prompt` of completions, the user message of
+    /// chat.
+    #[arg(
+        long,
+        visible_alias = "input",
+        value_name = "TEXT",
+        default_value = "hello"
+    )]
+    pub prompt: String,
+    /// `max_tokens` of every request, 1-131072 (--api completions or chat; default 16).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u32>,
+    /// `model` of every request (--api completions or chat; default: not sent, the server's own).
+    #[arg(long, value_name = "NAME")]
+    pub model: Option<String>,
+    /// Ask for a streamed answer (`"stream": true`, server-sent events) and measure the time to
+    /// first token (--api completions or chat).
+    #[arg(long)]
+    pub stream: bool,
     /// Write the load side's timeline (send rate, latencies, errors per interval) to this CSV.
     #[arg(long, value_name = "FILE.csv")]
     pub record: Option<PathBuf>,

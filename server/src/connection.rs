@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use bytes::BytesMut;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -228,7 +228,7 @@ async fn handle(
     born: Instant,
     lane: Lane,
 ) -> Result<axum::response::Response, Infallible> {
-    let _in_progress = activity.map(|activity| {
+    let in_progress = activity.map(|activity| {
         activity.in_progress.fetch_add(1, Ordering::AcqRel);
         InProgress { activity, born }
     });
@@ -254,6 +254,17 @@ async fn handle(
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    // A streamed answer (no exact length) is in progress until its last byte: the connection
+    // must not park in the middle of it.
+    let response = match in_progress {
+        Some(guard) if response.body().size_hint().exact().is_none() => response.map(|body| {
+            axum::body::Body::new(Guarded {
+                body,
+                _guard: guard,
+            })
+        }),
+        _ => response,
+    };
     if let Some((method, path)) = logged {
         debug!(
             %method,
@@ -265,6 +276,32 @@ async fn handle(
         );
     }
     Ok(response)
+}
+
+/// A response body that holds `_guard` until it is dropped.
+struct Guarded<G> {
+    body: axum::body::Body,
+    _guard: G,
+}
+
+impl<G: Send + Unpin + 'static> hyper::body::Body for Guarded<G> {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, axum::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 async fn route(

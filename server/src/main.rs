@@ -8,6 +8,7 @@ mod connection;
 mod limits;
 mod logging;
 mod metrics;
+mod openai;
 mod routes;
 mod serve;
 mod stream;

@@ -63,7 +63,7 @@ impl Metrics {
         let requests = Family::<CodeLabel, Counter>::default();
         registry.register(
             "inference_requests",
-            "Inference requests (POST /infer, GET /) by HTTP status code; 499 means the client left first",
+            "Inference requests (POST /infer, GET /, POST /v1/completions, POST /v1/chat/completions) by HTTP status code; 499 means the client left first",
             requests.clone(),
         );
         let in_flight = Gauge::default();

@@ -15,8 +15,9 @@ use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::admission::{Admission, Entry, QueueFull};
+use crate::admission::{Admission, Entry, QueueFull, Slot};
 use crate::metrics::{CLIENT_CLOSED, Metrics};
+use crate::openai;
 
 /// When a request's head arrived; set by the connection layer so durations include everything.
 #[derive(Debug, Clone, Copy)]
@@ -60,6 +61,14 @@ pub fn router(app: Arc<App>) -> Router {
                 .head(head_root)
                 .fallback(inference_wrong_method),
         )
+        .route(
+            "/v1/completions",
+            post(openai::completions).fallback(inference_wrong_method),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(openai::chat).fallback(inference_wrong_method),
+        )
         .route("/metrics", get(metrics).fallback(wrong_method))
         .route("/healthz", get(healthz).fallback(wrong_method))
         .route("/readyz", get(readyz).fallback(wrong_method))
@@ -69,7 +78,10 @@ pub fn router(app: Arc<App>) -> Router {
 
 /// Whether `path` is an inference route (counted in `inference_requests_total`).
 pub fn is_inference(path: &str) -> bool {
-    matches!(path, "/" | "/infer")
+    matches!(
+        path,
+        "/" | "/infer" | "/v1/completions" | "/v1/chat/completions"
+    )
 }
 
 /// Optional body of POST /infer.
@@ -96,29 +108,36 @@ struct InferResponse<'a> {
     queue_position: usize,
 }
 
-/// Counts an inference request once: with its status when answered, or as 499 when its handler
-/// is dropped first (the client disconnected).
-struct Outcome<'a> {
-    metrics: &'a Metrics,
+/// Counts an inference request once: with its status when answered, or as 499 when it is dropped
+/// first (the client disconnected). A streamed answer moves it into the task that writes the
+/// stream, so the request is counted when its last event is produced.
+pub(crate) struct Outcome {
+    metrics: Arc<Metrics>,
     counted: bool,
 }
 
-impl<'a> Outcome<'a> {
-    fn new(metrics: &'a Metrics) -> Self {
+impl Outcome {
+    pub(crate) fn new(app: &App) -> Self {
         Self {
-            metrics,
+            metrics: app.metrics.clone(),
             counted: false,
         }
     }
 
-    fn answer(mut self, response: Response) -> Response {
-        self.metrics.count(response.status().as_u16());
-        self.counted = true;
+    /// Counts `response`'s status and hands it back.
+    pub(crate) fn answer(self, response: Response) -> Response {
+        self.count(response.status().as_u16());
         response
+    }
+
+    /// Counts the request under `code`.
+    pub(crate) fn count(mut self, code: u16) {
+        self.metrics.count(code);
+        self.counted = true;
     }
 }
 
-impl Drop for Outcome<'_> {
+impl Drop for Outcome {
     fn drop(&mut self) {
         if !self.counted {
             self.metrics.count(CLIENT_CLOSED);
@@ -126,7 +145,7 @@ impl Drop for Outcome<'_> {
     }
 }
 
-fn arrival(request: &Request) -> Instant {
+pub(crate) fn arrival(request: &Request) -> Instant {
     request
         .extensions()
         .get::<Arrival>()
@@ -140,7 +159,7 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 async fn infer(State(app): State<Arc<App>>, request: Request) -> Response {
-    let outcome = Outcome::new(&app.metrics);
+    let outcome = Outcome::new(&app);
     let arrived = arrival(&request);
     let input = match read_input(&app, request).await {
         Ok(input) => input,
@@ -151,7 +170,7 @@ async fn infer(State(app): State<Arc<App>>, request: Request) -> Response {
 }
 
 async fn infer_root(State(app): State<Arc<App>>, request: Request) -> Response {
-    let outcome = Outcome::new(&app.metrics);
+    let outcome = Outcome::new(&app);
     let arrived = arrival(&request);
     let response = run_inference(&app, arrived, None).await;
     outcome.answer(response)
@@ -194,7 +213,9 @@ async fn read_body(body: Body, max: usize) -> Result<Vec<u8>, BodyError> {
     Ok(bytes)
 }
 
-async fn read_input(app: &App, request: Request) -> Result<Option<String>, Response> {
+/// Reads a request body within MAX_BODY_BYTES and READ_TIMEOUT_SECONDS; the error is the answer
+/// (413, 408 or 400).
+pub(crate) async fn read_bytes(app: &App, request: Request) -> Result<Vec<u8>, Response> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -214,25 +235,25 @@ async fn read_input(app: &App, request: Request) -> Result<Option<String>, Respo
     }
     let limit = usize::try_from(app.max_body_bytes).unwrap_or(usize::MAX);
     let body = read_body(request.into_body(), limit);
-    let bytes = match tokio::time::timeout(app.read_timeout, body).await {
-        Err(_) => {
-            return Err(error(
-                StatusCode::REQUEST_TIMEOUT,
-                format!(
-                    "request body not received within {:.1} s (READ_TIMEOUT_SECONDS)",
-                    app.read_timeout.as_secs_f64()
-                ),
-            ));
-        }
-        Ok(Err(BodyError::TooLarge)) => return Err(too_large()),
-        Ok(Err(BodyError::Read(e))) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            ));
-        }
-        Ok(Ok(bytes)) => bytes,
-    };
+    match tokio::time::timeout(app.read_timeout, body).await {
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {:.1} s (READ_TIMEOUT_SECONDS)",
+                app.read_timeout.as_secs_f64()
+            ),
+        )),
+        Ok(Err(BodyError::TooLarge)) => Err(too_large()),
+        Ok(Err(BodyError::Read(e))) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+async fn read_input(app: &App, request: Request) -> Result<Option<String>, Response> {
+    let bytes = read_bytes(app, request).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -257,7 +278,19 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-async fn run_inference(app: &App, arrived: Instant, input: Option<String>) -> Response {
+/// A request that holds a worker.
+pub(crate) struct Admitted {
+    /// The worker; dropping it frees it.
+    pub(crate) slot: Slot,
+    /// Time spent waiting for it.
+    pub(crate) queue_wait: Duration,
+    /// Place in the queue on arrival (1 = first waiting); 0 when a worker was free.
+    pub(crate) position: usize,
+}
+
+/// Takes a worker, waiting in the queue if needed; the error is the answer (503 when the queue is
+/// full).
+pub(crate) async fn admit(app: &App) -> Result<Admitted, Response> {
     let queued_at = Instant::now();
     let (slot, position) = match app.admission.enter() {
         Ok(Entry::Running(slot)) => (slot, 0),
@@ -265,23 +298,47 @@ async fn run_inference(app: &App, arrived: Instant, input: Option<String>) -> Re
             let position = waiting.position + 1;
             match waiting.wait().await {
                 Some(slot) => (slot, position),
-                None => {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the server is shutting down",
-                    );
-                }
+                None => return Err(shutting_down()),
             }
         }
-        Err(QueueFull) => return queue_full(app),
+        Err(QueueFull) => return Err(queue_full(app)),
     };
-    let queue_wait = queued_at.elapsed();
-    let started = Instant::now();
+    Ok(Admitted {
+        slot,
+        queue_wait: queued_at.elapsed(),
+        position,
+    })
+}
+
+/// 503 for a request that lost its queue place to the shutdown (never happens: the slots are
+/// never closed).
+pub(crate) fn shutting_down() -> Response {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is shutting down",
+    )
+}
+
+/// One simulated inference: INFERENCE_SECONDS on the worker the caller holds.
+pub(crate) async fn simulate(app: &App) {
     // A zero-length sleep still waits for a timer tick; skip it so INFERENCE_SECONDS=0 measures
     // the server's own overhead.
     if !app.inference.is_zero() {
         tokio::time::sleep(app.inference).await;
     }
+}
+
+async fn run_inference(app: &App, arrived: Instant, input: Option<String>) -> Response {
+    let Admitted {
+        slot,
+        queue_wait,
+        position,
+    } = match admit(app).await {
+        Ok(admitted) => admitted,
+        Err(response) => return response,
+    };
+    let started = Instant::now();
+    simulate(app).await;
     let inference = started.elapsed();
     drop(slot);
     let duration = arrived.elapsed();
@@ -298,7 +355,8 @@ async fn run_inference(app: &App, arrived: Instant, input: Option<String>) -> Re
     (StatusCode::OK, Json(body)).into_response()
 }
 
-fn queue_full(app: &App) -> Response {
+/// 503 with Retry-After: every worker is busy and MAX_QUEUE requests wait.
+pub(crate) fn queue_full(app: &App) -> Response {
     let (in_flight, queued) = app.admission.occupancy();
     let mut response = error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -368,7 +426,7 @@ async fn inference_wrong_method(State(app): State<Arc<App>>, request: Request) -
     } else {
         "POST"
     };
-    Outcome::new(&app.metrics).answer(method_not_allowed(&request, allowed))
+    Outcome::new(&app).answer(method_not_allowed(&request, allowed))
 }
 
 async fn wrong_method(request: Request) -> Response {
@@ -379,7 +437,8 @@ async fn not_found(request: Request<Body>) -> Response {
     error(
         StatusCode::NOT_FOUND,
         format!(
-            "no route {}; routes: POST /infer, GET /, GET /metrics, GET /healthz, GET /readyz",
+            "no route {}; routes: POST /infer, GET /, POST /v1/completions, \
+             POST /v1/chat/completions, GET /metrics, GET /healthz, GET /readyz",
             request.uri().path()
         ),
     )

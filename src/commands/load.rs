@@ -15,12 +15,25 @@ pub async fn exec(s: &Session, args: &LoadArgs) -> anyhow::Result<u8> {
     let profile = args
         .profile()
         .map_err(|e| crate::BadInput(format!("{e:#}")))?;
+    let api = args.request()?;
     if s.runner.dry_run() {
         let plan = plan(s, args, &profile.describe());
         for line in &plan {
             s.ui.plan(line);
         }
-        s.ui.result_json(&serde_json::json!({ "dry_run": true, "sent": 0, "plan": plan }));
+        let body: serde_json::Value = api.body().map_or(serde_json::Value::Null, |b| {
+            serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null)
+        });
+        let request = serde_json::json!({
+            "method": "POST",
+            "path": api.path(),
+            "api": api.kind,
+            "stream": api.streams(),
+            "body": body,
+        });
+        s.ui.result_json(
+            &serde_json::json!({ "dry_run": true, "sent": 0, "plan": plan, "request": request }),
+        );
         s.ui.result("dry-run: no request sent");
         return Ok(super::SUCCESS);
     }
@@ -30,16 +43,20 @@ pub async fn exec(s: &Session, args: &LoadArgs) -> anyhow::Result<u8> {
 
 /// What `load` would do, for `--dry-run`: nothing is sent and no port-forward is opened.
 pub fn plan(s: &Session, args: &LoadArgs, profile: &str) -> Vec<String> {
+    let (path, body) = match args.request() {
+        Ok(api) => (api.path(), api.describe()),
+        Err(e) => ("/infer", format!("(invalid request flags: {e})")),
+    };
     let target = match &args.url {
-        Some(url) => format!("POST {}/infer", url.trim_end_matches('/')),
-        None if s.minikube => format!("POST URL/infer, URL from `{}`", service_url_cmd(s)),
+        Some(url) => format!("POST {}{path}", url.trim_end_matches('/')),
+        None if s.minikube => format!("POST URL{path}, URL from `{}`", service_url_cmd(s)),
         None => format!(
-            "POST URL/infer through `kubectl --context {} --namespace {} port-forward service/{} :{}`",
+            "POST URL{path} through `kubectl --context {} --namespace {} port-forward service/{} :{}`",
             s.context, s.cfg.app.namespace, s.cfg.app.name, s.cfg.app.port
         ),
     };
     vec![format!(
-        "load: would send {profile} for {} to {target} (dry-run: nothing sent)",
+        "load: would send {profile} for {} to {target}, {body} (dry-run: nothing sent)",
         humantime::format_duration(args.duration)
     )]
 }

@@ -13,7 +13,14 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-/// Where requests go: `POST {base}/infer`.
+use super::api::{self, Answer, Api, EventReader};
+
+/// kscale-server names the pod answering an OpenAI-style request in this header (`/infer`'s
+/// answer has a `pod` field).
+pub const POD_HEADER: &str = "x-kscale-pod";
+
+/// Where requests go: `POST {base}{api path}` (`/infer`, `/v1/completions`,
+/// `/v1/chat/completions`).
 #[derive(Debug, Clone)]
 pub struct Target {
     /// `host:port` to connect to.
@@ -24,11 +31,14 @@ pub struct Target {
     pub url: String,
     /// JSON body of every request.
     pub body: Bytes,
+    /// The protocol: body, and what a valid answer is.
+    pub api: Api,
 }
 
 impl Target {
-    /// Parses a base URL such as `http://127.0.0.1:3000` (a path prefix is kept).
-    pub fn from_base_url(base: &str, input: &str) -> anyhow::Result<Target> {
+    /// Parses a base URL such as `http://127.0.0.1:3000` (a path prefix is kept); requests go to
+    /// `api`'s path under it.
+    pub fn from_base_url(base: &str, api: &Api) -> anyhow::Result<Target> {
         let uri: Uri = base
             .trim()
             .parse()
@@ -51,15 +61,16 @@ impl Target {
         } else {
             format!("{host}:{port}")
         };
-        let path = format!("{}/infer", uri.path().trim_end_matches('/'));
-        let body = serde_json::to_vec(&serde_json::json!({ "input": input }))
-            .map(Bytes::from)
+        let path = format!("{}{}", uri.path().trim_end_matches('/'), api.path());
+        let body = api
+            .body()
             .map_err(|e| anyhow::anyhow!("cannot encode the request body: {e}"))?;
         Ok(Target {
             url: format!("http://{authority}{path}"),
             authority,
             path,
             body,
+            api: api.clone(),
         })
     }
 }
@@ -73,15 +84,12 @@ pub enum ErrorKind {
     Unavailable,
     /// No complete answer within the request timeout.
     Timeout,
-    /// A 2xx answer that is not the server's JSON, or is larger than [`MAX_ANSWER_BYTES`].
+    /// A 2xx answer that is not the expected JSON (or event stream), or is larger than
+    /// [`Api::answer_cap`](super::api::Api::answer_cap).
     BadAnswer,
     /// Anything else: other statuses, resets, broken responses.
     Other,
 }
-
-/// Most bytes read of one answer: the server's answers are a few hundred bytes, and an endless
-/// body must not grow the load generator's memory.
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// What one request came to.
 #[derive(Debug, Clone)]
@@ -90,12 +98,8 @@ pub enum Outcome {
     Ok {
         /// Status code.
         status: u16,
-        /// The `pod` field of the JSON answer, when there is one.
-        pod: Option<String>,
-        /// The `queue_ms` field.
-        queue_ms: Option<f64>,
-        /// The `inference_ms` field.
-        inference_ms: Option<f64>,
+        /// What the answer said.
+        answer: Answer,
     },
     /// A failure.
     Failed {
@@ -153,10 +157,15 @@ pub async fn connect(target: &Target) -> Result<Conn, Outcome> {
     Ok(Conn { sender, used: 0 })
 }
 
-/// Sends one request on `conn` and reads the whole answer. Returns the outcome and whether the
+/// Sends one request on `conn` and reads the whole answer (a stream as it arrives; `started` is
+/// when the request began, for the time to first token). Returns the outcome and whether the
 /// connection may be reused. A connection that turns out closed before the request was written
 /// is reported as `Err(())` so the caller can reconnect without counting a failure.
-pub async fn send(conn: &mut Conn, target: &Target) -> Result<(Outcome, bool), ()> {
+pub async fn send(
+    conn: &mut Conn,
+    target: &Target,
+    started: Instant,
+) -> Result<(Outcome, bool), ()> {
     let request = Request::post(target.path.as_str())
         .header(header::HOST, target.authority.as_str())
         .header(header::CONTENT_TYPE, "application/json")
@@ -194,8 +203,38 @@ pub async fn send(conn: &mut Conn, target: &Target) -> Result<(Outcome, bool), (
         }
     };
     let status = response.status();
+    let pod = response
+        .headers()
+        .get(POD_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let streamed = status.is_success() && target.api.streams();
+    if streamed {
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        if !content_type.starts_with("text/event-stream") {
+            // The body is not read: the connection cannot carry another request.
+            return Ok((
+                failed(
+                    ErrorKind::BadAnswer,
+                    Some(status.as_u16()),
+                    format!(
+                        "{status} answer to a streamed request is not text/event-stream \
+                         (content-type {content_type})"
+                    ),
+                ),
+                false,
+            ));
+        }
+    }
+    let cap = target.api.answer_cap();
+    let mut events = streamed.then(|| EventReader::new(&target.api));
     let mut body = response.into_body();
     let mut bytes = Vec::new();
+    let mut read = 0usize;
     while let Some(frame) = body.frame().await {
         let data = match frame {
             Ok(frame) => frame.into_data().unwrap_or_default(),
@@ -210,44 +249,67 @@ pub async fn send(conn: &mut Conn, target: &Target) -> Result<(Outcome, bool), (
                 ));
             }
         };
-        if data.len() > MAX_ANSWER_BYTES.saturating_sub(bytes.len()) {
+        // The cap counts every byte of the answer, a stream's included, not one chunk.
+        if data.len() > cap.saturating_sub(read) {
             // The rest is never read: the connection cannot carry another request.
             return Ok((
                 failed(
                     ErrorKind::BadAnswer,
                     Some(status.as_u16()),
-                    format!(
-                        "{status} answer larger than {MAX_ANSWER_BYTES} bytes; stopped reading"
-                    ),
+                    format!("{status} answer larger than {cap} bytes; stopped reading"),
                 ),
                 false,
             ));
         }
-        bytes.extend_from_slice(&data);
+        read += data.len();
+        match events.as_mut() {
+            // Only the event being assembled is kept.
+            Some(reader) => {
+                if let Err(why) = reader.feed(&data, started.elapsed()) {
+                    return Ok((bad_answer(status, &why, true), false));
+                }
+            }
+            None => bytes.extend_from_slice(&data),
+        }
     }
     let reusable = conn.is_open();
-    Ok((classify(status, &bytes), reusable))
+    let outcome = match events {
+        Some(reader) => match reader.finish(started.elapsed()) {
+            Ok(answer) => Outcome::Ok {
+                status: status.as_u16(),
+                answer: Answer {
+                    pod: answer.pod.or(pod),
+                    ..answer
+                },
+            },
+            Err(why) => bad_answer(status, &why, true),
+        },
+        None => classify(&target.api, status, &bytes, pod),
+    };
+    Ok((outcome, reusable))
 }
 
-fn classify(status: StatusCode, body: &[u8]) -> Outcome {
+fn bad_answer(status: StatusCode, why: &str, stream: bool) -> Outcome {
+    let what = if stream { "stream" } else { "answer" };
+    failed(
+        ErrorKind::BadAnswer,
+        Some(status.as_u16()),
+        format!("{status} {what} {why}"),
+    )
+}
+
+fn classify(api: &Api, status: StatusCode, body: &[u8], pod: Option<String>) -> Outcome {
     if status.is_success() {
-        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-        let field = |name: &str| json.as_ref().and_then(|j| j.get(name));
-        // kscale-server's answer always has a `result` text; anything else answered, but not
-        // with an inference.
-        if !field("result").is_some_and(serde_json::Value::is_string) {
-            let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return failed(
-                ErrorKind::BadAnswer,
-                Some(status.as_u16()),
-                format!("{status} answer is not the server's JSON: {}", text.trim()),
-            );
-        }
-        return Outcome::Ok {
-            status: status.as_u16(),
-            pod: field("pod").and_then(|v| v.as_str()).map(str::to_owned),
-            queue_ms: field("queue_ms").and_then(|v| v.as_f64()),
-            inference_ms: field("inference_ms").and_then(|v| v.as_f64()),
+        // Anything else answered, but not with an inference.
+        return match api.parse_answer(body) {
+            Ok(answer) => Outcome::Ok {
+                status: status.as_u16(),
+                answer: Answer {
+                    pod: answer.pod.or(pod),
+                    ..answer
+                },
+            },
+            Err(why) => bad_answer(status, &why, false),
         };
     }
     let kind = if status == StatusCode::SERVICE_UNAVAILABLE {
@@ -255,11 +317,10 @@ fn classify(status: StatusCode, body: &[u8]) -> Outcome {
     } else {
         ErrorKind::Other
     };
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
     failed(
         kind,
         Some(status.as_u16()),
-        format!("{status}: {}", text.trim()),
+        format!("{status}: {}", api::excerpt(body)),
     )
 }
 
@@ -278,16 +339,18 @@ where
     })
 }
 
-/// The client side of one request: reuse `slot`'s connection when allowed, else open one; send;
-/// keep the connection in `slot` when it may carry more. Counts connections opened in `opened`.
+/// The client side of one request, started at `started`: reuse `slot`'s connection when
+/// allowed, else open one; send; keep the connection in `slot` when it may carry more. Counts
+/// connections opened in `opened`.
 pub async fn request(
     slot: &mut Option<Conn>,
     target: &Target,
     timeout: Duration,
     reconnect_every: u64,
     opened: &std::sync::atomic::AtomicU64,
+    started: Instant,
 ) -> Outcome {
-    let deadline = Instant::now() + timeout;
+    let deadline = started + timeout;
     let attempt = async {
         // One retry: a kept-alive connection the server closed meanwhile is not a failure.
         for _ in 0..2 {
@@ -307,7 +370,7 @@ pub async fn request(
             let Some(conn) = slot.as_mut() else {
                 continue;
             };
-            match send(conn, target).await {
+            match send(conn, target, started).await {
                 Ok((outcome, reusable)) => {
                     if !reusable {
                         *slot = None;
@@ -338,38 +401,51 @@ pub async fn request(
 mod tests {
     use super::*;
 
+    fn infer(prompt: &str) -> Api {
+        Api::new(super::api::ApiKind::Infer, prompt, None, None, false).unwrap()
+    }
+
     #[test]
     fn base_urls() {
-        let t = Target::from_base_url("http://127.0.0.1:3000", "x").unwrap();
+        let x = infer("x");
+        let t = Target::from_base_url("http://127.0.0.1:3000", &x).unwrap();
         assert_eq!(
             (t.authority.as_str(), t.path.as_str()),
             ("127.0.0.1:3000", "/infer")
         );
-        let t = Target::from_base_url("http://localhost/api/", "x").unwrap();
+        let t = Target::from_base_url("http://localhost/api/", &x).unwrap();
         assert_eq!(
             (t.authority.as_str(), t.path.as_str()),
             ("localhost:80", "/api/infer")
         );
         assert_eq!(t.url, "http://localhost:80/api/infer");
-        let t = Target::from_base_url("http://[::1]:8080", "x").unwrap();
+        let t = Target::from_base_url("http://[::1]:8080", &x).unwrap();
         assert_eq!(t.authority, "[::1]:8080");
-        assert!(Target::from_base_url("https://a:1", "x").is_err());
-        assert!(Target::from_base_url("127.0.0.1:3000", "x").is_err());
+        assert!(Target::from_base_url("https://a:1", &x).is_err());
+        assert!(Target::from_base_url("127.0.0.1:3000", &x).is_err());
         assert_eq!(&t.body[..], br#"{"input":"x"}"#);
+        let chat = Api::new(super::api::ApiKind::Chat, "x", None, None, true).unwrap();
+        let t = Target::from_base_url("http://localhost:8080/", &chat).unwrap();
+        assert_eq!(t.url, "http://localhost:8080/v1/chat/completions");
     }
 
     #[test]
     fn answers_are_classified() {
+        let x = infer("x");
         let ok = classify(
+            &x,
             StatusCode::OK,
             br#"{"result":"r","pod":"p-1","queue_ms":5.5,"inference_ms":10000.0}"#,
+            None,
         );
         assert!(
-            matches!(ok, Outcome::Ok { status: 200, pod: Some(ref p), queue_ms: Some(q), .. } if p == "p-1" && q == 5.5)
+            matches!(ok, Outcome::Ok { status: 200, ref answer } if answer.pod.as_deref() == Some("p-1") && answer.queue_ms == Some(5.5))
         );
         let shed = classify(
+            &x,
             StatusCode::SERVICE_UNAVAILABLE,
             b"{\"error\":\"queue full\"}",
+            None,
         );
         assert!(matches!(
             shed,
@@ -379,7 +455,7 @@ mod tests {
                 ..
             }
         ));
-        let other = classify(StatusCode::NOT_FOUND, b"");
+        let other = classify(&x, StatusCode::NOT_FOUND, b"", None);
         assert!(matches!(
             other,
             Outcome::Failed {
@@ -392,7 +468,7 @@ mod tests {
         for body in [&b"plain"[..], b"{}", br#"{"result": 5}"#, b"[1]"] {
             assert!(
                 matches!(
-                    classify(StatusCode::OK, body),
+                    classify(&x, StatusCode::OK, body, Some("p".into())),
                     Outcome::Failed {
                         kind: ErrorKind::BadAnswer,
                         status: Some(200),

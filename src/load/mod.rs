@@ -5,6 +5,7 @@
 //! sending phase ends by itself, requests in flight are waited for (each bounded by `--timeout`)
 //! so that the counts match the server's own.
 
+pub mod api;
 pub mod conn;
 pub mod stats;
 
@@ -51,11 +52,28 @@ impl LoadArgs {
             reconnect_every: 0,
             timeout: Duration::from_secs(120),
             max_in_flight: 1024,
-            input: "hello".into(),
+            api: api::ApiKind::Infer,
+            prompt: "hello".into(),
+            max_tokens: None,
+            model: None,
+            stream: false,
             record: None,
             interval: Duration::from_secs(1),
             quiet: true,
         }
+    }
+
+    /// The request the flags describe (`--api`, `--prompt`, `--max-tokens`, `--model`,
+    /// `--stream`); the error is bad input.
+    pub fn request(&self) -> Result<api::Api, crate::BadInput> {
+        api::Api::new(
+            self.api,
+            &self.prompt,
+            self.max_tokens,
+            self.model.as_deref(),
+            self.stream,
+        )
+        .map_err(crate::BadInput)
     }
 
     /// The load profile the flags describe.
@@ -183,6 +201,7 @@ impl Shared {
             self.timeout,
             self.reconnect_every,
             &self.opened,
+            started,
         )
         .await;
         let latency = started.elapsed();
@@ -267,7 +286,8 @@ pub async fn generate(
 ) -> anyhow::Result<LoadReport> {
     let profile = args.profile()?;
     // The URL and the flags are the user's input: exit 2 when they are wrong.
-    let target = Target::from_base_url(base_url, &args.input).map_err(crate::bad_input)?;
+    let api = args.request()?;
+    let target = Target::from_base_url(base_url, &api).map_err(crate::bad_input)?;
     if args.interval < Duration::from_millis(100) {
         return Err(crate::BadInput("--interval must be at least 100ms".into()).into());
     }
@@ -472,7 +492,7 @@ pub async fn generate(
     let stats = shared.stats();
     Ok(LoadReport::new(
         &stats,
-        &target.url,
+        &target,
         profile.describe(),
         stopped_by,
         elapsed,

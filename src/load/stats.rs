@@ -8,7 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::conn::{ErrorKind, Outcome};
+use super::api::ApiKind;
+use super::conn::{ErrorKind, Outcome, Target};
 
 /// Latencies are recorded in microseconds up to an hour, 3 significant digits.
 fn new_histogram() -> Histogram<u64> {
@@ -25,7 +26,7 @@ pub struct ErrorCounts {
     pub unavailable: u64,
     /// No answer within the request timeout.
     pub timeout: u64,
-    /// 2xx answers that are not the server's JSON, or too large.
+    /// 2xx answers that are not the expected JSON or event stream, or too large.
     pub bad_answer: u64,
     /// Everything else.
     pub other: u64,
@@ -63,6 +64,12 @@ pub struct Stats {
     pub pods: BTreeMap<String, u64>,
     /// Latency of 2xx answers, whole run (µs).
     pub latency: Histogram<u64>,
+    /// Time to first token of streamed 2xx answers, whole run (µs).
+    pub ttft: Histogram<u64>,
+    /// Sum of the `usage.completion_tokens` answers reported, and how many reported it.
+    pub completion_tokens: (u64, u64),
+    /// Events of streamed answers, `[DONE]` excluded.
+    pub stream_events: u64,
     /// Latency of 2xx answers since the last interval snapshot (µs).
     interval_latency: Histogram<u64>,
     interval_sent: u64,
@@ -88,6 +95,9 @@ impl Default for Stats {
             statuses: BTreeMap::new(),
             pods: BTreeMap::new(),
             latency: new_histogram(),
+            ttft: new_histogram(),
+            completion_tokens: (0, 0),
+            stream_events: 0,
             interval_latency: new_histogram(),
             interval_sent: 0,
             interval_ok: 0,
@@ -122,6 +132,11 @@ fn seconds(micros: u64) -> f64 {
     micros as f64 / 1e6
 }
 
+/// A duration in whole microseconds, at least 1 (the histograms' lowest value).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
 impl Stats {
     /// Counts a request as started.
     pub fn started(&mut self) {
@@ -132,29 +147,30 @@ impl Stats {
     /// Counts a finished request.
     pub fn finished(&mut self, outcome: &Outcome, latency: Duration) {
         match outcome {
-            Outcome::Ok {
-                status,
-                pod,
-                queue_ms,
-                inference_ms,
-            } => {
+            Outcome::Ok { status, answer } => {
                 self.ok += 1;
                 self.interval_ok += 1;
                 *self.statuses.entry(*status).or_default() += 1;
                 *self
                     .pods
-                    .entry(pod.clone().unwrap_or_else(|| "(not named)".into()))
+                    .entry(answer.pod.clone().unwrap_or_else(|| "(not named)".into()))
                     .or_default() += 1;
-                let micros = u64::try_from(latency.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
+                let micros = micros(latency);
                 self.latency.saturating_record(micros);
                 self.interval_latency.saturating_record(micros);
-                if let Some(q) = queue_ms {
+                if let Some(t) = answer.ttft {
+                    self.ttft.saturating_record(self::micros(t));
+                }
+                if let Some(n) = answer.completion_tokens {
+                    self.completion_tokens.0 = self.completion_tokens.0.saturating_add(n);
+                    self.completion_tokens.1 += 1;
+                }
+                self.stream_events += answer.events.unwrap_or(0);
+                if let Some(q) = answer.queue_ms {
                     self.queue_ms.0 += q;
                     self.queue_ms.1 += 1;
                 }
-                if let Some(i) = inference_ms {
+                if let Some(i) = answer.inference_ms {
                     self.inference_ms.0 += i;
                     self.inference_ms.1 += 1;
                 }
@@ -219,8 +235,16 @@ impl Stats {
                 format!("{:.3}s", seconds(self.latency.value_at_quantile(p)))
             }
         };
+        let ttft = if self.ttft.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "  ttft p50 {:.3}s",
+                seconds(self.ttft.value_at_quantile(0.5))
+            )
+        };
         format!(
-            "{:>6.1}s  {load}  sent {}  ok {}  errors: refused {} 503 {} timeout {} bad answer {} other {}  in flight {}  p50 {} p99 {}",
+            "{:>6.1}s  {load}  sent {}  ok {}  errors: refused {} 503 {} timeout {} bad answer {} other {}  in flight {}  p50 {} p99 {}{ttft}",
             elapsed.as_secs_f64(),
             self.sent,
             self.ok,
@@ -329,6 +353,10 @@ pub enum StopReason {
 pub struct LoadReport {
     /// The endpoint loaded.
     pub url: String,
+    /// The API spoken (`--api`).
+    pub api: ApiKind,
+    /// Whether answers were asked for as streams (`--stream`).
+    pub stream: bool,
     /// The load profile.
     pub profile: String,
     /// Why the run ended.
@@ -349,6 +377,15 @@ pub struct LoadReport {
     pub pods: BTreeMap<String, u64>,
     /// Latency of the 2xx answers.
     pub latency_seconds: LatencySummary,
+    /// Time to first token of the streamed 2xx answers (from the request's start to the first
+    /// event carrying text); `null` without `--stream`.
+    pub ttft_seconds: Option<LatencySummary>,
+    /// `usage.completion_tokens` summed over the answers that reported it; `null` when none did.
+    pub completion_tokens: Option<u64>,
+    /// Those tokens per second of the run (`elapsed_seconds`).
+    pub tokens_per_second: Option<f64>,
+    /// Events of the streamed answers, `[DONE]` excluded; `null` without `--stream`.
+    pub stream_events: Option<u64>,
     /// Mean queue wait the server reported, ms.
     pub mean_server_queue_ms: Option<f64>,
     /// Mean inference time the server reported, ms.
@@ -362,10 +399,10 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    /// Builds the report from the final counts.
+    /// Builds the report from the final counts of a run against `target`.
     pub fn new(
         stats: &Stats,
-        url: &str,
+        target: &Target,
         profile: String,
         stopped_by: StopReason,
         elapsed: Duration,
@@ -373,11 +410,16 @@ impl LoadReport {
         connections_opened: u64,
     ) -> Self {
         let (queue, inference) = stats.server_times();
+        let elapsed_seconds = elapsed.as_secs_f64();
+        let tokens = (stats.completion_tokens.1 > 0).then_some(stats.completion_tokens.0);
+        let stream = target.api.streams();
         Self {
-            url: url.to_owned(),
+            url: target.url.clone(),
+            api: target.api.kind,
+            stream,
             profile,
             stopped_by,
-            elapsed_seconds: elapsed.as_secs_f64(),
+            elapsed_seconds,
             sent: stats.sent,
             ok: stats.ok,
             errors: stats.errors.clone(),
@@ -389,6 +431,12 @@ impl LoadReport {
                 .collect(),
             pods: stats.pods.clone(),
             latency_seconds: LatencySummary::from_histogram(&stats.latency),
+            ttft_seconds: stream.then(|| LatencySummary::from_histogram(&stats.ttft)),
+            completion_tokens: tokens,
+            tokens_per_second: tokens
+                .filter(|_| elapsed_seconds > 0.0)
+                .map(|n| n as f64 / elapsed_seconds),
+            stream_events: stream.then_some(stats.stream_events),
             mean_server_queue_ms: queue,
             mean_server_inference_ms: inference,
             connections_opened,
@@ -460,6 +508,28 @@ impl LoadReport {
                 let _ = writeln!(s, "    <= {:>9.3} s {:>7}  {bar}", b.le, b.count);
             }
         }
+        if let Some(t) = self.ttft_seconds.as_ref().filter(|t| t.count > 0) {
+            let _ = writeln!(
+                s,
+                "  time to first token (s): min {} mean {} p50 {} p90 {} p99 {} max {}",
+                f(t.min),
+                f(t.mean),
+                f(t.p50),
+                f(t.p90),
+                f(t.p99),
+                f(t.max)
+            );
+        }
+        if let Some(n) = self.stream_events {
+            let _ = writeln!(s, "  stream events: {n}");
+        }
+        if let Some(n) = self.completion_tokens {
+            let _ = writeln!(
+                s,
+                "  completion tokens: {n} ({:.1} tokens/s)",
+                self.tokens_per_second.unwrap_or(0.0)
+            );
+        }
         if let (Some(q), Some(i)) = (self.mean_server_queue_ms, self.mean_server_inference_ms) {
             let _ = writeln!(
                 s,
@@ -493,9 +563,12 @@ mod tests {
     fn ok(pod: &str) -> Outcome {
         Outcome::Ok {
             status: 200,
-            pod: Some(pod.into()),
-            queue_ms: Some(10.0),
-            inference_ms: Some(100.0),
+            answer: super::super::api::Answer {
+                pod: Some(pod.into()),
+                queue_ms: Some(10.0),
+                inference_ms: Some(100.0),
+                ..Default::default()
+            },
         }
     }
 
@@ -528,9 +601,10 @@ mod tests {
         let p50 = i.p50_seconds.unwrap();
         assert!((0.099..0.101).contains(&p50), "{p50}");
         assert_eq!(s.take_interval().sent, 0, "an interval starts from zero");
+        let target = Target::from_base_url("http://u", &super::super::api::Api::default()).unwrap();
         let r = LoadReport::new(
             &s,
-            "u",
+            &target,
             "p".into(),
             StopReason::Duration,
             Duration::from_secs(2),
@@ -551,10 +625,72 @@ mod tests {
             2
         );
         assert_eq!(r.mean_server_queue_ms, Some(10.0));
+        assert_eq!(r.ttft_seconds, None, "no stream asked for");
+        assert_eq!((r.completion_tokens, r.stream_events), (None, None));
         let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["api"], "infer");
+        assert!(json["ttft_seconds"].is_null());
         assert_eq!(json["errors"]["503"], 1);
         assert_eq!(json["errors"]["refused"], 1);
         let text = r.to_text();
         assert!(text.contains("refused 1, 503 1"), "{text}");
+        assert!(!text.contains("first token"), "{text}");
+    }
+
+    #[test]
+    fn streams_add_ttft_events_and_tokens() {
+        use super::super::api::{Answer, Api, ApiKind};
+        let mut s = Stats::default();
+        for (ttft_ms, latency_ms) in [(100, 400), (300, 600)] {
+            s.started();
+            let answer = Answer {
+                ttft: Some(Duration::from_millis(ttft_ms)),
+                events: Some(4),
+                completion_tokens: Some(4),
+                ..Answer::default()
+            };
+            s.finished(
+                &Outcome::Ok {
+                    status: 200,
+                    answer,
+                },
+                Duration::from_millis(latency_ms),
+            );
+        }
+        assert!(
+            s.progress_line(Duration::from_secs(1), 0, "x")
+                .contains("ttft p50 0.100s")
+        );
+        let api = Api::new(ApiKind::Chat, "hi", Some(4), None, true).unwrap();
+        let target = Target::from_base_url("http://u", &api).unwrap();
+        let r = LoadReport::new(
+            &s,
+            &target,
+            "p".into(),
+            StopReason::MaxRequests,
+            Duration::from_secs(2),
+            0,
+            1,
+        );
+        let t = r.ttft_seconds.as_ref().unwrap();
+        assert_eq!(t.count, 2);
+        assert!((0.099..0.101).contains(&t.min.unwrap()), "{t:?}");
+        assert!((0.299..0.301).contains(&t.max.unwrap()), "{t:?}");
+        assert_eq!((r.completion_tokens, r.stream_events), (Some(8), Some(8)));
+        assert_eq!(r.tokens_per_second, Some(4.0));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            (json["api"].as_str(), json["stream"].as_bool()),
+            (Some("chat"), Some(true))
+        );
+        let text = r.to_text();
+        assert!(
+            text.contains("time to first token (s): min 0.100"),
+            "{text}"
+        );
+        assert!(
+            text.contains("completion tokens: 8 (4.0 tokens/s)"),
+            "{text}"
+        );
     }
 }

@@ -662,3 +662,334 @@ fn clients_back_off_when_every_request_fails() {
     );
     assert!(report.sent >= 4, "{report:#?}");
 }
+
+/// Runs the real `kscale` binary (in an empty directory, none of kscale's variables set) and
+/// returns its exit code, stdout and stderr.
+fn kscale(args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kscale"));
+    cmd.args(args)
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("KSCALE_") {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd.output().expect("kscale runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `kscale --output json load --url URL ARGS...` through the real binary: its report.
+fn load_json(url: &str, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--output", "json", "load", "--url", url, "-q"];
+    all.extend_from_slice(args);
+    let (code, stdout, stderr) = kscale(&all);
+    assert_eq!(code, Some(0), "kscale {all:?}: {stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("kscale {all:?}: not one JSON document ({e}): {stdout}"))
+}
+
+fn f64_at(doc: &serde_json::Value, pointer: &str) -> f64 {
+    doc.pointer(pointer)
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or_else(|| panic!("no number at {pointer}: {doc:#}"))
+}
+
+#[test]
+fn openai_completions_and_chat_through_the_real_binary() {
+    // 2 workers, 0.4 s per inference of 4 tokens: a token every 0.1 s.
+    let server = Server::start(
+        "pod-o",
+        &[
+            ("WORKERS", "2"),
+            ("MAX_QUEUE", "64"),
+            ("INFERENCE_SECONDS", "0.4"),
+        ],
+    );
+    let url = server.url();
+
+    let whole = load_json(
+        &url,
+        &[
+            "--api",
+            "completions",
+            "-c",
+            "2",
+            "-n",
+            "4",
+            "--max-tokens",
+            "4",
+            "--prompt",
+            "hi",
+        ],
+    );
+    assert_eq!(whole["url"], format!("{url}/v1/completions"));
+    assert_eq!(whole["api"], "completions");
+    assert_eq!(whole["stream"], false);
+    assert_eq!(whole["ok"], 4, "{whole:#}");
+    assert_eq!(whole["errors"]["bad_answer"], 0, "{whole:#}");
+    assert_eq!(
+        whole["pods"]["pod-o"], 4,
+        "the pod comes from x-kscale-pod: {whole:#}"
+    );
+    assert!(
+        whole["ttft_seconds"].is_null(),
+        "no stream, no TTFT: {whole:#}"
+    );
+    assert_eq!(whole["completion_tokens"], 16, "{whole:#}");
+    assert!(f64_at(&whole, "/tokens_per_second") > 0.0);
+    assert!(f64_at(&whole, "/latency_seconds/min") >= 0.39, "{whole:#}");
+
+    let streamed = load_json(
+        &url,
+        &[
+            "--api",
+            "chat",
+            "--stream",
+            "-c",
+            "2",
+            "-n",
+            "6",
+            "--max-tokens",
+            "4",
+            "--model",
+            "m",
+        ],
+    );
+    assert_eq!(streamed["url"], format!("{url}/v1/chat/completions"));
+    assert_eq!(streamed["stream"], true);
+    assert_eq!(streamed["ok"], 6, "{streamed:#}");
+    assert_eq!(streamed["errors"]["bad_answer"], 0, "{streamed:#}");
+    assert_eq!(
+        streamed["stream_events"], 24,
+        "4 token events per answer: {streamed:#}"
+    );
+    assert_eq!(streamed["completion_tokens"], 24, "{streamed:#}");
+    assert_eq!(
+        f64_at(&streamed, "/ttft_seconds/count"),
+        6.0,
+        "{streamed:#}"
+    );
+    // The first token comes after a quarter of the inference, and well before the answer ends.
+    let (ttft_min, ttft_p50, ttft_max) = (
+        f64_at(&streamed, "/ttft_seconds/min"),
+        f64_at(&streamed, "/ttft_seconds/p50"),
+        f64_at(&streamed, "/ttft_seconds/max"),
+    );
+    let (latency_min, latency_p50, latency_max) = (
+        f64_at(&streamed, "/latency_seconds/min"),
+        f64_at(&streamed, "/latency_seconds/p50"),
+        f64_at(&streamed, "/latency_seconds/max"),
+    );
+    assert!(ttft_min >= 0.095, "{streamed:#}");
+    assert!(latency_min >= 0.39, "{streamed:#}");
+    assert!(
+        ttft_p50 <= latency_p50 && ttft_max <= latency_max,
+        "{streamed:#}"
+    );
+    assert!(
+        latency_min - ttft_min >= 0.25,
+        "the last three tokens take 0.3 s after the first: {streamed:#}"
+    );
+    for key in ["p90", "p99", "mean"] {
+        assert!(
+            streamed["ttft_seconds"][key].is_number(),
+            "{key}: {streamed:#}"
+        );
+    }
+    // kscale-server counted what kscale saw, streams included.
+    assert_eq!(
+        server.metric(r#"inference_requests_total{code="200"}"#),
+        10.0
+    );
+    assert_eq!(
+        server.metric("inference_request_duration_seconds_count"),
+        10.0
+    );
+
+    // The text summary has the same lines.
+    let (code, stdout, stderr) = kscale(&[
+        "load",
+        "--url",
+        &url,
+        "-q",
+        "--api",
+        "completions",
+        "--stream",
+        "-c",
+        "1",
+        "-n",
+        "2",
+        "--max-tokens",
+        "2",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("time to first token (s): min "), "{stdout}");
+    assert!(stdout.contains("completion tokens: 4 ("), "{stdout}");
+    assert!(stdout.contains("ok answers per pod: pod-o 2"), "{stdout}");
+}
+
+#[test]
+fn bad_api_flags_are_exit_2_with_a_clear_message() {
+    for (args, says) in [
+        (
+            vec!["--api", "chat", "--max-tokens", "0"],
+            "--max-tokens must be between 1 and 131072, not 0",
+        ),
+        (
+            vec!["--api", "completions", "--max-tokens", "200000"],
+            "--max-tokens must be between 1 and 131072, not 200000",
+        ),
+        (
+            vec!["--api", "chat", "--max-tokens", "many"],
+            "--max-tokens",
+        ),
+        (
+            vec!["--stream"],
+            "--stream applies only to --api completions or --api chat",
+        ),
+        (
+            vec!["--api", "infer", "--model", "m"],
+            "--model applies only to",
+        ),
+        (vec!["--api", "grpc"], "--api"),
+    ] {
+        // A closed port: a run that started would fail with exit 1, not 2.
+        let mut all = vec!["load", "--url", "http://127.0.0.1:9", "-c", "1", "-n", "1"];
+        all.extend_from_slice(&args);
+        let (code, _, stderr) = kscale(&all);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn dry_run_says_what_an_openai_request_would_be() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (code, stdout, stderr) = kscale(&[
+        "--dry-run",
+        "--output",
+        "json",
+        "load",
+        "--url",
+        &url,
+        "-c",
+        "1",
+        "--api",
+        "chat",
+        "--stream",
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "8",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON document");
+    assert_eq!(doc["sent"], 0);
+    assert_eq!(doc["request"]["method"], "POST");
+    assert_eq!(doc["request"]["path"], "/v1/chat/completions");
+    assert_eq!(
+        doc["request"]["body"],
+        serde_json::json!({
+            "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8, "stream": true
+        })
+    );
+    assert!(
+        stderr.contains(&format!("POST {url}/v1/chat/completions, OpenAI chat body")),
+        "{stderr}"
+    );
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("kscale --dry-run load connected: {other:?}"),
+    }
+}
+
+fn streaming(kind: kscale::load::api::ApiKind) -> LoadArgs {
+    let mut a = args(LoadProfile::concurrency(1));
+    a.max_requests = Some(2);
+    a.api = kind;
+    a.stream = true;
+    a
+}
+
+#[test]
+fn a_stream_without_done_or_not_an_event_stream_is_a_bad_answer() {
+    use kscale::load::api::ApiKind;
+    let no_done = raw_server(|mut stream| {
+        read_head(&mut stream);
+        let body = "data: {\"choices\":[{\"text\":\"x\"}]}\n\n";
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let report = load(&streaming(ApiKind::Completions), &no_done);
+    assert_eq!(report.ok, 0, "{report:#?}");
+    assert_eq!(report.errors.bad_answer, 2, "{report:#?}");
+    assert!(
+        report
+            .other_error_examples
+            .iter()
+            .any(|e| e.contains("[DONE]")),
+        "{report:#?}"
+    );
+
+    let json = raw_server(|mut stream| {
+        read_head(&mut stream);
+        let body = r#"{"choices":[{"message":{"content":"x"}}]}"#;
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+    });
+    let report = load(&streaming(ApiKind::Chat), &json);
+    assert_eq!(report.errors.bad_answer, 2, "{report:#?}");
+    assert!(
+        report
+            .other_error_examples
+            .iter()
+            .any(|e| e.contains("not text/event-stream")),
+        "{report:#?}"
+    );
+}
+
+#[test]
+fn an_endless_stream_of_small_events_is_capped_in_all() {
+    let url = raw_server(|mut stream| {
+        read_head(&mut stream);
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        let event = "data: {\"choices\":[{\"text\":\"x\"}]}\n\n";
+        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
+        // Each chunk is far below the cap; 10 MB in all is far above it.
+        for _ in 0..300_000 {
+            if stream.write_all(chunk.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let report = load(&streaming(kscale::load::api::ApiKind::Completions), &url);
+    assert_eq!(report.ok, 0, "{report:#?}");
+    assert_eq!(report.errors.bad_answer, 2, "{report:#?}");
+    // 64 KiB + 1 KiB for each of the 16 tokens asked for.
+    let cap = 64 * 1024 + 16 * 1024;
+    assert!(
+        report
+            .other_error_examples
+            .iter()
+            .any(|e| e.contains(&format!("larger than {cap} bytes"))),
+        "{report:#?}"
+    );
+}

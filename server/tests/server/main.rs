@@ -5,6 +5,7 @@ mod api;
 mod config;
 mod connections;
 mod hostile;
+mod openai;
 mod queueing;
 mod shutdown;
 mod support;

@@ -367,6 +367,43 @@ impl Conn {
 
     /// Reads one response (Content-Length or chunked bodies).
     pub fn read_response(&mut self) -> std::io::Result<Response> {
+        let mut response = self.read_head()?;
+        let mut body = Vec::new();
+        if let Some(length) = response.header("content-length") {
+            let length: usize = length
+                .parse()
+                .map_err(|_| std::io::Error::other("bad content-length"))?;
+            body.resize(length, 0);
+            self.reader.read_exact(&mut body)?;
+        } else if response
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
+            while let Some(chunk) = self.read_chunk()? {
+                body.extend_from_slice(&chunk);
+            }
+        }
+        response.body = String::from_utf8_lossy(&body).into_owned();
+        Ok(response)
+    }
+
+    /// Reads the next chunk of a chunked body; `None` after the last one.
+    pub fn read_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let size = usize::from_str_radix(line.trim(), 16)
+            .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+        let mut chunk = vec![0; size + 2];
+        self.reader.read_exact(&mut chunk)?;
+        if size == 0 {
+            return Ok(None);
+        }
+        chunk.truncate(size);
+        Ok(Some(chunk))
+    }
+
+    /// Reads a response's status line and headers (the body is left unread and empty).
+    pub fn read_head(&mut self) -> std::io::Result<Response> {
         let mut line = String::new();
         if self.reader.read_line(&mut line)? == 0 {
             return Err(std::io::Error::new(
@@ -391,38 +428,35 @@ impl Conn {
                 headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
             }
         }
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let mut body = Vec::new();
-        if let Some(length) = find("content-length") {
-            let length: usize = length
-                .parse()
-                .map_err(|_| std::io::Error::other("bad content-length"))?;
-            body.resize(length, 0);
-            self.reader.read_exact(&mut body)?;
-        } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-            loop {
-                line.clear();
-                self.reader.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim(), 16)
-                    .map_err(|_| std::io::Error::other("bad chunk size"))?;
-                let mut chunk = vec![0; size + 2];
-                self.reader.read_exact(&mut chunk)?;
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        }
         Ok(Response {
             status,
             headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            body: String::new(),
         })
+    }
+
+    /// Reads a streamed (chunked `text/event-stream`) body to its end: each server-sent event's
+    /// `data` with when it arrived.
+    pub fn read_events(&mut self) -> std::io::Result<Vec<(Instant, String)>> {
+        let mut events = Vec::new();
+        let mut pending = String::new();
+        while let Some(chunk) = self.read_chunk()? {
+            let at = Instant::now();
+            pending.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some((event, rest)) = pending.split_once("\n\n") {
+                let data = event
+                    .strip_prefix("data: ")
+                    .ok_or_else(|| std::io::Error::other(format!("not a data event: {event:?}")))?;
+                events.push((at, data.to_owned()));
+                pending = rest.to_owned();
+            }
+        }
+        if !pending.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "stream ended inside an event: {pending:?}"
+            )));
+        }
+        Ok(events)
     }
 
     /// Sends a request and reads its response.
