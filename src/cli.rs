@@ -221,9 +221,10 @@ pub struct LoadArgs {
     pub max_in_flight: u64,
     /// The API to speak: kscale-server's `POST /infer`, or the OpenAI-style `POST
     /// /v1/completions` or `POST /v1/chat/completions` of vLLM, TGI, llama.cpp's llama-server (and
-    /// kscale-server).
-    #[arg(long, value_enum, default_value_t = crate::load::api::ApiKind::Infer)]
-    pub api: crate::load::api::ApiKind,
+    /// kscale-server) [default: the configured server's own: infer for kscale, completions for
+    /// vllm, tgi and llamacpp].
+    #[arg(long, value_enum)]
+    pub api: Option<crate::load::api::ApiKind>,
     /// The text of every request: `input` of /infer, `prompt` of completions, the user message of
     /// chat.
     #[arg(

@@ -10,6 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{AppConfig, MetricProfile};
+use crate::load::api::ApiKind;
 
 /// Which inference server the app runs (`app.server`, `--server`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -149,19 +150,9 @@ pub struct Preset {
     pub gpus: u32,
     /// Default requests and limits: cpu request, cpu limit, memory request, memory limit.
     pub resources: [&'static str; 4],
-    /// The protocol `kscale load` speaks to it by default.
-    pub load_api: LoadApi,
-}
-
-/// The request `kscale load` sends by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoadApi {
-    /// kscale-server's `POST /infer`.
-    Infer,
-    /// OpenAI-style `POST /v1/completions`.
-    Completions,
-    /// Triton's KServe v2 protocol (no OpenAI endpoint in the server itself).
-    KserveV2,
+    /// The protocol `kscale load` speaks to it by default; `None`: one it does not speak
+    /// (Triton's KServe v2).
+    pub load_api: Option<ApiKind>,
 }
 
 /// kscale's own simulated model.
@@ -189,7 +180,7 @@ pub static KSCALE: Preset = Preset {
     hardened: true,
     gpus: 0,
     resources: ["50m", "500m", "32Mi", "128Mi"],
-    load_api: LoadApi::Infer,
+    load_api: Some(ApiKind::Infer),
 };
 
 /// vLLM (`vllm/v1/metrics/loggers.py`): gauges labelled `model_name` and `engine`.
@@ -217,7 +208,7 @@ pub static VLLM: Preset = Preset {
     hardened: false,
     gpus: 1,
     resources: ["2", "8", "8Gi", "24Gi"],
-    load_api: LoadApi::Completions,
+    load_api: Some(ApiKind::Completions),
 };
 
 /// Text Generation Inference (router metrics; the gauges carry no labels).
@@ -245,7 +236,7 @@ pub static TGI: Preset = Preset {
     hardened: false,
     gpus: 1,
     resources: ["2", "8", "8Gi", "24Gi"],
-    load_api: LoadApi::Completions,
+    load_api: Some(ApiKind::Completions),
 };
 
 /// Triton: metrics on their own port; pending requests per model (`model`, `version` labels).
@@ -273,7 +264,7 @@ pub static TRITON: Preset = Preset {
     hardened: false,
     gpus: 1,
     resources: ["2", "8", "8Gi", "24Gi"],
-    load_api: LoadApi::KserveV2,
+    load_api: None,
 };
 
 /// llama.cpp's `llama-server` (`tools/server`): label-free gauges, only with `--metrics`.
@@ -299,7 +290,7 @@ pub static LLAMACPP: Preset = Preset {
     hardened: true,
     gpus: 0,
     resources: ["250m", "1", "256Mi", "1Gi"],
-    load_api: LoadApi::Completions,
+    load_api: Some(ApiKind::Completions),
 };
 
 /// The model text rendered when `app.model` is empty and the server needs one: `kscale render`

@@ -11,6 +11,7 @@ use crate::tools::port_forward::PortForwardSpec;
 /// `kscale load`: runs the load (or, with `--dry-run`, only says what it would send where)
 /// and reports it; see [`exit_code`].
 pub async fn exec(s: &Session, args: &LoadArgs) -> anyhow::Result<u8> {
+    let args = &with_server_api(s, args)?;
     // A bad profile is bad input (exit 2), found before any port-forward opens.
     let profile = args
         .profile()
@@ -39,6 +40,21 @@ pub async fn exec(s: &Session, args: &LoadArgs) -> anyhow::Result<u8> {
     }
     let report = run(s, args).await?;
     Ok(exit_code(&report))
+}
+
+/// `args` with `--api` defaulted to the configured server's protocol.
+fn with_server_api(s: &Session, args: &LoadArgs) -> Result<LoadArgs, crate::BadInput> {
+    let mut args = args.clone();
+    if args.api.is_none() {
+        let preset = s.cfg.app.server.preset();
+        args.api = Some(preset.load_api.ok_or_else(|| {
+            crate::BadInput(format!(
+                "{} speaks the KServe v2 protocol, which kscale load does not: pass --api completions with --url of an OpenAI-compatible frontend",
+                preset.title
+            ))
+        })?);
+    }
+    Ok(args)
 }
 
 /// What `load` would do, for `--dry-run`: nothing is sent and no port-forward is opened.

@@ -52,7 +52,7 @@ impl LoadArgs {
             reconnect_every: 0,
             timeout: Duration::from_secs(120),
             max_in_flight: 1024,
-            api: api::ApiKind::Infer,
+            api: None,
             prompt: "hello".into(),
             max_tokens: None,
             model: None,
@@ -67,7 +67,7 @@ impl LoadArgs {
     /// `--stream`); the error is bad input.
     pub fn request(&self) -> Result<api::Api, crate::BadInput> {
         api::Api::new(
-            self.api,
+            self.api.unwrap_or_default(),
             &self.prompt,
             self.max_tokens,
             self.model.as_deref(),

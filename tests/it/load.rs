@@ -914,7 +914,7 @@ fn dry_run_says_what_an_openai_request_would_be() {
 fn streaming(kind: kscale::load::api::ApiKind) -> LoadArgs {
     let mut a = args(LoadProfile::concurrency(1));
     a.max_requests = Some(2);
-    a.api = kind;
+    a.api = Some(kind);
     a.stream = true;
     a
 }

@@ -47,16 +47,6 @@ impl Kit {
         })
     }
 
-    /// The kit's llama-server image (in the kit's engine, not on the nodes).
-    pub fn llama_image(&self) -> String {
-        self.var("KSCALE_KIT_LLAMA_IMAGE")
-    }
-
-    /// Path of the tiny model inside [`Kit::llama_image`].
-    pub fn llama_model(&self) -> String {
-        self.var("KSCALE_KIT_LLAMA_MODEL")
-    }
-
     fn var(&self, key: &str) -> String {
         self.env
             .iter()

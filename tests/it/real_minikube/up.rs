@@ -382,7 +382,7 @@ const KSCALE_LOAD: LoadPlan = LoadPlan {
     pods_in_answers: true,
 };
 
-/// Completions of 48 tokens (about a second each on one slot of the tiny model): four clients
+/// Completions of 256 tokens (about a second each on one slot of the tiny model): four clients
 /// keep three waiting on one pod.
 const LLAMACPP_LOAD: LoadPlan = LoadPlan {
     label: "llamacpp_",
@@ -392,7 +392,7 @@ const LLAMACPP_LOAD: LoadPlan = LoadPlan {
         "--prompt",
         "Once upon a time",
         "--max-tokens",
-        "48",
+        "256",
         "--steps",
         "0s:4,120s:1",
     ],
@@ -408,6 +408,9 @@ fn llamacpp(e2e: &E2e, figures: &mut Figures) {
         "app.server=llamacpp".into(),
         format!("app.image={}", e2e.kit.llama_image()),
         format!("app.model={}", e2e.kit.llama_model()),
+        // One thread per pod (its CPU limit is one core); random weights would sample the end
+        // of text early now and then, so every request generates its max_tokens.
+        r#"app.args=["--threads", "1", "--ignore-eos"]"#.into(),
     ];
     let up = e2e.kscale(&["up", "--output", "json"], Duration::from_secs(15 * 60));
     assert!(up.ok, "kscale up --server llamacpp failed:\n{}", up.text());
