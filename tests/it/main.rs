@@ -14,6 +14,7 @@ mod pipeline;
 mod plot;
 mod real_minikube;
 mod render;
+mod servers_chain;
 mod sim_validation;
 mod support;
 mod tidy;

@@ -25,6 +25,7 @@
 
 #![allow(dead_code)] // Each user of the harness uses a different part of it.
 
+pub mod exposition_double;
 pub mod kube_stub;
 pub mod needs;
 
@@ -235,6 +236,16 @@ pub fn prometheus_config(
     scrape_job_yaml: &str,
     servers: &[&ServerProc],
 ) -> anyhow::Result<serde_json::Value> {
+    let targets: Vec<(&PodSpec, SocketAddr)> = servers.iter().map(|s| (&s.spec, s.addr)).collect();
+    prometheus_config_for(scrape_job_yaml, &targets)
+}
+
+/// [`prometheus_config`] for any target: each address labelled as pod discovery would label the
+/// pod `spec` describes (the exposition doubles use it).
+pub fn prometheus_config_for(
+    scrape_job_yaml: &str,
+    targets: &[(&PodSpec, SocketAddr)],
+) -> anyhow::Result<serde_json::Value> {
     let jobs: Vec<serde_json::Value> =
         serde_saphyr::from_str(scrape_job_yaml).context("the rendered scrape job is not a list")?;
     let [job] = jobs.as_slice() else {
@@ -245,17 +256,17 @@ pub fn prometheus_config(
     if obj.remove("kubernetes_sd_configs").is_none() {
         bail!("the rendered scrape job has no kubernetes_sd_configs to replace");
     }
-    let targets: Vec<serde_json::Value> = servers
+    let targets: Vec<serde_json::Value> = targets
         .iter()
-        .map(|s| {
+        .map(|(spec, addr)| {
             serde_json::json!({
-                "targets": [s.addr.to_string()],
+                "targets": [addr.to_string()],
                 "labels": {
-                    "__meta_kubernetes_namespace": s.spec.namespace,
-                    "__meta_kubernetes_pod_name": s.spec.pod,
-                    "__meta_kubernetes_pod_label_app": s.spec.app,
-                    "__meta_kubernetes_pod_container_port_name": s.spec.port_name,
-                    "__meta_kubernetes_pod_ip": s.addr.ip().to_string(),
+                    "__meta_kubernetes_namespace": spec.namespace,
+                    "__meta_kubernetes_pod_name": spec.pod,
+                    "__meta_kubernetes_pod_label_app": spec.app,
+                    "__meta_kubernetes_pod_container_port_name": spec.port_name,
+                    "__meta_kubernetes_pod_ip": addr.ip().to_string(),
                     "__meta_kubernetes_pod_ready": "true",
                 }
             })
