@@ -23,11 +23,11 @@ pub const SETS: &[&str] = &[
     "hpa.scale_down.stabilization_window_seconds=15",
 ];
 
-fn with_sets(cmd: &mut Command) -> &mut Command {
-    for set in SETS {
-        cmd.args(["--set", set]);
-    }
-    cmd
+/// `--set KEY=VALUE` for each of `sets`.
+pub fn set_args(sets: &[&str]) -> Vec<String> {
+    sets.iter()
+        .flat_map(|set| ["--set".to_string(), set.to_string()])
+        .collect()
 }
 
 pub use crate::support::xtask;
@@ -46,15 +46,35 @@ pub struct Harness {
     pub path: String,
     /// Working folder of the kscale runs (no kscale.toml there, so only `--set` counts).
     pub work: tempfile::TempDir,
+    /// Arguments of every kscale run here (`--set`s, `--server`).
+    settings: Vec<String>,
 }
 
 impl Harness {
     /// Renders kscale's adapter config, starts the control plane with it and short HPA windows,
     /// and supervises the app's pods. Panics (the test fails, never skips) when anything fails.
     pub fn start(hpa_downscale_stabilization: &str) -> Self {
+        let server = server_binary().expect("kscale-server binary");
+        let server = server.to_string_lossy().into_owned();
+        Self::start_with(
+            set_args(SETS),
+            &["--server", &server],
+            hpa_downscale_stabilization,
+        )
+    }
+
+    /// [`Harness::start`] with other kscale arguments (`settings`, e.g. `--server vllm` and its
+    /// `--set`s) and another program per pod (`pod_program`: the supervisor's `--server PATH`
+    /// or `--exposition-double SERVER`).
+    pub fn start_with(
+        settings: Vec<String>,
+        pod_program: &[&str],
+        hpa_downscale_stabilization: &str,
+    ) -> Self {
         let work = tempfile::tempdir().expect("temp dir");
         let rendered = work.path().join("rendered");
-        let out = with_sets(&mut Command::new(env!("CARGO_BIN_EXE_kscale")))
+        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+            .args(&settings)
             .args(["render", "--image", IMAGE, "--output-dir"])
             .arg(&rendered)
             .current_dir(work.path())
@@ -74,7 +94,7 @@ impl Harness {
         if let Err(e) = xtask(&["controlplane", "down"]) {
             panic!("the control plane harness cannot be cleaned up:\n{e}");
         }
-        let harness = Self::attach(work);
+        let harness = Self::attach(work, settings);
         let adapter_config = adapter_config.to_string_lossy().into_owned();
         if let Err(e) = xtask(&[
             "controlplane",
@@ -90,27 +110,25 @@ impl Harness {
                 "the control plane harness did not start (these tests need it: root for `ip netns`, Go for the first build):\n{e}"
             );
         }
-        let server = server_binary().expect("kscale-server binary");
-        let server = server.to_string_lossy().into_owned();
-        if let Err(e) = xtask(&[
+        let mut supervise = vec![
             "controlplane",
             "supervise",
             "--namespace",
             "default",
             "--selector",
             "app=inference",
-            "--server",
-            &server,
             "--max-seconds",
             "1800",
-        ]) {
+        ];
+        supervise.extend_from_slice(pod_program);
+        if let Err(e) = xtask(&supervise) {
             panic!("the pod supervisor did not start:\n{e}");
         }
         harness
     }
 
     /// The guard for the harness whose `env` xtask prints (it is torn down on drop).
-    fn attach(work: tempfile::TempDir) -> Self {
+    fn attach(work: tempfile::TempDir, settings: Vec<String>) -> Self {
         let env = xtask(&["controlplane", "env"]).unwrap_or_else(|e| panic!("{e}"));
         let var = |name: &str| {
             env.lines()
@@ -133,10 +151,11 @@ impl Harness {
             state,
             path,
             work,
+            settings,
         }
     }
 
-    /// `kscale <args>` against the harness context with [`SETS`], not started yet.
+    /// `kscale <args>` against the harness context with the harness' settings, not started yet.
     pub fn kscale_cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
         cmd.args(args)
@@ -144,8 +163,8 @@ impl Harness {
             .env("KUBECONFIG", &self.kubeconfig)
             .env("PATH", &self.path)
             .env_remove("KSCALE_CONFIG")
-            .current_dir(self.work.path());
-        with_sets(&mut cmd);
+            .current_dir(self.work.path())
+            .args(&self.settings);
         cmd
     }
 

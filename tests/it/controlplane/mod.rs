@@ -2,17 +2,26 @@
 //! kube-apiserver with server-side apply, kube-controller-manager (Deployment and HPA
 //! controllers), kwok's fake nodes and pods, a real Prometheus and prometheus-adapter running
 //! kscale's own rule, and a real `kscale-server` per pod. One test walks the steps in order, since
-//! they share one cluster and the last one breaks it on purpose.
+//! they share one cluster and the last one breaks it on purpose. `servers` runs the real servers'
+//! presets on a harness of its own (vLLM's exposition double per pod); the tests take turns.
 
 mod compare;
 mod harness;
 mod load;
+mod servers;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::support::needs::{Need, needs};
 use harness::{Harness, IMAGE};
+
+/// One harness per machine at a time: the control-plane tests of this binary take turns.
+fn one_harness() -> std::sync::MutexGuard<'static, ()> {
+    static HARNESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed test poisons the lock; the next one still gets a clean harness (`start` runs `down`).
+    HARNESS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn text(out: &std::process::Output) -> String {
     format!(
@@ -464,6 +473,7 @@ fn kscale_against_a_real_control_plane() {
     ) {
         return;
     }
+    let _one_harness = one_harness();
     let h = Harness::start("20s");
     step_deploy(&h);
     step_metrics_pass(&h);

@@ -14,6 +14,7 @@
 mod build;
 mod certs;
 mod cluster;
+mod exposition_double;
 mod helm;
 mod metrics;
 mod netns;
@@ -36,9 +37,15 @@ commands:
   down     stop every process the harness started and remove the network namespace and state
   status   show each component; exits non-zero unless everything is up
   build    only build the Go programs into the cache folder
-  supervise --namespace <NS> --selector <LABELS> --server <PATH> [--first-port <PORT>] [--max-seconds <S>]
+  supervise --namespace <NS> --selector <LABELS> (--server <PATH> | --exposition-double <SERVER>)
+            [--first-port <PORT>] [--max-seconds <S>]
            (re)start the pod supervisor: each Running pod matching gets `<PATH> --bind <pod IP>
-           --port <PORT>` with the pod's env, and a Prometheus target labelled namespace/pod
+           --port <PORT>` with the pod's env, and a Prometheus target labelled namespace/pod;
+           with --exposition-double (vllm, tgi, triton, llamacpp) each pod gets that server's
+           exposition double instead (`exposition-double`)
+  exposition-double <SERVER> --bind <ADDRESS> --port <PORT>
+           serve only SERVER's /metrics exposition, values from the environment
+           (EXPOSITION_DOUBLE_WAITING, _RUNNING, _FINISHED, _SECONDS)
   env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder, the
            folder of the pinned helm (`up` and `build` install it)
 
@@ -152,6 +159,7 @@ fn parse_up_args(args: &[String]) -> anyhow::Result<UpOptions> {
 
 fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
     let (mut namespace, mut selector, mut server) = (None, None, None);
+    let mut server_args = Vec::new();
     let (mut first_port, mut max_seconds) = (20000u16, 4 * 3600u64);
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -162,6 +170,17 @@ fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
             "--namespace" => namespace = Some(value.clone()),
             "--selector" => selector = Some(value.clone()),
             "--server" => server = Some(PathBuf::from(value)),
+            "--exposition-double" => {
+                server = Some(
+                    std::env::current_exe()
+                        .map_err(|e| anyhow::anyhow!("cannot find the xtask program: {e}"))?,
+                );
+                server_args = vec![
+                    "controlplane".to_string(),
+                    "exposition-double".to_string(),
+                    value.clone(),
+                ];
+            }
             "--first-port" => {
                 first_port = value
                     .parse()
@@ -176,13 +195,14 @@ fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
         }
     }
     let missing = |what: &str| anyhow::anyhow!("`controlplane supervise` needs --{what}");
-    let server = server.ok_or_else(|| missing("server"))?;
+    let server = server.ok_or_else(|| missing("server or --exposition-double"))?;
     let server = std::fs::canonicalize(&server)
         .map_err(|e| anyhow::anyhow!("server program {}: {e}", server.display()))?;
     Ok(supervisor::Spec {
         namespace: namespace.ok_or_else(|| missing("namespace"))?,
         selector: selector.ok_or_else(|| missing("selector"))?,
         server,
+        server_args,
         first_port,
         max_runtime: std::time::Duration::from_secs(max_seconds),
     })
@@ -242,6 +262,7 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
                 &layout.logs().join("pods"),
             )
         }
+        Some("exposition-double") => exposition_double::run(&args[1..]),
         Some("env") => {
             println!("export KUBECONFIG={}", layout.kubeconfig().display());
             println!(

@@ -19,6 +19,8 @@ pub struct Spec {
     pub selector: String,
     /// The server program each pod gets (`--bind <ns address> --port <port>` are appended).
     pub server: PathBuf,
+    /// Its arguments before those (the exposition double's subcommand and server).
+    pub server_args: Vec<String>,
     /// First port handed out; each new pod gets the next one.
     pub first_port: u16,
     /// The supervisor exits after this long (every loop here is bounded).
@@ -155,6 +157,7 @@ impl Supervisor<'_> {
             .map_err(|e| anyhow::anyhow!("cannot reopen {}: {e}", log.display()))?;
         let child = Command::new(&self.spec.server)
             .envs(pod.env.iter().map(|(k, v)| (k, v)))
+            .args(&self.spec.server_args)
             .args(["--bind", &address, "--port", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(out)
@@ -337,6 +340,7 @@ mod tests {
             namespace: "ai".into(),
             selector: "app=x".into(),
             server: script,
+            server_args: Vec::new(),
             first_port: 21000,
             max_runtime: Duration::from_secs(1),
         };

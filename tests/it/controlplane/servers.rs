@@ -1,0 +1,330 @@
+//! The real servers' chain on the real control plane: every server's rendered objects are
+//! accepted by the real kube-apiserver (server-side apply, dry run, strict field validation),
+//! and `kscale --server vllm` is deployed with each kwok pod's process being vLLM's exposition
+//! double (`cargo xtask controlplane exposition-double vllm`), so that the real Prometheus
+//! scrapes vLLM's own names, the real prometheus-adapter serves `vllm:num_requests_waiting`
+//! (colon and all) as an external metric, and the real HPA controller scales on it.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kscale::servers::ServerKind;
+
+use super::harness::{Harness, IMAGE, KUBECTL_TIMEOUT, set_args};
+use super::{applied_objects, text};
+
+/// The metric, as vLLM names it and as the HPA asks for it.
+const METRIC: &str = "vllm:num_requests_waiting";
+/// Requests waiting on every pod's double, and the `AverageValue` target (the preset's queue
+/// target): one pod makes the HPA want ceil(12 / 5) = 3.
+const WAITING: u32 = 12;
+const TARGET: u32 = 5;
+
+/// The vLLM deployment of this test: a model name for the args, no GPU (kwok nodes have none),
+/// the double's values in the pod's environment, 1 s scrapes; `hpa.max_replicas` per step.
+const VLLM_SETS: &[&str] = &[
+    "app.model=test-double",
+    "app.gpus=0",
+    "app.env.EXPOSITION_DOUBLE_WAITING=12",
+    "app.env.EXPOSITION_DOUBLE_RUNNING=2",
+    "metric.scrape_interval_seconds=1",
+    "metric.relist_interval_seconds=1",
+    "hpa.scale_up.stabilization_window_seconds=0",
+];
+
+fn vllm_settings() -> Vec<String> {
+    let mut args = vec!["--server".to_string(), "vllm".to_string()];
+    args.extend(set_args(VLLM_SETS));
+    args
+}
+
+/// `kubectl <args>` against the harness; the output.
+fn kubectl(h: &Harness, args: &[&str]) -> std::process::Output {
+    Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&h.kubeconfig)
+        .args(["--context", "kscale-harness", KUBECTL_TIMEOUT])
+        .args(args)
+        .env("PATH", &h.path)
+        .output()
+        .expect("run kubectl")
+}
+
+/// Every server's rendered objects, applied server-side as a dry run with strict field
+/// validation: the API server refuses an unknown or duplicate field instead of warning.
+fn step_every_server_applies_strictly(h: &Harness) {
+    for server in ServerKind::ALL {
+        let dir = h.work.path().join(format!("strict-{server}"));
+        let dir_arg = dir.to_string_lossy().into_owned();
+        let mut args = vec![
+            "--server",
+            server.as_str(),
+            "--set",
+            "app.model=test-double",
+        ];
+        if server == ServerKind::Kscale {
+            args.extend(["--image", IMAGE]);
+        }
+        args.extend(["render", "--output-dir", &dir_arg]);
+        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+            .args(&args)
+            .current_dir(h.work.path())
+            .env_remove("KSCALE_CONFIG")
+            .output()
+            .expect("run kscale render");
+        assert!(
+            out.status.success(),
+            "kscale --server {server} render failed:\n{}",
+            text(&out)
+        );
+        use kscale::render::file;
+        for name in [
+            file::MONITORING_NAMESPACE,
+            file::SCRAPE_CONFIG_SECRET,
+            file::DEPLOYMENT,
+            file::SERVICE,
+            file::HPA,
+        ] {
+            let path = dir.join(name);
+            let path = path.to_string_lossy();
+            let out = kubectl(
+                h,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=kscale",
+                    "--dry-run=server",
+                    "--validate=strict",
+                    "-f",
+                    &path,
+                ],
+            );
+            let said = text(&out);
+            assert!(
+                out.status.success() && !said.to_lowercase().contains("warning"),
+                "the API server does not take {server}'s {name} strictly:\n{said}\n{}",
+                std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// The adapter's answer for [`METRIC`] in `default`: (metricName, value).
+fn external_value(h: &Harness) -> Result<(String, String), String> {
+    let path = format!("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/{METRIC}");
+    let out = kubectl(h, &["get", "--raw", &path]);
+    if !out.status.success() {
+        return Err(text(&out));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("{e}: {}", text(&out)))?;
+    match v["items"].as_array().map(Vec::as_slice) {
+        Some([one]) => Ok((
+            one["metricName"].as_str().unwrap_or_default().to_string(),
+            one["value"].as_str().unwrap_or_default().to_string(),
+        )),
+        _ => Err(format!("not one item: {v}")),
+    }
+}
+
+fn hpa_condition(hpa: &serde_json::Value, kind: &str) -> Option<(String, String)> {
+    hpa["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+}
+
+fn replicas(h: &Harness) -> i64 {
+    h.get(&["deployment", "inference", "-n", "default"])["spec"]["replicas"]
+        .as_i64()
+        .unwrap_or(-1)
+}
+
+/// Deploys vLLM capped at one replica: the adapter serves exactly one pod's 12 under the colon
+/// name, and the HPA reads it (ScalingActive) but may not act on it (ScalingLimited).
+fn step_one_pod_read_exactly(h: &Harness) {
+    let out = h.kscale(&["deploy", "--image", IMAGE, "--set", "hpa.max_replicas=1"]);
+    let said = text(&out);
+    assert!(
+        out.status.success(),
+        "kscale --server vllm deploy failed:\n{said}"
+    );
+    let objects = applied_objects(&said);
+    for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "Secret"] {
+        assert!(
+            objects.iter().any(|(k, _)| k == kind),
+            "deploy summary lists no {kind}:\n{said}"
+        );
+    }
+    let d = h.get(&["deployment", "inference", "-n", "default"]);
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["ports"][0]["containerPort"], 8000, "{c}");
+    assert_eq!(c["ports"][0]["name"], "http", "{c}");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health", "{c}");
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        args.windows(2).any(|w| w == ["--model", "test-double"]),
+        "{args:?}"
+    );
+    let (name, value) = h.until(
+        "the adapter serves vllm:num_requests_waiting",
+        Duration::from_secs(120),
+        || match external_value(h)? {
+            (n, v) if v == WAITING.to_string() => Ok((n, v)),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(name, METRIC, "the external metric keeps vLLM's colon name");
+    assert_eq!(value, WAITING.to_string());
+    h.until(
+        "the HPA reads the metric (ScalingActive) and is held at one",
+        Duration::from_secs(60),
+        || {
+            let hpa = h.get(&["hpa", "inference", "-n", "default"]);
+            let active = hpa_condition(&hpa, "ScalingActive");
+            let limited = hpa_condition(&hpa, "ScalingLimited");
+            let current = hpa["status"]["currentMetrics"][0]["external"]["current"]["averageValue"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            match (&active, &limited) {
+                (Some((a, _)), Some((l, r)))
+                    if a == "True" && l == "True" && r == "TooManyReplicas" && current == "12" =>
+                {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "ScalingActive {active:?}, ScalingLimited {limited:?}, averageValue {current:?}"
+                )),
+            }
+        },
+    );
+    assert_eq!(replicas(h), 1);
+}
+
+/// Lifts the cap to 4: the controller computes ceil(1 × 12 / 5) = 3 from the double's value,
+/// then, with three pods of 12 each, ceil(3 × 12 / 5) = 8, held at 4.
+fn step_hpa_scales_on_the_colon_metric(h: &Harness) {
+    let out = h.kscale(&["deploy", "--image", IMAGE, "--set", "hpa.max_replicas=4"]);
+    assert!(
+        out.status.success(),
+        "kscale deploy failed:\n{}",
+        text(&out)
+    );
+    let mut seen = vec![replicas(h)];
+    h.until("four replicas", Duration::from_secs(120), || {
+        let n = replicas(h);
+        if seen.last() != Some(&n) {
+            seen.push(n);
+        }
+        if n == 4 {
+            Ok(())
+        } else {
+            Err(format!("replicas seen {seen:?}"))
+        }
+    });
+    assert_eq!(
+        seen,
+        [1, 3, 4],
+        "the first decision is ceil({WAITING} / {TARGET}) = 3, then the cap"
+    );
+    let events = kubectl(
+        h,
+        &[
+            "get",
+            "events",
+            "-n",
+            "default",
+            "--field-selector",
+            "involvedObject.kind=HorizontalPodAutoscaler,reason=SuccessfulRescale",
+            "-o",
+            "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+        ],
+    );
+    let events = text(&events);
+    assert!(
+        events.lines().any(|l| l.starts_with("New size: 3;")
+            && l.contains(METRIC)
+            && l.contains("above target")),
+        "no rescale to 3 on {METRIC}:\n{events}"
+    );
+    let (_, value) = h.until(
+        "the adapter sums four pods",
+        Duration::from_secs(60),
+        || match external_value(h)? {
+            (n, v) if v == (4 * WAITING).to_string() => Ok((n, v)),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(value, "48");
+}
+
+/// `kscale --server vllm metrics`: stage 1 reads vLLM's gauges from each pod through the API
+/// server's pod proxy, and every later stage follows the same colon name to the HPA.
+fn step_metrics_pass(h: &Harness) {
+    let out = h.kscale(&["metrics", "--wait", "2m"]);
+    let report = text(&out);
+    assert!(out.status.success(), "kscale metrics failed:\n{report}");
+    for stage in 1..=6 {
+        assert!(
+            report.contains(&format!("✓ {stage}. ")),
+            "stage {stage} did not pass:\n{report}"
+        );
+    }
+    assert!(report.contains("6 of 6 stages passed"), "{report}");
+    assert!(
+        report.contains(METRIC),
+        "the report names {METRIC}:\n{report}"
+    );
+    eprintln!("kscale --server vllm metrics:\n{report}");
+}
+
+#[test]
+fn real_servers_on_a_real_control_plane() {
+    if !super::needs(
+        "the control-plane test (a network namespace, upstream programs built from source)",
+        &[super::Need::Root, super::Need::Go],
+    ) {
+        return;
+    }
+    let preset =
+        kscale::config::Config::defaults(ServerKind::Vllm, kscale::config::MetricProfile::Queue);
+    assert_eq!(
+        (preset.metric.name.as_str(), preset.metric.target),
+        (METRIC, f64::from(TARGET)),
+        "vLLM's default queue metric and target"
+    );
+    let _one_harness = super::one_harness();
+    let started = std::time::Instant::now();
+    let h = Harness::start_with(vllm_settings(), &["--exposition-double", "vllm"], "20s");
+    eprintln!("harness up in {:.0} s", started.elapsed().as_secs_f64());
+    step_every_server_applies_strictly(&h);
+    eprintln!(
+        "strict dry runs done at {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    step_one_pod_read_exactly(&h);
+    eprintln!(
+        "one pod read exactly at {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    step_hpa_scales_on_the_colon_metric(&h);
+    eprintln!(
+        "scaled 1 -> 3 -> 4 at {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    step_metrics_pass(&h);
+    eprintln!(
+        "kscale metrics passed at {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
