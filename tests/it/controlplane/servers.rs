@@ -61,11 +61,14 @@ fn step_every_server_applies_strictly(h: &Harness) {
             server.as_str(),
             "--set",
             "app.model=test-double",
+            "render",
+            "--output-dir",
+            &dir_arg,
         ];
+        // The real servers render their pinned images; kscale-server's is built, so named here.
         if server == ServerKind::Kscale {
             args.extend(["--image", IMAGE]);
         }
-        args.extend(["render", "--output-dir", &dir_arg]);
         let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
             .args(&args)
             .current_dir(h.work.path())
@@ -107,6 +110,39 @@ fn step_every_server_applies_strictly(h: &Harness) {
             );
         }
     }
+}
+
+/// The control: the same dry run refuses a Deployment with a field the API does not know, so
+/// the passes above are strict validation passing, not validation skipped.
+fn step_strict_validation_refuses_an_unknown_field(h: &Harness) {
+    let dir = h.work.path().join("strict-vllm");
+    let rendered = std::fs::read_to_string(dir.join(kscale::render::file::DEPLOYMENT))
+        .expect("rendered deployment");
+    let bad = rendered.replacen("\nspec:\n", "\nspec:\n  minReadySecond: 5\n", 1);
+    assert_ne!(
+        bad, rendered,
+        "the rendered Deployment has a top-level spec"
+    );
+    let path = dir.join("misspelled-deployment.yaml");
+    std::fs::write(&path, bad).expect("write the misspelled Deployment");
+    let path = path.to_string_lossy();
+    let out = kubectl(
+        h,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=kscale",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            &path,
+        ],
+    );
+    let said = text(&out);
+    assert!(
+        !out.status.success() && said.contains("minReadySecond"),
+        "strict validation let an unknown field through:\n{said}"
+    );
 }
 
 /// The adapter's answer for [`METRIC`] in `default`: (metricName, value).
@@ -285,6 +321,12 @@ fn step_metrics_pass(h: &Harness) {
         report.contains(METRIC),
         "the report names {METRIC}:\n{report}"
     );
+    // Stage 1's reading of each pod's exposition: queue depth / in flight, the double's values.
+    assert_eq!(
+        report.matches(" 12/2").count(),
+        4,
+        "stage 1 read waiting 12 and running 2 from each of the four pods:\n{report}"
+    );
     eprintln!("kscale --server vllm metrics:\n{report}");
 }
 
@@ -308,6 +350,7 @@ fn real_servers_on_a_real_control_plane() {
     let h = Harness::start_with(vllm_settings(), &["--exposition-double", "vllm"], "20s");
     eprintln!("harness up in {:.0} s", started.elapsed().as_secs_f64());
     step_every_server_applies_strictly(&h);
+    step_strict_validation_refuses_an_unknown_field(&h);
     eprintln!(
         "strict dry runs done at {:.0} s",
         started.elapsed().as_secs_f64()

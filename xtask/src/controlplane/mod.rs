@@ -171,10 +171,8 @@ fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
             "--selector" => selector = Some(value.clone()),
             "--server" => server = Some(PathBuf::from(value)),
             "--exposition-double" => {
-                server = Some(
-                    std::env::current_exe()
-                        .map_err(|e| anyhow::anyhow!("cannot find the xtask program: {e}"))?,
-                );
+                // This very program, even if cargo has rebuilt the file since it started.
+                server = Some(PathBuf::from("/proc/self/exe"));
                 server_args = vec![
                     "controlplane".to_string(),
                     "exposition-double".to_string(),
@@ -196,8 +194,12 @@ fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
     }
     let missing = |what: &str| anyhow::anyhow!("`controlplane supervise` needs --{what}");
     let server = server.ok_or_else(|| missing("server or --exposition-double"))?;
-    let server = std::fs::canonicalize(&server)
-        .map_err(|e| anyhow::anyhow!("server program {}: {e}", server.display()))?;
+    let server = if server_args.is_empty() {
+        std::fs::canonicalize(&server)
+            .map_err(|e| anyhow::anyhow!("server program {}: {e}", server.display()))?
+    } else {
+        server
+    };
     Ok(supervisor::Spec {
         namespace: namespace.ok_or_else(|| missing("namespace"))?,
         selector: selector.ok_or_else(|| missing("selector"))?,
