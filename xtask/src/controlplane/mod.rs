@@ -310,6 +310,29 @@ mod tests {
     }
 
     #[test]
+    fn supervise_runs_this_program_as_the_exposition_double() {
+        let args: Vec<String> = [
+            "--namespace",
+            "default",
+            "--selector",
+            "app=inference",
+            "--exposition-double",
+            "vllm",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let spec = parse_supervise_args(&args).unwrap();
+        assert_eq!(spec.server, PathBuf::from("/proc/self/exe"));
+        assert_eq!(
+            spec.server_args,
+            ["controlplane", "exposition-double", "vllm"]
+        );
+        assert!(parse_supervise_args(&args[..4]).is_err(), "no program");
+        assert!(exposition_double::run(&["ollama".to_string()]).is_err());
+    }
+
+    #[test]
     fn up_rejects_unknown_options_and_missing_values() {
         assert!(parse_up_args(&["--nope".to_string()]).is_err());
         assert!(parse_up_args(&["--hpa-sync-period".to_string()]).is_err());
