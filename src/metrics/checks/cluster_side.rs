@@ -85,10 +85,13 @@ impl Checker<'_> {
                         .all(|m| exposition::sum_of(&text, m).is_some()) =>
                 {
                     let sum = |names: &[&str]| -> f64 {
+                        // An f64 sum starts at -0.0: a server without such gauges (Triton has
+                        // no running one) would show "-0"; adding 0.0 makes it 0.
                         names
                             .iter()
                             .filter_map(|m| exposition::sum_of(&text, m))
-                            .sum()
+                            .sum::<f64>()
+                            + 0.0
                     };
                     samples.push(PodSample {
                         pod: name.clone(),

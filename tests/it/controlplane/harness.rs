@@ -58,16 +58,18 @@ impl Harness {
         let server = server.to_string_lossy().into_owned();
         Self::start_with(
             set_args(SETS),
+            None,
             &["--server", &server],
             hpa_downscale_stabilization,
         )
     }
 
     /// [`Harness::start`] with other kscale arguments (`settings`, e.g. `--server vllm` and its
-    /// `--set`s) and another program per pod (`pod_program`: the supervisor's `--server PATH`
-    /// or `--exposition-double SERVER`).
+    /// `--set`s), another adapter config (`None`: the one `settings` render) and another program
+    /// per pod (`pod_program`: the supervisor's `--server PATH` or `--exposition-double SERVER`).
     pub fn start_with(
         settings: Vec<String>,
+        adapter_config: Option<PathBuf>,
         pod_program: &[&str],
         hpa_downscale_stabilization: &str,
     ) -> Self {
@@ -85,7 +87,8 @@ impl Harness {
             "kscale render failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let adapter_config = rendered.join(kscale::render::file::PROMETHEUS_ADAPTER_CONFIG);
+        let adapter_config = adapter_config
+            .unwrap_or_else(|| rendered.join(kscale::render::file::PROMETHEUS_ADAPTER_CONFIG));
         assert!(
             adapter_config.is_file(),
             "kscale render wrote no adapter config"
@@ -110,6 +113,13 @@ impl Harness {
                 "the control plane harness did not start (these tests need it: root for `ip netns`, Go for the first build):\n{e}"
             );
         }
+        harness.supervise(pod_program);
+        harness
+    }
+
+    /// (Re)starts the pod supervisor with `pod_program` (`--server PATH` or
+    /// `--exposition-double SERVER`): the pods' old processes stop, each Running pod gets a new one.
+    pub fn supervise(&self, pod_program: &[&str]) {
         let mut supervise = vec![
             "controlplane",
             "supervise",
@@ -124,7 +134,6 @@ impl Harness {
         if let Err(e) = xtask(&supervise) {
             panic!("the pod supervisor did not start:\n{e}");
         }
-        harness
     }
 
     /// The guard for the harness whose `env` xtask prints (it is torn down on drop).
@@ -157,6 +166,11 @@ impl Harness {
 
     /// `kscale <args>` against the harness context with the harness' settings, not started yet.
     pub fn kscale_cmd(&self, args: &[&str]) -> Command {
+        self.kscale_cmd_with(&self.settings, args)
+    }
+
+    /// [`Harness::kscale_cmd`] with other settings (another `--server` and its `--set`s).
+    pub fn kscale_cmd_with(&self, settings: &[String], args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
         cmd.args(args)
             .args(["--context", "kscale-harness"])
@@ -164,7 +178,7 @@ impl Harness {
             .env("PATH", &self.path)
             .env_remove("KSCALE_CONFIG")
             .current_dir(self.work.path())
-            .args(&self.settings);
+            .args(settings);
         cmd
     }
 

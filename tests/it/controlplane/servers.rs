@@ -20,9 +20,9 @@ const METRIC: &str = "vllm:num_requests_waiting";
 const WAITING: u32 = 12;
 const TARGET: u32 = 5;
 
-/// The vLLM deployment of this test: a model name for the args, no GPU (kwok nodes have none),
+/// The deployments of this test: a model name for the args, no GPU (kwok nodes have none),
 /// the double's values in the pod's environment, 1 s scrapes; `hpa.max_replicas` per step.
-const VLLM_SETS: &[&str] = &[
+const DOUBLE_SETS: &[&str] = &[
     "app.model=test-double",
     "app.gpus=0",
     "app.env.EXPOSITION_DOUBLE_WAITING=12",
@@ -32,10 +32,68 @@ const VLLM_SETS: &[&str] = &[
     "hpa.scale_up.stabilization_window_seconds=0",
 ];
 
-fn vllm_settings() -> Vec<String> {
-    let mut args = vec!["--server".to_string(), "vllm".to_string()];
-    args.extend(set_args(VLLM_SETS));
+fn settings(server: ServerKind) -> Vec<String> {
+    let mut args = vec!["--server".to_string(), server.as_str().to_string()];
+    args.extend(set_args(DOUBLE_SETS));
     args
+}
+
+/// The real servers, each with the external metric its default profile scales on, the value
+/// one pod's double makes it (waiting 12, running 2) and stage 1's reading of that pod.
+const OTHERS: &[(ServerKind, &str, &str, &str)] = &[
+    (ServerKind::Tgi, "tgi_queue_size", "12", "12/2"),
+    // No running gauge: in flight reads 0. The double listens on the port named `metrics`.
+    (
+        ServerKind::Triton,
+        "nv_inference_pending_request_count",
+        "12",
+        "12/0",
+    ),
+    // Concurrency: busy slots plus deferred requests, under a name of kscale's (no colon).
+    (
+        ServerKind::Llamacpp,
+        "llamacpp_requests_per_pod",
+        "14",
+        "12/2",
+    ),
+];
+
+/// One adapter config with every real server's rendered rule, as each server's own render
+/// writes it, so that one harness serves them all.
+fn merged_adapter_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut rules = Vec::new();
+    for server in [
+        ServerKind::Vllm,
+        ServerKind::Tgi,
+        ServerKind::Triton,
+        ServerKind::Llamacpp,
+    ] {
+        let out_dir = dir.join(format!("adapter-{server}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+            .args(settings(server))
+            .args(["render", "--output-dir"])
+            .arg(&out_dir)
+            .current_dir(dir)
+            .env_remove("KSCALE_CONFIG")
+            .output()
+            .expect("run kscale render");
+        assert!(out.status.success(), "render {server}: {}", text(&out));
+        let yaml =
+            std::fs::read_to_string(out_dir.join(kscale::render::file::PROMETHEUS_ADAPTER_CONFIG))
+                .expect("rendered adapter config");
+        let config = kscale::render::parse_yaml(&yaml).expect("adapter config is YAML");
+        rules.extend(
+            config["externalRules"]
+                .as_array()
+                .cloned()
+                .expect("externalRules"),
+        );
+    }
+    let path = dir.join("adapter-config.json");
+    // JSON is YAML: the adapter reads it as its config.
+    let merged = serde_json::json!({ "externalRules": rules });
+    std::fs::write(&path, merged.to_string()).expect("write the adapter config");
+    path
 }
 
 /// `kubectl <args>` against the harness; the output.
@@ -145,9 +203,9 @@ fn step_strict_validation_refuses_an_unknown_field(h: &Harness) {
     );
 }
 
-/// The adapter's answer for [`METRIC`] in `default`: (metricName, value).
-fn external_value(h: &Harness) -> Result<(String, String), String> {
-    let path = format!("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/{METRIC}");
+/// The adapter's answer for `metric` in `default`: (metricName, value).
+fn external_value(h: &Harness, metric: &str) -> Result<(String, String), String> {
+    let path = format!("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/{metric}");
     let out = kubectl(h, &["get", "--raw", &path]);
     if !out.status.success() {
         return Err(text(&out));
@@ -214,7 +272,7 @@ fn step_one_pod_read_exactly(h: &Harness) {
     let (name, value) = h.until(
         "the adapter serves vllm:num_requests_waiting",
         Duration::from_secs(120),
-        || match external_value(h)? {
+        || match external_value(h, METRIC)? {
             (n, v) if v == WAITING.to_string() => Ok((n, v)),
             other => Err(format!("{other:?}")),
         },
@@ -296,7 +354,7 @@ fn step_hpa_scales_on_the_colon_metric(h: &Harness) {
     let (_, value) = h.until(
         "the adapter sums four pods",
         Duration::from_secs(60),
-        || match external_value(h)? {
+        || match external_value(h, METRIC)? {
             (n, v) if v == (4 * WAITING).to_string() => Ok((n, v)),
             other => Err(format!("{other:?}")),
         },
@@ -330,6 +388,96 @@ fn step_metrics_pass(h: &Harness) {
     eprintln!("kscale --server vllm metrics:\n{report}");
 }
 
+/// Running pods of the app not being deleted.
+fn running_pods(h: &Harness) -> usize {
+    let pods = h.get(&["pods", "-n", "default", "-l", "app=inference"]);
+    pods["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Deploys `server` over the previous one, capped at one pod, gives its pod that server's
+/// exposition double, and follows its metric through the real adapter, the HPA and
+/// `kscale metrics`.
+fn step_server_on_its_double(
+    h: &Harness,
+    server: ServerKind,
+    metric: &str,
+    value: &str,
+    pod: &str,
+) {
+    let preset = kscale::config::Config::defaults(server, server.preset().default_profile);
+    assert_eq!(preset.metric.name, metric, "{server}'s default metric");
+    let settings = settings(server);
+    let out = h
+        .kscale_cmd_with(
+            &settings,
+            &["deploy", "--image", IMAGE, "--set", "hpa.max_replicas=1"],
+        )
+        .output()
+        .expect("run kscale deploy");
+    assert!(
+        out.status.success(),
+        "kscale --server {server} deploy failed:\n{}",
+        text(&out)
+    );
+    h.supervise(&["--exposition-double", server.as_str()]);
+    h.until(
+        &format!("{server}: one pod"),
+        Duration::from_secs(120),
+        || match (replicas(h), running_pods(h)) {
+            (1, 1) => Ok(()),
+            other => Err(format!("(replicas, running pods) {other:?}")),
+        },
+    );
+    h.until(
+        &format!("the adapter serves {metric}"),
+        Duration::from_secs(120),
+        || match external_value(h, metric)? {
+            (n, v) if n == metric && v == value => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    h.until(
+        &format!("the HPA reads {metric}"),
+        Duration::from_secs(60),
+        || {
+            let hpa = h.get(&["hpa", "inference", "-n", "default"]);
+            let active = hpa_condition(&hpa, "ScalingActive");
+            let m = &hpa["status"]["currentMetrics"][0]["external"];
+            let (name, current) = (
+                m["metric"]["name"].as_str().unwrap_or_default(),
+                m["current"]["averageValue"].as_str().unwrap_or_default(),
+            );
+            match &active {
+                Some((a, _)) if a == "True" && name == metric && current == value => Ok(()),
+                _ => Err(format!("ScalingActive {active:?}, {name} = {current:?}")),
+            }
+        },
+    );
+    let out = h
+        .kscale_cmd_with(&settings, &["metrics", "--wait", "2m"])
+        .output()
+        .expect("run kscale metrics");
+    let report = text(&out);
+    assert!(
+        out.status.success() && report.contains("6 of 6 stages passed"),
+        "kscale --server {server} metrics:\n{report}"
+    );
+    assert_eq!(
+        report.matches(&format!(" {pod}")).count(),
+        1,
+        "stage 1 read {pod} (waiting/in flight) from the one pod:\n{report}"
+    );
+}
+
 #[test]
 fn real_servers_on_a_real_control_plane() {
     if !super::needs(
@@ -347,7 +495,14 @@ fn real_servers_on_a_real_control_plane() {
     );
     let _one_harness = super::one_harness();
     let started = std::time::Instant::now();
-    let h = Harness::start_with(vllm_settings(), &["--exposition-double", "vllm"], "20s");
+    let adapter_dir = tempfile::tempdir().expect("temp dir");
+    let adapter_config = merged_adapter_config(adapter_dir.path());
+    let h = Harness::start_with(
+        settings(ServerKind::Vllm),
+        Some(adapter_config),
+        &["--exposition-double", "vllm"],
+        "20s",
+    );
     eprintln!("harness up in {:.0} s", started.elapsed().as_secs_f64());
     step_every_server_applies_strictly(&h);
     step_strict_validation_refuses_an_unknown_field(&h);
@@ -370,4 +525,11 @@ fn real_servers_on_a_real_control_plane() {
         "kscale metrics passed at {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    for &(server, metric, value, pod) in OTHERS {
+        step_server_on_its_double(&h, server, metric, value, pod);
+        eprintln!(
+            "{server}: {metric} = {value} through the adapter, HPA and kscale metrics at {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
 }

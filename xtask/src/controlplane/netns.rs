@@ -167,7 +167,13 @@ pub fn add_pod_ip(pod_ip: &str) -> anyhow::Result<()> {
         .args(["addr", "add", &format!("{pod_ip}/32"), "dev", "lo"])
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run `ip addr add` ({e}): install iproute2"))?;
-    if out.status.success() || String::from_utf8_lossy(&out.stderr).contains("File exists") {
+    // Already there (a restarted supervisor): older iproute2 says "File exists", newer
+    // "Address already assigned".
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success()
+        || stderr.contains("File exists")
+        || stderr.contains("Address already assigned")
+    {
         return Ok(());
     }
     anyhow::bail!(

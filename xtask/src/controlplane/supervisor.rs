@@ -36,7 +36,8 @@ pub struct PodView {
     pub env: Vec<(String, String)>,
     /// The pod IP kwok gave it, if any: the server listens there, as the pod proxy expects.
     pub ip: Option<String>,
-    /// The first container's first `containerPort` (the server's port on the pod IP).
+    /// The first container's port named `metrics` (Triton's), else its first `containerPort`:
+    /// where the process listens on the pod IP and Prometheus scrapes it.
     pub port: Option<u16>,
 }
 
@@ -65,8 +66,10 @@ pub fn running_pods(list: &serde_json::Value) -> Vec<PodView> {
                 })
                 .unwrap_or_default();
             let ip = pod["status"]["podIP"].as_str().map(str::to_string);
-            let port = pod["spec"]["containers"][0]["ports"][0]["containerPort"]
-                .as_u64()
+            let ports = pod["spec"]["containers"][0]["ports"].as_array();
+            let port = ports
+                .and_then(|p| p.iter().find(|p| p["name"] == "metrics").or(p.first()))
+                .and_then(|p| p["containerPort"].as_u64())
                 .and_then(|p| u16::try_from(p).ok());
             Some(PodView {
                 name,
@@ -296,20 +299,29 @@ mod tests {
                  {"name": "WORKERS", "value": "2"},
                  {"name": "FROM_REF", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
              ]}]}},
+            {"metadata": {"name": "t"}, "status": {"phase": "Running", "podIP": "10.203.64.8"},
+             "spec": {"containers": [{"ports": [{"name": "http", "containerPort": 8000},
+                                                {"name": "metrics", "containerPort": 8002}]}]}},
             {"metadata": {"name": "b"}, "status": {"phase": "Pending"},
              "spec": {"containers": [{}]}},
             {"metadata": {"name": "c", "deletionTimestamp": "2026-01-01T00:00:00Z"},
              "status": {"phase": "Running"}, "spec": {"containers": [{}]}},
         ]});
         let pods = running_pods(&list);
+        assert_eq!(pods.len(), 2, "{pods:?}");
         assert_eq!(
-            pods,
-            vec![PodView {
+            pods[..1],
+            [PodView {
                 name: "a".into(),
                 env: vec![("WORKERS".into(), "2".into())],
                 ip: Some("10.203.64.7".into()),
                 port: Some(3000),
             }]
+        );
+        assert_eq!(
+            pods[1].port,
+            Some(8002),
+            "a metrics port is where it is scraped"
         );
     }
 
