@@ -161,6 +161,18 @@ pub fn app_objects(files: &[RenderedFile]) -> Vec<&RenderedFile> {
     objs
 }
 
+/// The rollout wait: `timeouts.rollout_seconds`, or for a real server, which may need minutes to
+/// load its model, at least its startup budget plus a minute (kscale-server starts at once and
+/// has no startup probe, so its deadline is the key's alone).
+pub fn rollout_deadline_seconds(cfg: &crate::config::Config) -> u64 {
+    let key = cfg.timeouts.rollout_seconds;
+    if cfg.app.server == crate::servers::ServerKind::Kscale {
+        key
+    } else {
+        key.max(cfg.app.startup_seconds.saturating_add(60))
+    }
+}
+
 /// How long `deploy` waits between rollout checks.
 pub const ROLLOUT_POLL: Duration = Duration::from_secs(2);
 
@@ -220,6 +232,20 @@ mod tests {
             host,
             "the runtime Dockerfile counts"
         );
+    }
+
+    #[test]
+    fn a_real_server_waits_for_its_startup_budget_and_kscale_server_for_the_key() {
+        use crate::config::{Config, MetricProfile};
+        use crate::servers::ServerKind;
+        let mut c = Config::default();
+        c.timeouts.rollout_seconds = 3;
+        assert_eq!(rollout_deadline_seconds(&c), 3);
+        let mut v = Config::defaults(ServerKind::Vllm, MetricProfile::Queue);
+        v.timeouts.rollout_seconds = 300;
+        assert_eq!(rollout_deadline_seconds(&v), 960, "900 s startup + 60");
+        v.timeouts.rollout_seconds = 2000;
+        assert_eq!(rollout_deadline_seconds(&v), 2000);
     }
 
     #[test]
@@ -429,14 +455,7 @@ pub async fn apply_and_roll_out(
 
     let (ns, name) = (&s.cfg.app.namespace, &s.cfg.app.name);
     let step = s.ui.step(&format!("rollout of Deployment {ns}/{name}"));
-    // A real server may need minutes to load its model: the rollout waits for its startup
-    // budget too, whichever is longer.
-    let deadline = Duration::from_secs(
-        s.cfg
-            .timeouts
-            .rollout_seconds
-            .max(s.cfg.app.startup_seconds.saturating_add(60)),
-    );
+    let deadline = Duration::from_secs(rollout_deadline_seconds(&s.cfg));
     let waited = kubeapi::wait_until("the rollout", deadline, ROLLOUT_POLL, || {
         kubeapi::rollout_incomplete(client, ns, name)
     })
