@@ -313,40 +313,31 @@ fn scrape_job_passes_a_real_promtool_check() {
     }
     let files = rendered(&Config::default());
     let jobs = job_with_static_targets(&file(&files, file::SCRAPE_CONFIG).content);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("prometheus.yml");
-    let config = serde_json::json!({ "scrape_configs": jobs });
-    // JSON is YAML: promtool reads it as is.
-    std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).expect("write");
-    let out = std::process::Command::new("promtool")
-        .arg("check")
-        .arg("config")
-        .arg(&path)
-        .output()
-        .expect("promtool must be installed (cargo xtask deps installs it)");
+    let out = promtool_check(&serde_json::json!({ "scrape_configs": jobs }));
     assert!(
         out.status.success(),
         "promtool refused the rendered job:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-
     // And it can fail: a misspelled key is refused by the same check.
-    std::fs::write(
-        &path,
-        serde_json::to_string(
-            &serde_json::json!({"scrape_configs": [{"job_name": "x", "scrape_intervl": "5s"}]}),
-        )
-        .expect("json"),
-    )
-    .expect("write");
-    let bad = std::process::Command::new("promtool")
+    let bad = promtool_check(
+        &serde_json::json!({"scrape_configs": [{"job_name": "x", "scrape_intervl": "5s"}]}),
+    );
+    assert!(!bad.status.success());
+}
+
+/// `promtool check config` of a Prometheus configuration (JSON is YAML: promtool reads it as is).
+fn promtool_check(config: &serde_json::Value) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("prometheus.yml");
+    std::fs::write(&path, serde_json::to_string_pretty(config).expect("json")).expect("write");
+    std::process::Command::new("promtool")
         .arg("check")
         .arg("config")
         .arg(&path)
         .output()
-        .expect("promtool");
-    assert!(!bad.status.success());
+        .expect("promtool must be installed (cargo xtask deps installs it)")
 }
 
 #[test]
@@ -535,16 +526,7 @@ fn every_server_scrape_job_passes_a_real_promtool_check() {
     for server in ["vllm", "tgi", "triton", "llamacpp"] {
         let files = rendered(&server_config(server));
         let jobs = job_with_static_targets(&file(&files, file::SCRAPE_CONFIG).content);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("prometheus.yml");
-        let config = serde_json::json!({ "scrape_configs": jobs });
-        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json")).expect("write");
-        let out = std::process::Command::new("promtool")
-            .arg("check")
-            .arg("config")
-            .arg(&path)
-            .output()
-            .expect("promtool");
+        let out = promtool_check(&serde_json::json!({ "scrape_configs": jobs }));
         assert!(
             out.status.success(),
             "{server}: promtool refused the job:\n{}",

@@ -442,6 +442,19 @@ fn copy_from_rootfs(rootfs: &Path, path: &str, into: &Path) -> anyhow::Result<()
     Ok(())
 }
 
+/// Copies one host file into the image tree at `target` (under `into`), creating its folder.
+fn copy_file(path: &Path, target: &Path, into: &Path) -> anyhow::Result<()> {
+    shell::mkdir(target.parent().unwrap_or(into))?;
+    std::fs::copy(path, target).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot copy {} to {}: {e}",
+            path.display(),
+            target.display()
+        )
+    })?;
+    Ok(())
+}
+
 fn copy_with_libraries(rootfs: &Path, path: &str, into: &Path) -> anyhow::Result<()> {
     copy_from_rootfs(rootfs, path, into)?;
     for lib in libraries(rootfs, path)? {
@@ -458,25 +471,11 @@ fn assemble(spec: &Spec, rootfs: &Path, into: &Path) -> anyhow::Result<()> {
         let target = into.join(at.trim_start_matches('/'));
         match source {
             Source::Host(path) => {
-                shell::mkdir(target.parent().unwrap_or(into))?;
-                std::fs::copy(path, &target).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot copy {} to {}: {e}",
-                        path.display(),
-                        target.display()
-                    )
-                })?;
+                copy_file(path, &target, into)?;
                 shell::chmod_x(&target)?;
             }
             Source::Data(path) => {
-                shell::mkdir(target.parent().unwrap_or(into))?;
-                std::fs::copy(path, &target).map_err(|e| {
-                    anyhow::anyhow!(
-                        "cannot copy {} to {}: {e}",
-                        path.display(),
-                        target.display()
-                    )
-                })?;
+                copy_file(path, &target, into)?;
                 shell::chmod(&target, 0o444)?;
             }
             Source::Rootfs(path) => copy_with_libraries(rootfs, path, into)?,
