@@ -181,7 +181,8 @@ pub async fn apply(client: &Client, obj: &DynamicObject) -> anyhow::Result<Appli
         .get_opt(&name)
         .await
         .with_context(|| format!("cannot read {what}"))?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    // Strict: the API server refuses an unknown or duplicate field instead of dropping it.
+    let params = PatchParams::apply(FIELD_MANAGER).force().validation_strict();
     let after = api
         .patch(&name, &params, &Patch::Apply(obj))
         .await
