@@ -182,7 +182,9 @@ pub async fn apply(client: &Client, obj: &DynamicObject) -> anyhow::Result<Appli
         .await
         .with_context(|| format!("cannot read {what}"))?;
     // Strict: the API server refuses an unknown or duplicate field instead of dropping it.
-    let params = PatchParams::apply(FIELD_MANAGER).force().validation_strict();
+    let params = PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .validation_strict();
     let after = api
         .patch(&name, &params, &Patch::Apply(obj))
         .await
