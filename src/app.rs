@@ -298,11 +298,7 @@ pub fn provide_image(
     let mut built = false;
     if s.minikube {
         let mk = Minikube::new(&s.runner, &s.cfg.cluster.profile);
-        // Images in minikube are listed as docker.io/library/<name>:<tag>.
-        let present = blocking(|| mk.image_list())?.is_some_and(|list| {
-            list.iter()
-                .any(|i| i == &image || i.ends_with(&format!("/{image}")))
-        });
+        let present = on_the_nodes(&mk, &image)?;
         if present {
             step.done("unchanged, already in the cluster");
             return Ok((image, false));
@@ -348,10 +344,7 @@ fn provide_named_image(s: &crate::session::Session, image: &str) -> anyhow::Resu
     }
     let step = s.ui.step(&format!("image {image}"));
     let mk = Minikube::new(&s.runner, &s.cfg.cluster.profile);
-    let present = blocking(|| mk.image_list())?.is_some_and(|list| {
-        list.iter()
-            .any(|i| i == image || i.ends_with(&format!("/{image}")))
-    });
+    let present = on_the_nodes(&mk, image)?;
     if present {
         step.done("already in the cluster");
         return Ok(image.to_string());
@@ -364,6 +357,15 @@ fn provide_named_image(s: &crate::session::Session, image: &str) -> anyhow::Resu
         step.done("not in the local engine: the nodes pull it from its registry");
     }
     Ok(image.to_string())
+}
+
+/// Whether minikube lists `image` (it names local images `docker.io/library/NAME:TAG`).
+fn on_the_nodes(mk: &crate::tools::minikube::Minikube, image: &str) -> anyhow::Result<bool> {
+    let list = crate::session::blocking(|| mk.image_list())?;
+    Ok(list.is_some_and(|list| {
+        list.iter()
+            .any(|i| i == image || i.ends_with(&format!("/{image}")))
+    }))
 }
 
 /// Builds `image` from `source` the configured way.

@@ -411,7 +411,7 @@ fn server_context(cfg: &Config) -> Value {
         "title": preset.title,
         "args": preset.args(a),
         "metrics_port": preset.metrics_port,
-        "scrape_port_name": if preset.metrics_port.is_some() { "metrics" } else { "http" },
+        "scrape_port_name": preset.metrics_port_name(),
         "metrics_path": preset.metrics_path,
         "live_path": preset.live_path,
         "ready_path": preset.ready_path,

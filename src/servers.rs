@@ -298,6 +298,16 @@ pub static LLAMACPP: Preset = Preset {
 pub const PLACEHOLDER_MODEL: &str = "PLACEHOLDER-set-app.model";
 
 impl Preset {
+    /// Name of the container port Prometheus scrapes: `metrics` when the server has a separate
+    /// metrics port, else `http`.
+    pub fn metrics_port_name(&self) -> &'static str {
+        if self.metrics_port.is_some() {
+            "metrics"
+        } else {
+            "http"
+        }
+    }
+
     /// Whether the server loads a model named by `app.model`.
     pub fn needs_model(&self) -> bool {
         self.model_arg != ModelArg::None

@@ -312,11 +312,16 @@ fn metric(m: &MetricConfig, p: &mut Problems) {
 /// Whether `s` is a Prometheus metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), which is also a valid
 /// external metric name (a path segment without '/' or '%').
 fn is_metric_name(s: &str) -> bool {
+    is_identifier(s, b":")
+}
+
+/// Whether `s` is letters, digits, '_' and the bytes of `extra`, not starting with a digit.
+fn is_identifier(s: &str, extra: &[u8]) -> bool {
     let mut bytes = s.bytes();
     bytes
         .next()
-        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || extra.contains(&b))
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || extra.contains(&b))
 }
 
 /// The server's own keys, and the metric against what that server really exposes.
@@ -375,12 +380,7 @@ fn server(c: &Config, p: &mut Problems) {
         );
     }
     for name in a.env.keys() {
-        let mut bytes = name.bytes();
-        let ok = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !ok {
+        if !is_identifier(name, b"") {
             p.bad(
                 "app.env",
                 format!("{name:?} is not an environment variable name (letters, digits, '_')"),

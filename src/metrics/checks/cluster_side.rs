@@ -61,14 +61,9 @@ impl Checker<'_> {
                 continue;
             }
             let preset = self.cfg.app.server.preset();
-            let port_name = if preset.metrics_port.is_some() {
-                "metrics"
-            } else {
-                "http"
-            };
             let port = metrics_port(
                 pod,
-                port_name,
+                preset.metrics_port_name(),
                 preset.metrics_port.unwrap_or(self.cfg.app.port),
             );
             let path = format!(
