@@ -5,8 +5,9 @@
 
 use kscale::cli::SimulateArgs;
 use kscale::config::{Config, MetricProfile, PolicyKind, ScalingPolicy, SelectPolicy};
+use kscale::loadprofile::Balance;
 use kscale::loadprofile::LoadProfile;
-use kscale::simulate::{Balance, SimParams, Summary, build_report, simulate, summary_text};
+use kscale::simulate::{SimParams, Summary, build_report, simulate, summary_text};
 
 struct Candidate {
     name: String,

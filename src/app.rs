@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::config::ImageBuild;
+use crate::manifest;
 use crate::render::{FileKind, RenderedFile};
 
 /// Repository name of the server image kscale builds.
@@ -107,8 +108,8 @@ pub fn check_deployable(cfg: &crate::config::Config, minikube: bool) -> anyhow::
             "app.model: {} needs a model to serve: set it, e.g. --set app.model={}",
             preset.title,
             match a.server {
-                crate::servers::ServerKind::Triton => "s3://bucket/model_repository",
-                crate::servers::ServerKind::Llamacpp => "/models/model.gguf",
+                crate::config::servers::ServerKind::Triton => "s3://bucket/model_repository",
+                crate::config::servers::ServerKind::Llamacpp => "/models/model.gguf",
                 _ => "Qwen/Qwen2.5-0.5B-Instruct",
             }
         ));
@@ -166,7 +167,7 @@ pub fn app_objects(files: &[RenderedFile]) -> Vec<&RenderedFile> {
 /// has no startup probe, so its deadline is the key's alone).
 pub fn rollout_deadline_seconds(cfg: &crate::config::Config) -> u64 {
     let key = cfg.timeouts.rollout_seconds;
-    if cfg.app.server == crate::servers::ServerKind::Kscale {
+    if cfg.app.server == crate::config::servers::ServerKind::Kscale {
         key
     } else {
         key.max(cfg.app.startup_seconds.saturating_add(60))
@@ -236,8 +237,8 @@ mod tests {
 
     #[test]
     fn a_real_server_waits_for_its_startup_budget_and_kscale_server_for_the_key() {
+        use crate::config::servers::ServerKind;
         use crate::config::{Config, MetricProfile};
-        use crate::servers::ServerKind;
         let mut c = Config::default();
         c.timeouts.rollout_seconds = 3;
         assert_eq!(rollout_deadline_seconds(&c), 3);
@@ -428,9 +429,9 @@ pub async fn apply_and_roll_out(
     let step =
         s.ui.step("apply app objects (server-side, field manager kscale)");
     for f in app_objects(files) {
-        let obj = kubeapi::object_from_yaml(&f.content)
+        let obj = manifest::object_from_yaml(&f.content)
             .with_context(|| format!("rendered {}", f.name))?;
-        let what = kubeapi::describe(&obj);
+        let what = manifest::describe(&obj);
         match client {
             None => {
                 s.ui.plan(&format!(

@@ -43,7 +43,7 @@ pub struct GlobalArgs {
     /// Inference server to deploy and scale: kscale (the simulated model), vllm, tgi, triton or
     /// llamacpp (the same as --set app.server=...).
     #[arg(long, global = true, value_name = "SERVER", value_parser = parse_server)]
-    pub server: Option<crate::servers::ServerKind>,
+    pub server: Option<crate::config::servers::ServerKind>,
     /// Directory of templates that replace the built-in ones by file name.
     #[arg(long, global = true, env = "KSCALE_TEMPLATES", value_name = "DIR")]
     pub templates: Option<PathBuf>,
@@ -58,8 +58,8 @@ pub struct GlobalArgs {
     pub output: OutputFormat,
 }
 
-fn parse_server(text: &str) -> Result<crate::servers::ServerKind, String> {
-    crate::servers::ServerKind::parse(text)
+fn parse_server(text: &str) -> Result<crate::config::servers::ServerKind, String> {
+    crate::config::servers::ServerKind::parse(text)
         .map_err(|e| e.to_string().trim_start_matches("app.server: ").to_string())
 }
 
@@ -224,7 +224,7 @@ pub struct LoadArgs {
     /// kscale-server) [default: the configured server's own: infer for kscale, completions for
     /// vllm, tgi and llamacpp].
     #[arg(long, value_enum)]
-    pub api: Option<crate::load::api::ApiKind>,
+    pub api: Option<crate::config::servers::ApiKind>,
     /// The text of every request: `input` of /infer, `prompt` of completions, the user message of
     /// chat.
     #[arg(
@@ -314,8 +314,8 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "FILE")]
     pub csv: Option<PathBuf>,
     /// How requests are spread over ready pods.
-    #[arg(long, value_enum, default_value_t = crate::simulate::Balance::RoundRobin)]
-    pub balance: crate::simulate::Balance,
+    #[arg(long, value_enum, default_value_t = crate::loadprofile::Balance::RoundRobin)]
+    pub balance: crate::loadprofile::Balance,
 }
 
 /// `kscale plot`: draw a recorded timeline.

@@ -37,7 +37,7 @@ pub fn ensure(s: &Session) -> anyhow::Result<ClusterAction> {
     };
     let result = match state {
         ProfileState::Absent => {
-            let extra = crate::sources::minikube_start_flags(&s.cfg);
+            let extra = crate::config::sources::minikube_start_flags(&s.cfg);
             blocking(|| mk.create(c, &extra, timeout)).map(|()| ClusterAction::Created)
         }
         ProfileState::Present { nodes, .. } if nodes != c.nodes as usize => {
@@ -83,7 +83,7 @@ pub async fn ensure_metrics_server(
     let step = s.ui.step("metrics-server addon");
     let enabled = blocking(|| mk.addon_enabled("metrics-server"))?;
     if enabled != Some(true) {
-        let flags = crate::sources::metrics_server_addon_flags(&s.cfg);
+        let flags = crate::config::sources::metrics_server_addon_flags(&s.cfg);
         blocking(|| mk.enable_addon("metrics-server", &flags))?;
     }
     let Some(client) = client else {

@@ -14,6 +14,8 @@ use kube::api::{
 use kube::{Api, Client};
 use serde_json::Value;
 
+use crate::manifest;
+
 /// Field manager of every object kscale applies.
 pub const FIELD_MANAGER: &str = "kscale";
 
@@ -52,70 +54,9 @@ pub enum Applied {
 
 /// One kind of object kscale renders and applies, described by k8s-openapi's own constants so
 /// that the API path, the scope and the typed check cannot drift apart.
-#[derive(Clone, Copy)]
-pub struct ObjectKind {
-    /// `apiVersion` as written in a manifest (`apps/v1`).
-    pub api_version: &'static str,
-    /// `kind` (`Deployment`).
-    pub kind: &'static str,
-    /// The resource's plural in the URL (`deployments`).
-    pub plural: &'static str,
-    /// Whether objects live in a namespace.
-    pub namespaced: bool,
-    /// Deserializes into the k8s-openapi type and serializes back (what `render::check_object`
-    /// compares with the input to find fields the type does not know).
-    pub round_trip: fn(&Value) -> anyhow::Result<Value>,
-}
-
-impl ObjectKind {
-    fn of<K>() -> Self
-    where
-        K: k8s_openapi::Resource + serde::de::DeserializeOwned + serde::Serialize + 'static,
-    {
-        Self {
-            api_version: K::API_VERSION,
-            kind: K::KIND,
-            plural: K::URL_PATH_SEGMENT,
-            namespaced: std::any::TypeId::of::<K::Scope>()
-                == std::any::TypeId::of::<k8s_openapi::NamespaceResourceScope>(),
-            round_trip: round_trip::<K>,
-        }
-    }
-}
-
-/// Every kind kscale renders and applies.
-fn object_kinds() -> [ObjectKind; 6] {
-    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-    use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
-    [
-        ObjectKind::of::<Deployment>(),
-        ObjectKind::of::<Service>(),
-        ObjectKind::of::<Secret>(),
-        ObjectKind::of::<ConfigMap>(),
-        ObjectKind::of::<Namespace>(),
-        ObjectKind::of::<HorizontalPodAutoscaler>(),
-    ]
-}
-
-/// The kind kscale knows for `apiVersion` and `kind`, if any.
-pub fn object_kind(api_version: &str, kind: &str) -> Option<ObjectKind> {
-    object_kinds()
-        .into_iter()
-        .find(|k| k.api_version == api_version && k.kind == kind)
-}
-
-fn round_trip<T>(value: &Value) -> anyhow::Result<Value>
-where
-    T: serde::de::DeserializeOwned + serde::Serialize,
-{
-    let typed: T =
-        serde_path_to_error::deserialize(value.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(serde_json::to_value(&typed)?)
-}
-
 /// The API resource (plural, scope) of the kinds kscale applies; no discovery round trip needed.
 fn resource_of(gvk: &GroupVersionKind) -> anyhow::Result<(ApiResource, bool)> {
-    let Some(known) = object_kind(&gvk.api_version(), &gvk.kind) else {
+    let Some(known) = manifest::object_kind(&gvk.api_version(), &gvk.kind) else {
         anyhow::bail!(
             "kscale does not apply {}/{} objects",
             gvk.api_version(),
@@ -153,30 +94,10 @@ fn api_for(client: &Client, obj: &DynamicObject) -> anyhow::Result<(Api<DynamicO
     Ok((api, name))
 }
 
-/// A description like `Deployment default/inference`.
-pub fn describe(obj: &DynamicObject) -> String {
-    let kind = obj
-        .types
-        .as_ref()
-        .map(|t| t.kind.as_str())
-        .unwrap_or("object");
-    match (&obj.metadata.namespace, &obj.metadata.name) {
-        (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
-        (None, Some(n)) => format!("{kind} {n}"),
-        _ => kind.to_string(),
-    }
-}
-
-/// Parses a rendered manifest into an object ready for apply.
-pub fn object_from_yaml(text: &str) -> anyhow::Result<DynamicObject> {
-    let value: Value = crate::render::parse_yaml(text)?;
-    serde_json::from_value(value).context("not a Kubernetes object")
-}
-
 /// Server-side applies `obj` (field manager `kscale`, taking over fields others changed by hand).
 pub async fn apply(client: &Client, obj: &DynamicObject) -> anyhow::Result<Applied> {
     let (api, name) = api_for(client, obj)?;
-    let what = describe(obj);
+    let what = manifest::describe(obj);
     let before = api
         .get_opt(&name)
         .await
@@ -204,7 +125,7 @@ pub async fn delete(client: &Client, obj: &DynamicObject) -> anyhow::Result<bool
     match api.delete(&name, &DeleteParams::background()).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot delete {}", describe(obj))),
+        Err(e) => Err(e).with_context(|| format!("cannot delete {}", manifest::describe(obj))),
     }
 }
 
@@ -495,7 +416,7 @@ mod tests {
 
     #[test]
     fn object_kinds_come_from_k8s_openapi() {
-        let table: Vec<_> = object_kinds()
+        let table: Vec<_> = manifest::object_kinds()
             .iter()
             .map(|k| (k.api_version, k.kind, k.plural, k.namespaced))
             .collect();

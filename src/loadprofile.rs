@@ -391,6 +391,19 @@ mod secs_f64 {
     }
 }
 
+/// How requests are spread over ready pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Each request goes to the next ready pod in turn (a new connection per request through an
+    /// IPVS round-robin Service).
+    #[default]
+    RoundRobin,
+    /// Each request goes to a uniformly random ready pod (a new connection per request through
+    /// kube-proxy's iptables mode).
+    Random,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::config::Config;
+use crate::config::sources;
 use crate::kubeapi::{self, EXTERNAL_METRICS_APISERVICE};
 use crate::render::RenderedFile;
 use crate::session::{Session, blocking};
-use crate::sources;
 use crate::tools::helm::{Helm, ReleaseState};
 use crate::tools::version::Version;
 
@@ -106,13 +106,13 @@ pub fn sync_release(
         spec.release, spec.chart, spec.version
     ));
     let rendered = values_of(files, spec.values_file)?;
-    let mut want: serde_json::Value = crate::render::parse_yaml(&rendered.content)?;
+    let mut want: serde_json::Value = crate::manifest::parse_yaml(&rendered.content)?;
     // The user's values file goes on top, as helm layers `-f` files; `helm get values` returns
     // the merged result, so the comparison below sees a changed extra file too.
     let extra = sources::extra_values(&s.cfg, spec.chart);
     if let Some(path) = extra {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-        let over: serde_json::Value = crate::render::parse_yaml(&text)
+        let over: serde_json::Value = crate::manifest::parse_yaml(&text)
             .with_context(|| format!("{path} is not valid YAML"))?;
         if !over.is_null() {
             sources::merge_values(&mut want, over);

@@ -101,7 +101,7 @@ pub struct AdapterRule {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Signal {
     /// The mean request duration from a histogram's (or counter pair's) sum and count.
-    MeanDuration(crate::servers::Duration),
+    MeanDuration(crate::config::servers::Duration),
     /// The sum of these gauges per pod (an `AverageValue` target divides by the pods).
     Gauges(Vec<String>),
 }
@@ -384,8 +384,8 @@ pub fn render_all(
     for (name, kind) in &plan {
         let content = render_one(templates, name, &ctx)?;
         // Every file must at least be YAML; objects must also survive the typed round trip.
-        let value =
-            parse_yaml(&content).with_context(|| format!("rendered {name} is not valid YAML"))?;
+        let value = crate::manifest::parse_yaml(&content)
+            .with_context(|| format!("rendered {name} is not valid YAML"))?;
         if *kind == FileKind::Object {
             check_object(&value)
                 .with_context(|| format!("rendered {name} is not a valid Kubernetes object"))?;
@@ -407,7 +407,7 @@ fn server_context(cfg: &Config) -> Value {
     let startup_failures = a.startup_seconds.div_ceil(STARTUP_PROBE_PERIOD).max(1);
     serde_json::json!({
         "kind": a.server.as_str(),
-        "kscale": a.server == crate::servers::ServerKind::Kscale,
+        "kscale": a.server == crate::config::servers::ServerKind::Kscale,
         "title": preset.title,
         "args": preset.args(a),
         "metrics_port": preset.metrics_port,
@@ -443,11 +443,6 @@ fn tera_chain(e: &tera::Error) -> String {
         src = s.source();
     }
     parts.join(": ")
-}
-
-/// Parses one YAML document into JSON values (the form the kube crate and k8s-openapi use).
-pub fn parse_yaml(text: &str) -> anyhow::Result<Value> {
-    serde_saphyr::from_str::<Value>(text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The multi-document YAML stream of every rendered file, as `kscale render` prints it.
@@ -494,8 +489,10 @@ pub fn check_object(value: &Value) -> anyhow::Result<()> {
     {
         anyhow::bail!("metadata.name is missing");
     }
-    let Some(known) = crate::kubeapi::object_kind(api_version, kind) else {
-        anyhow::bail!("kscale does not know {api_version}/{kind}; add it to kubeapi::object_kinds");
+    let Some(known) = crate::manifest::object_kind(api_version, kind) else {
+        anyhow::bail!(
+            "kscale does not know {api_version}/{kind}; add it to manifest::object_kinds"
+        );
     };
     let back = (known.round_trip)(value)?;
     let mut dropped = BTreeSet::new();

@@ -17,11 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use bytes::Bytes;
 use hyper::body::Frame;
 use serde::Deserialize;
@@ -107,6 +108,19 @@ struct Generation {
     prompt_tokens: u64,
     max_tokens: u32,
     stream: bool,
+}
+
+/// `POST /v1/completions` and `/v1/chat/completions`, with kscale's JSON 405 for other methods.
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route(
+            "/v1/completions",
+            post(completions).fallback(routes::inference_wrong_method),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(chat).fallback(routes::inference_wrong_method),
+        )
 }
 
 /// `POST /v1/completions`.

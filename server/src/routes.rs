@@ -17,7 +17,6 @@ use serde_json::json;
 
 use crate::admission::{Admission, Entry, QueueFull, Slot};
 use crate::metrics::{CLIENT_CLOSED, Metrics};
-use crate::openai;
 
 /// When a request's head arrived; set by the connection layer so durations include everything.
 #[derive(Debug, Clone, Copy)]
@@ -51,8 +50,9 @@ impl App {
     }
 }
 
-/// The routes of the server.
-pub fn router(app: Arc<App>) -> Router {
+/// kscale's own routes and the JSON 404 for every other path; `openai::router` adds the
+/// OpenAI-style routes beside them (`serve` merges the two).
+pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/infer", post(infer).fallback(inference_wrong_method))
         .route(
@@ -61,19 +61,10 @@ pub fn router(app: Arc<App>) -> Router {
                 .head(head_root)
                 .fallback(inference_wrong_method),
         )
-        .route(
-            "/v1/completions",
-            post(openai::completions).fallback(inference_wrong_method),
-        )
-        .route(
-            "/v1/chat/completions",
-            post(openai::chat).fallback(inference_wrong_method),
-        )
         .route("/metrics", get(metrics).fallback(wrong_method))
         .route("/healthz", get(healthz).fallback(wrong_method))
         .route("/readyz", get(readyz).fallback(wrong_method))
         .fallback(not_found)
-        .with_state(app)
 }
 
 /// Whether `path` is an inference route (counted in `inference_requests_total`).
@@ -420,7 +411,10 @@ fn method_not_allowed(request: &Request, allowed: &'static str) -> Response {
     response
 }
 
-async fn inference_wrong_method(State(app): State<Arc<App>>, request: Request) -> Response {
+pub(crate) async fn inference_wrong_method(
+    State(app): State<Arc<App>>,
+    request: Request,
+) -> Response {
     let allowed = if request.uri().path() == "/" {
         "GET"
     } else {

@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::connection::{self, ConnectionSettings};
 use crate::limits::{Budget, Repeated};
 use crate::metrics::Metrics;
+use crate::openai;
 use crate::routes::{self, App};
 
 /// How the server ended.
@@ -125,7 +126,9 @@ pub async fn run(config: Config) -> anyhow::Result<Ending> {
     }
 
     let settings = Arc::new(ConnectionSettings {
-        router: routes::router(app.clone()),
+        router: routes::router()
+            .merge(openai::router())
+            .with_state(app.clone()),
         app: app.clone(),
         keep_alive: config.keep_alive(),
         header_timeout: config.keep_alive().unwrap_or_else(|| config.read_timeout()),

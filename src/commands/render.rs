@@ -17,7 +17,7 @@ pub fn exec(s: &Session, args: &RenderArgs) -> anyhow::Result<u8> {
         s.ui.warn(&format!(
             "app.model is not set: rendered {} with the placeholder model {} (up and deploy refuse it)",
             preset.title,
-            crate::servers::PLACEHOLDER_MODEL
+            crate::config::servers::PLACEHOLDER_MODEL
         ));
     }
     let files = s.render(&image)?;

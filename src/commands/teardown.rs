@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::cli::TeardownArgs;
 use crate::kubeapi;
+use crate::manifest;
 use crate::monitoring;
 use crate::preflight::{self, Tool};
 use crate::render::file;
@@ -116,8 +117,8 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
         let Some(f) = files.iter().find(|f| f.name == name) else {
             continue;
         };
-        let obj = kubeapi::object_from_yaml(&f.content)?;
-        let what = kubeapi::describe(&obj);
+        let obj = manifest::object_from_yaml(&f.content)?;
+        let what = manifest::describe(&obj);
         match &client {
             None => s.ui.plan(&format!("delete {what}")),
             Some(c) => {
@@ -150,14 +151,14 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
         .iter()
         .filter(|f| f.name == file::MONITORING_NAMESPACE || f.name == file::APP_NAMESPACE)
     {
-        let obj = kubeapi::object_from_yaml(&f.content)?;
+        let obj = manifest::object_from_yaml(&f.content)?;
         match &client {
-            None => s.ui.plan(&format!("delete {}", kubeapi::describe(&obj))),
+            None => s.ui.plan(&format!("delete {}", manifest::describe(&obj))),
             Some(c) => {
                 if kubeapi::delete(c, &obj).await? {
-                    report.removed.push(kubeapi::describe(&obj));
+                    report.removed.push(manifest::describe(&obj));
                 } else {
-                    report.absent.push(kubeapi::describe(&obj));
+                    report.absent.push(manifest::describe(&obj));
                 }
             }
         }

@@ -4,6 +4,7 @@ use super::deploy::Adapter;
 use crate::cli::UpArgs;
 use crate::cluster::{self, ClusterAction};
 use crate::kubeapi;
+use crate::manifest;
 use crate::monitoring::{self, IfMissing, ReleaseAction};
 use crate::preflight::{self, Tool, Versions};
 use crate::session::Session;
@@ -82,13 +83,13 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
             .iter()
             .find(|f| f.name == name)
             .ok_or_else(|| anyhow::anyhow!("{name} was not rendered"))?;
-        let obj = kubeapi::object_from_yaml(&f.content)?;
+        let obj = manifest::object_from_yaml(&f.content)?;
         match &client {
             Some(c) => {
                 kubeapi::apply(c, &obj).await?;
             }
             None => {
-                s.ui.plan(&format!("apply {}:", kubeapi::describe(&obj)));
+                s.ui.plan(&format!("apply {}:", manifest::describe(&obj)));
                 s.ui.plan(&f.content);
             }
         }

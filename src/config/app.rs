@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::servers::ServerKind;
+use crate::config::servers::ServerKind;
 
 /// The inference server deployment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

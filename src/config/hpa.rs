@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::MetricProfile;
+use crate::hpa::HpaSettings;
+pub use crate::hpa::{PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy};
 
 /// The HorizontalPodAutoscaler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,56 +49,6 @@ impl Default for HpaConfig {
     }
 }
 
-/// One direction of `behavior` (`HPAScalingRules`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScalingRules {
-    /// `stabilizationWindowSeconds` (0-3600).
-    pub stabilization_window_seconds: u32,
-    /// `selectPolicy`.
-    #[serde(default)]
-    pub select_policy: SelectPolicy,
-    /// `policies`.
-    pub policies: Vec<ScalingPolicy>,
-    /// `tolerance` (KEP-4951; beta in Kubernetes 1.35); `None` keeps the cluster's 0.1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerance: Option<f64>,
-}
-
-/// `selectPolicy` of a scaling direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum SelectPolicy {
-    /// The policy allowing the largest change.
-    #[default]
-    Max,
-    /// The policy allowing the smallest change.
-    Min,
-    /// No scaling in this direction.
-    Disabled,
-}
-
-/// One `HPAScalingPolicy`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScalingPolicy {
-    /// `type`: Pods or Percent.
-    #[serde(rename = "type")]
-    pub kind: PolicyKind,
-    /// `value`: pods, or percent of the replicas at the start of the period.
-    pub value: u32,
-    /// `periodSeconds` (1-1800).
-    pub period_seconds: u32,
-}
-
-/// `HPAScalingPolicy.type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum PolicyKind {
-    /// An absolute number of pods.
-    Pods,
-    /// A percentage of the current replicas.
-    Percent,
-}
-
 impl HpaConfig {
     /// Defaults of the HPA for a metric profile: the original's slow, steady behaviour for
     /// `mean-duration`; a quick scale-up for `concurrency`, whose signal has no rate window to smooth it.
@@ -120,5 +72,12 @@ impl HpaConfig {
                 ..Self::default()
             },
         }
+    }
+}
+
+impl From<&HpaConfig> for HpaSettings {
+    /// kscale always renders a `behavior`, so the behavior path applies.
+    fn from(c: &HpaConfig) -> Self {
+        HpaSettings::with_behavior(c.min_replicas, c.max_replicas, &c.scale_up, &c.scale_down)
     }
 }

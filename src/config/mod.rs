@@ -13,6 +13,8 @@ mod hpa;
 mod keys;
 mod metric;
 mod monitoring;
+pub mod servers;
+pub mod sources;
 #[cfg(test)]
 mod tests;
 mod timeouts;
@@ -91,11 +93,11 @@ pub struct Layers {
 impl Config {
     /// Defaults of a metric profile for every section, with kscale-server.
     pub fn defaults_for(profile: MetricProfile) -> Self {
-        Self::defaults(crate::servers::ServerKind::Kscale, profile)
+        Self::defaults(crate::config::servers::ServerKind::Kscale, profile)
     }
 
     /// Defaults of a server and a metric profile for every section.
-    pub fn defaults(server: crate::servers::ServerKind, profile: MetricProfile) -> Self {
+    pub fn defaults(server: crate::config::servers::ServerKind, profile: MetricProfile) -> Self {
         let app = AppConfig::defaults_for(server);
         Self {
             metric: MetricConfig::defaults_for_server(&app, profile),
@@ -121,8 +123,8 @@ impl Config {
         // The server decides the defaults of the app and of the profile, and the profile those of
         // the other metric and HPA keys, so find both first.
         let server = match layered(layers, &file_table, "app", "server") {
-            None => crate::servers::ServerKind::Kscale,
-            Some(text) => crate::servers::ServerKind::parse(&text)?,
+            None => crate::config::servers::ServerKind::Kscale,
+            Some(text) => crate::config::servers::ServerKind::parse(&text)?,
         };
         let profile = match layered(layers, &file_table, "metric", "profile") {
             None => server.preset().default_profile,

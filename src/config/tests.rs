@@ -494,7 +494,7 @@ fn every_deadline_is_checked_including_new_ones() {
 
 #[test]
 fn the_server_decides_the_defaults_of_the_app_and_the_metric_in_every_layer() {
-    use crate::servers::ServerKind;
+    use crate::config::servers::ServerKind;
     for layers in [
         Layers {
             sets: vec![("app.server".into(), "vllm".into())],
@@ -625,7 +625,7 @@ fn the_metric_must_be_one_the_server_exposes() {
     assert!(e.contains("app.env"), "{e}");
     let e = bad(&[
         ("app.server", "vllm"),
-        ("app.model", crate::servers::PLACEHOLDER_MODEL),
+        ("app.model", crate::config::servers::PLACEHOLDER_MODEL),
     ]);
     assert!(e.contains("app.model"), "{e}");
 }

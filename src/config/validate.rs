@@ -71,7 +71,7 @@ impl Config {
         server(self, &mut p);
         hpa(&self.hpa, &mut p);
         monitoring(&self.monitoring, &mut p);
-        for invalid in crate::sources::validate(self) {
+        for invalid in crate::config::sources::validate(self) {
             p.bad(&invalid.key, invalid.message);
         }
         timeouts(&self.timeouts, &mut p);
@@ -373,7 +373,7 @@ fn server(c: &Config, p: &mut Problems) {
             format!("{:?} is not an image reference (no spaces)", a.image),
         );
     }
-    if a.model.trim() == crate::servers::PLACEHOLDER_MODEL {
+    if a.model.trim() == crate::config::servers::PLACEHOLDER_MODEL {
         p.bad(
             "app.model",
             "is the placeholder kscale renders when no model is set: name a real model".into(),

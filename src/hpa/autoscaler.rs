@@ -8,7 +8,7 @@ use super::replicas::{
     external_value_replicas, pods_average_value_replicas,
 };
 use super::{HpaSettings, Rules};
-use crate::config::{PolicyKind, SelectPolicy};
+use super::{PolicyKind, SelectPolicy};
 
 /// What the metrics API returned for one metric at this sync.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,6 +11,7 @@
 
 mod autoscaler;
 mod replicas;
+mod rules;
 #[cfg(test)]
 mod tests;
 
@@ -19,10 +20,9 @@ pub use replicas::{
     MetricError, MetricTarget, PodMetric, PodPhase, Proposal, Tolerances,
     external_average_value_replicas, external_value_replicas, pods_average_value_replicas,
 };
+pub use rules::{PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy};
 
 use serde::{Deserialize, Serialize};
-
-use crate::config::{HpaConfig, PolicyKind, ScalingPolicy, ScalingRules, SelectPolicy};
 
 /// `--horizontal-pod-autoscaler-tolerance` default of kube-controller-manager.
 pub const DEFAULT_TOLERANCE: f64 = 0.1;
@@ -182,15 +182,21 @@ fn rules_from_config(rules: &ScalingRules, defaults: Rules) -> Rules {
     }
 }
 
-impl From<&HpaConfig> for HpaSettings {
-    /// kscale always renders a `behavior`, so the behavior path applies.
-    fn from(c: &HpaConfig) -> Self {
+impl HpaSettings {
+    /// The settings of an HPA with these bounds and rules; kscale always renders a `behavior`,
+    /// so the behavior path applies.
+    pub fn with_behavior(
+        min_replicas: u32,
+        max_replicas: u32,
+        scale_up: &ScalingRules,
+        scale_down: &ScalingRules,
+    ) -> Self {
         Self {
-            min_replicas: c.min_replicas,
-            max_replicas: c.max_replicas,
+            min_replicas,
+            max_replicas,
             behavior: Some(Behavior {
-                scale_up: rules_from_config(&c.scale_up, Rules::default_scale_up()),
-                scale_down: rules_from_config(&c.scale_down, Rules::default_scale_down()),
+                scale_up: rules_from_config(scale_up, Rules::default_scale_up()),
+                scale_down: rules_from_config(scale_down, Rules::default_scale_down()),
             }),
             ..Self::default()
         }

@@ -11,18 +11,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Which API requests use (`--api`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApiKind {
-    /// kscale-server's `POST /infer` with `{"input": ...}`.
-    #[default]
-    Infer,
-    /// `POST /v1/completions` with `{"prompt", "max_tokens", "stream"}` (OpenAI-style).
-    Completions,
-    /// `POST /v1/chat/completions` with one user message (OpenAI-style).
-    Chat,
-}
+pub use crate::config::servers::ApiKind;
 
 /// Tokens asked for when `--max-tokens` is not given (OpenAI's default for completions).
 pub const DEFAULT_MAX_TOKENS: u32 = 16;

@@ -9,9 +9,10 @@ use rand_chacha::ChaCha8Rng;
 
 use super::metric::{self, ObservedRequest, PodSeries, Sample, SeriesRef};
 use super::output::{SimOutput, Summary, SyncRecord};
-use super::params::{Balance, MAX_EVENTS, SimParams};
+use super::params::{MAX_EVENTS, SimParams};
 use crate::config::MetricProfile;
 use crate::hpa::{Autoscaler, MetricInput, MetricReading, MetricTarget, SyncInputs};
+use crate::loadprofile::Balance;
 use crate::loadprofile::{LoadKind, LoadProfile};
 use crate::timeline::{PodSample, TimelineRow};
 

@@ -23,7 +23,7 @@ mod tests;
 
 pub use engine::{simulate, simulate_recorded};
 pub use output::{SimOutput, Summary, SyncRecord};
-pub use params::{Balance, SimParams};
+pub use params::SimParams;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,24 +1,11 @@
 //! What the model is given: the simulator's parameters taken from a configuration, and the
 //! estimate of a run's size that refuses runaway runs before they start.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::{Config, MetricProfile};
 use crate::hpa::HpaSettings;
-use crate::loadprofile::{LoadKind, LoadProfile};
-
-/// How requests are spread over ready pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Balance {
-    /// Each request goes to the next ready pod in turn (a new connection per request through an
-    /// IPVS round-robin Service).
-    #[default]
-    RoundRobin,
-    /// Each request goes to a uniformly random ready pod (a new connection per request through
-    /// kube-proxy's iptables mode).
-    Random,
-}
+use crate::loadprofile::{Balance, LoadKind, LoadProfile};
 
 /// Everything the model needs, taken from a [`Config`] plus the simulator's own assumptions.
 #[derive(Debug, Clone, PartialEq, Serialize)]

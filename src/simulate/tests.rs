@@ -1,7 +1,7 @@
 use super::metric::{self, PodLifetime};
 use super::*;
 use crate::config::{Config, MetricProfile};
-use crate::loadprofile::LoadProfile;
+use crate::loadprofile::{Balance, LoadProfile};
 
 fn fixed(pods: u32, workers: u32) -> SimParams {
     let mut c = Config::default();
@@ -326,7 +326,10 @@ fn a_run_beyond_the_event_limit_is_refused_up_front() {
 #[test]
 fn queue_profile_scales_on_waiting_requests_only() {
     // A llama.cpp-like pod: one slot, 1 s per request, an unbounded wait.
-    let mut c = Config::defaults(crate::servers::ServerKind::Llamacpp, MetricProfile::Queue);
+    let mut c = Config::defaults(
+        crate::config::servers::ServerKind::Llamacpp,
+        MetricProfile::Queue,
+    );
     c.app.inference_seconds = 1.0;
     c.app.max_queue = 10_000;
     c.hpa.max_replicas = 8;

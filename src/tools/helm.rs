@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::version::Version;
 use super::{Cmd, Runner, ToolError, unreadable};
-use crate::sources::ChartRef;
+use crate::config::sources::ChartRef;
 
 /// A release as `helm list -o json` shows it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -126,7 +126,7 @@ impl<'a> Helm<'a> {
         if !out.success() {
             return Err(super::failed(&cmd, &out));
         }
-        let values = crate::render::parse_yaml(&out.stdout)
+        let values = crate::manifest::parse_yaml(&out.stdout)
             .map_err(|e| unreadable(&cmd, &out, "YAML", e.as_ref()))?;
         Ok(Some(values))
     }

@@ -99,7 +99,7 @@ impl<'a> Minikube<'a> {
         }))
     }
 
-    /// Creates and starts the profile; `extra` are the flags of [`crate::sources`].
+    /// Creates and starts the profile; `extra` are the flags of [`crate::config::sources`].
     pub fn create(
         &self,
         c: &ClusterConfig,

@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kscale::config::Config;
-use kscale::render::{Templates, file, parse_yaml, render_all};
+use kscale::manifest::parse_yaml;
+use kscale::render::{Templates, file, render_all};
 
 /// Runs kscale in an empty directory (no kscale.toml) without the caller's KSCALE_* variables.
 fn kscale(args: &[&str], env: &[(&OsStr, &OsStr)]) -> Output {

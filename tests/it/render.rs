@@ -22,7 +22,7 @@ fn file<'a>(files: &'a [RenderedFile], name: &str) -> &'a RenderedFile {
 }
 
 fn typed<T: serde::de::DeserializeOwned>(files: &[RenderedFile], name: &str) -> T {
-    let v = render::parse_yaml(&file(files, name).content).expect("yaml");
+    let v = kscale::manifest::parse_yaml(&file(files, name).content).expect("yaml");
     serde_path_to_error::deserialize(v).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -48,7 +48,7 @@ fn every_object_survives_a_typed_round_trip() {
             "namespace, secret, deployment, service, hpa, dashboard"
         );
         for f in objects {
-            let v = render::parse_yaml(&f.content).expect("yaml");
+            let v = kscale::manifest::parse_yaml(&f.content).expect("yaml");
             render::check_object(&v).unwrap_or_else(|e| panic!("{}: {e:#}", f.name));
         }
     }
@@ -196,7 +196,8 @@ fn scrape_secret_carries_the_rendered_job_and_values_point_at_it() {
         data.get(render::SCRAPE_SECRET_KEY),
         Some(&file(&files, file::SCRAPE_CONFIG).content)
     );
-    let values = render::parse_yaml(&file(&files, file::PROMETHEUS_VALUES).content).expect("yaml");
+    let values =
+        kscale::manifest::parse_yaml(&file(&files, file::PROMETHEUS_VALUES).content).expect("yaml");
     let s = &values["prometheus"]["prometheusSpec"]["additionalScrapeConfigsSecret"];
     assert_eq!(s["enabled"], true);
     assert_eq!(s["name"], render::SCRAPE_SECRET);
@@ -208,7 +209,8 @@ fn scrape_secret_carries_the_rendered_job_and_values_point_at_it() {
 fn adapter_values_serve_one_namespaced_external_metric_and_nothing_else() {
     let cfg = Config::default();
     let files = rendered(&cfg);
-    let v = render::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER).content).expect("yaml");
+    let v = kscale::manifest::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER).content)
+        .expect("yaml");
     assert_eq!(
         v["rules"]["default"], false,
         "must not take v1beta1.metrics.k8s.io from metrics-server"
@@ -284,7 +286,7 @@ fn a_template_error_names_the_file_and_the_variable() {
 /// Debian's Prometheus has no Kubernetes service discovery: give the job the targets and
 /// `__meta_kubernetes_*` labels discovery would produce, and let its relabelling run unchanged.
 fn job_with_static_targets(job_yaml: &str) -> serde_json::Value {
-    let mut jobs = render::parse_yaml(job_yaml).expect("scrape job yaml");
+    let mut jobs = kscale::manifest::parse_yaml(job_yaml).expect("scrape job yaml");
     let job = &mut jobs[0];
     let obj = job.as_object_mut().expect("job is a mapping");
     assert!(
@@ -348,9 +350,10 @@ fn the_adapter_config_file_carries_the_same_rule_as_the_helm_values() {
             file(&files, file::PROMETHEUS_ADAPTER_CONFIG).kind,
             FileKind::PrometheusConfig
         );
-        let own = render::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER_CONFIG).content)
-            .expect("adapter config is YAML");
-        let values = render::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER).content)
+        let own =
+            kscale::manifest::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER_CONFIG).content)
+                .expect("adapter config is YAML");
+        let values = kscale::manifest::parse_yaml(&file(&files, file::PROMETHEUS_ADAPTER).content)
             .expect("adapter values are YAML");
         let rules = own["externalRules"].as_array().expect("externalRules list");
         assert_eq!(rules.len(), 1);
@@ -398,7 +401,7 @@ fn server_config(server: &str) -> Config {
 /// metrics are on, and the HPA scales on a metric built from names the server really exposes.
 #[test]
 fn every_server_renders_its_real_port_probes_and_metric() {
-    use kscale::servers::ServerKind;
+    use kscale::config::servers::ServerKind;
     let expect = [
         (
             ServerKind::Vllm,
@@ -434,7 +437,7 @@ fn every_server_renders_its_real_port_probes_and_metric() {
         cfg.validate().unwrap_or_else(|e| panic!("{server}: {e}"));
         let files = rendered(&cfg);
         for f in files.iter().filter(|f| f.kind == FileKind::Object) {
-            let v = render::parse_yaml(&f.content).expect("yaml");
+            let v = kscale::manifest::parse_yaml(&f.content).expect("yaml");
             render::check_object(&v).unwrap_or_else(|e| panic!("{server} {}: {e:#}", f.name));
         }
         let d: Deployment = typed(&files, file::DEPLOYMENT);
@@ -507,7 +510,8 @@ fn gpus_render_as_nvidia_limits_and_the_placeholder_model_is_named() {
     let d = &file(&files, file::DEPLOYMENT).content;
     assert!(d.contains("nvidia.com/gpu: \"1\""), "{d}");
     assert!(
-        d.contains(kscale::servers::PLACEHOLDER_MODEL) && d.contains("app.model is not set"),
+        d.contains(kscale::config::servers::PLACEHOLDER_MODEL)
+            && d.contains("app.model is not set"),
         "{d}"
     );
     let none = rendered(&server_config("llamacpp"));

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use kscale::config::servers::ServerKind;
 use kscale::config::{Config, MetricProfile};
-use kscale::servers::ServerKind;
 
 use crate::support::exposition_double::{DoubleOf, ExpositionDouble, Values};
 use crate::support::{

@@ -299,3 +299,265 @@ fn the_scan_catches_undocumented_public_items() {
         "{found:?}"
     );
 }
+
+/// The top-level module of `src/` a file belongs to (`metrics` for `src/metrics/checks/hpa.rs`);
+/// `None` for the crate roots.
+fn top_module(rel: &Path) -> Option<String> {
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    match first.strip_suffix(".rs") {
+        Some("lib" | "main") => None,
+        Some(stem) => Some(stem.to_string()),
+        None => Some(first.to_string()),
+    }
+}
+
+/// The top-level modules a file's code names through `crate::NAME` (also in
+/// `crate::{a, b::C}` groups written on one line), among `modules`.
+fn crate_uses(text: &str, modules: &[String]) -> Vec<(usize, String)> {
+    let mut uses = Vec::new();
+    for (n, line) in code_lines(text) {
+        let code = without_strings(without_comment(line));
+        for (i, _) in code.match_indices("crate::") {
+            let rest = &code[i + "crate::".len()..];
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|s| s.trim())
+                    .collect(),
+                None => vec![rest],
+            };
+            for name in names {
+                let ident: String = name
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if modules.contains(&ident) {
+                    uses.push((n, ident));
+                }
+            }
+        }
+    }
+    uses
+}
+
+/// The first import circle among top-level modules, as `a -> b -> a` with the place of each
+/// step; `edges` are (from, to, place).
+fn first_circle(edges: &[(String, String, String)]) -> Option<Vec<String>> {
+    let modules: std::collections::BTreeSet<&String> =
+        edges.iter().flat_map(|(a, b, _)| [a, b]).collect();
+    for start in modules {
+        // Depth-first search for a path from `start` back to itself.
+        let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), Vec::new())];
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some((at, path)) = stack.pop() {
+            for (a, b, place) in edges.iter().filter(|(a, _, _)| *a == at) {
+                let mut steps = path.clone();
+                steps.push(format!("{a} -> {b} ({place})"));
+                if b == start {
+                    return Some(steps);
+                }
+                if seen.insert(b.clone()) {
+                    stack.push((b.clone(), steps));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The import edges between top-level modules of the crate whose sources are `files` (paths
+/// relative to its `src/`, with their text).
+fn module_edges(files: &[(PathBuf, String)]) -> Vec<(String, String, String)> {
+    let mut modules: Vec<String> = files.iter().filter_map(|(p, _)| top_module(p)).collect();
+    modules.sort();
+    modules.dedup();
+    let mut edges = Vec::new();
+    for (path, text) in files {
+        let Some(from) = top_module(path) else {
+            continue;
+        };
+        for (line, to) in crate_uses(text, &modules) {
+            if to != from && !edges.iter().any(|(a, b, _)| *a == from && *b == to) {
+                edges.push((from.clone(), to, format!("{}:{line}", path.display())));
+            }
+        }
+    }
+    edges
+}
+
+#[test]
+fn src_modules_import_each_other_without_circles() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for src in [
+        root.join("src"),
+        root.join("server/src"),
+        root.join("xtask/src"),
+    ] {
+        let files: Vec<(PathBuf, String)> = sources(&src)
+            .into_iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(&f).expect("read source");
+                (f.strip_prefix(&src).expect("under src").to_path_buf(), text)
+            })
+            .collect();
+        let edges = module_edges(&files);
+        assert!(
+            edges.len() > 3,
+            "the scan found imports in {}: {edges:?}",
+            src.display()
+        );
+        if let Some(circle) = first_circle(&edges) {
+            panic!(
+                "modules of {} import each other in a circle (ARCHITECTURE.md: no circles):\n  {}",
+                src.display(),
+                circle.join("\n  ")
+            );
+        }
+    }
+}
+
+#[test]
+fn the_scan_finds_an_import_circle() {
+    let files = |b_uses: &str| {
+        vec![
+            (
+                PathBuf::from("lib.rs"),
+                "pub mod a;\npub mod b;\n".to_string(),
+            ),
+            (
+                PathBuf::from("a.rs"),
+                "use crate::b::Thing;\n// crate::c\n".to_string(),
+            ),
+            (PathBuf::from("b/mod.rs"), "mod inner;\n".to_string()),
+            (
+                PathBuf::from("b/inner.rs"),
+                format!("fn f() {{ {b_uses} }}\n"),
+            ),
+            (
+                PathBuf::from("c.rs"),
+                "const S: &str = \"crate::a\";\n".to_string(),
+            ),
+        ]
+    };
+    let circle = first_circle(&module_edges(&files("crate::{c, a::X};"))).expect("a circle");
+    assert_eq!(circle.len(), 2, "{circle:?}");
+    assert!(circle[0].starts_with("a -> b (a.rs:1)"), "{circle:?}");
+    assert!(circle[1].starts_with("b -> a (b/inner.rs:1)"), "{circle:?}");
+    // Comments and strings name no module; a one-way import is no circle.
+    assert_eq!(first_circle(&module_edges(&files("crate::c::f();"))), None);
+}
+
+/// The bullets of one `## Code map (`DIR`)` section of ARCHITECTURE.md: (first line, whole text).
+fn code_map_bullets(map: &str, dir: &str) -> Vec<(String, String)> {
+    let heading = format!("## Code map (`{dir}`)");
+    let Some(start) = map.find(&heading) else {
+        return Vec::new();
+    };
+    let section = &map[start + heading.len()..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let mut bullets: Vec<(String, String)> = Vec::new();
+    for line in section.lines() {
+        if let Some(item) = line.strip_prefix("- ") {
+            bullets.push((item.to_string(), item.to_string()));
+        } else if line.starts_with("  ")
+            && let Some(last) = bullets.last_mut()
+        {
+            last.1.push('\n');
+            last.1.push_str(line);
+        } else if !line.starts_with("  ") && !line.trim().is_empty() {
+            // A paragraph after the list ends the last bullet.
+            bullets.push((String::new(), String::new()));
+        }
+    }
+    bullets
+}
+
+/// The files under a crate's `src/` (relative paths) that its code map does not name: a file of
+/// the crate root needs a bullet whose first line names it (`` `app.rs` ``), a directory's
+/// `mod.rs` a bullet whose first line names the directory (`` `config/` ``), and a file inside a
+/// directory must be named (`api_side.rs`, or `checks/` for a `mod.rs`) in its directory's bullet.
+fn missing_from_map(bullets: &[(String, String)], files: &[PathBuf]) -> Vec<String> {
+    let head_names = |needle: String| {
+        bullets
+            .iter()
+            .filter(move |(head, _)| head.contains(needle.as_str()))
+    };
+    let mut missing = Vec::new();
+    for f in files {
+        let parts: Vec<&str> = f.iter().filter_map(|c| c.to_str()).collect();
+        let named = match parts.as_slice() {
+            [file] => head_names(format!("`{file}`")).next().is_some(),
+            [dir, "mod.rs"] => head_names(format!("`{dir}/`")).next().is_some(),
+            [dir, .., last] => {
+                let needle = if *last == "mod.rs" {
+                    format!("{}/", parts[parts.len() - 2])
+                } else {
+                    (*last).to_string()
+                };
+                head_names(format!("`{dir}/`")).any(|(_, text)| text.contains(&needle))
+            }
+            [] => true,
+        };
+        if !named {
+            missing.push(f.display().to_string());
+        }
+    }
+    missing
+}
+
+#[test]
+fn the_code_map_names_every_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let mut all = Vec::new();
+    // (the sources, the code map's heading)
+    for (dir, heading) in [
+        ("src/", "src/"),
+        ("server/src/", "server/src/"),
+        ("xtask/src/", "xtask/"),
+    ] {
+        let bullets = code_map_bullets(&map, heading);
+        assert!(bullets.len() > 3, "ARCHITECTURE.md has a code map of {dir}");
+        let src = root.join(dir);
+        let files: Vec<PathBuf> = sources(&src)
+            .into_iter()
+            .map(|f| f.strip_prefix(&src).expect("under src").to_path_buf())
+            .collect();
+        all.extend(
+            missing_from_map(&bullets, &files)
+                .into_iter()
+                .map(|f| format!("{dir}{f}")),
+        );
+    }
+    assert!(
+        all.is_empty(),
+        "ARCHITECTURE.md's code map does not name these files; add each to its bullet:\n  {}",
+        all.join("\n  ")
+    );
+}
+
+#[test]
+fn the_map_check_catches_a_missing_file() {
+    let map = "## Code map (`src/`)\n\n- `app.rs`, `ui.rs`: things.\n- `metrics/`: checks in\n  `checks/` (`api_side.rs`).\n\nTests: `hpa.rs` here is prose.\n\n## Next\n";
+    let bullets = code_map_bullets(map, "src/");
+    let files: Vec<PathBuf> = [
+        "app.rs",
+        "ui.rs",
+        "hpa.rs",
+        "metrics/mod.rs",
+        "metrics/checks/mod.rs",
+        "metrics/checks/api_side.rs",
+        "metrics/checks/hpa.rs",
+        "config/mod.rs",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    assert_eq!(
+        missing_from_map(&bullets, &files),
+        ["hpa.rs", "metrics/checks/hpa.rs", "config/mod.rs"]
+    );
+}

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use kscale::servers::ServerKind;
+use kscale::config::servers::ServerKind;
 
 use super::harness::{Harness, IMAGE, KUBECTL_TIMEOUT, set_args};
 use super::{applied_objects, text};
@@ -81,7 +81,7 @@ fn merged_adapter_config(dir: &std::path::Path) -> std::path::PathBuf {
         let yaml =
             std::fs::read_to_string(out_dir.join(kscale::render::file::PROMETHEUS_ADAPTER_CONFIG))
                 .expect("rendered adapter config");
-        let config = kscale::render::parse_yaml(&yaml).expect("adapter config is YAML");
+        let config = kscale::manifest::parse_yaml(&yaml).expect("adapter config is YAML");
         rules.extend(
             config["externalRules"]
                 .as_array()

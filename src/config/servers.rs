@@ -9,8 +9,20 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AppConfig, MetricProfile};
-use crate::load::api::ApiKind;
+use super::{AppConfig, MetricProfile};
+
+/// Which API requests use (`--api`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiKind {
+    /// kscale-server's `POST /infer` with `{"input": ...}`.
+    #[default]
+    Infer,
+    /// `POST /v1/completions` with `{"prompt", "max_tokens", "stream"}` (OpenAI-style).
+    Completions,
+    /// `POST /v1/chat/completions` with one user message (OpenAI-style).
+    Chat,
+}
 
 /// Which inference server the app runs (`app.server`, `--server`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]

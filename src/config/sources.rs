@@ -231,7 +231,7 @@ pub fn validate(cfg: &Config) -> Vec<Invalid> {
         }
         match std::fs::read_to_string(path) {
             Err(e) => bad(key, format!("cannot read {path:?}: {e}")),
-            Ok(text) => match crate::render::parse_yaml(&text) {
+            Ok(text) => match crate::manifest::parse_yaml(&text) {
                 Ok(serde_json::Value::Object(_)) | Ok(serde_json::Value::Null) => {}
                 Ok(_) => bad(
                     key,
