@@ -428,11 +428,12 @@ pub async fn apply_and_roll_out(
     let mut applied = Vec::new();
     let step =
         s.ui.step("apply app objects (server-side, field manager kscale)");
+    let applier = client.map(|c| kubeapi::Applier::new(c, s.api_deadline()));
     for f in app_objects(files) {
         let obj = manifest::object_from_yaml(&f.content)
             .with_context(|| format!("rendered {}", f.name))?;
         let what = manifest::describe(&obj);
-        match client {
+        match &applier {
             None => {
                 s.ui.plan(&format!(
                     "apply {what} (server-side, field manager {}):",
@@ -441,8 +442,8 @@ pub async fn apply_and_roll_out(
                 s.ui.plan(&f.content);
                 applied.push((what, Applied::Created));
             }
-            Some(c) => {
-                let result = kubeapi::apply(c, &obj).await?;
+            Some(a) => {
+                let result = a.apply(&obj).await?;
                 applied.push((what, result));
             }
         }

@@ -94,38 +94,138 @@ fn api_for(client: &Client, obj: &DynamicObject) -> anyhow::Result<(Api<DynamicO
     Ok((api, name))
 }
 
-/// Server-side applies `obj` (field manager `kscale`, taking over fields others changed by hand).
-pub async fn apply(client: &Client, obj: &DynamicObject) -> anyhow::Result<Applied> {
-    let (api, name) = api_for(client, obj)?;
-    let what = manifest::describe(obj);
-    let before = api
-        .get_opt(&name)
-        .await
-        .with_context(|| format!("cannot read {what}"))?;
-    // Strict: the API server refuses an unknown or duplicate field instead of dropping it.
-    let params = PatchParams::apply(FIELD_MANAGER)
-        .force()
-        .validation_strict();
-    let after = api
-        .patch(&name, &params, &Patch::Apply(obj))
-        .await
-        .with_context(|| format!("the API server refused {what}"))?;
-    Ok(match before {
-        None => Applied::Created,
-        Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
-            Applied::Unchanged
-        }
-        Some(_) => Applied::Configured,
-    })
+/// Applies and deletes objects through the API, each call within kscale's own deadline
+/// (`timeouts.api_seconds`): kube's client has no overall deadline of its own, and its retries
+/// are off (see [`client_for`]).
+pub struct Applier<'c> {
+    client: &'c Client,
+    deadline: Duration,
 }
 
-/// Deletes `obj`; `Ok(false)` when it was already gone.
-pub async fn delete(client: &Client, obj: &DynamicObject) -> anyhow::Result<bool> {
-    let (api, name) = api_for(client, obj)?;
-    match api.delete(&name, &DeleteParams::background()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot delete {}", manifest::describe(obj))),
+impl<'c> Applier<'c> {
+    /// An applier on `client` whose every call ends within `deadline`.
+    pub fn new(client: &'c Client, deadline: Duration) -> Self {
+        Self { client, deadline }
+    }
+
+    /// Server-side applies `obj` (field manager `kscale`, taking over fields others changed by
+    /// hand, strict field validation).
+    pub async fn apply(&self, obj: &DynamicObject) -> anyhow::Result<Applied> {
+        let what = manifest::describe(obj);
+        within(self.deadline, &format!("apply {what}"), async {
+            let (api, name) = api_for(self.client, obj)?;
+            let before = api
+                .get_opt(&name)
+                .await
+                .with_context(|| format!("cannot read {what}"))?;
+            // Strict: the API server refuses an unknown or duplicate field instead of dropping it.
+            let params = PatchParams::apply(FIELD_MANAGER)
+                .force()
+                .validation_strict();
+            let after = api
+                .patch(&name, &params, &Patch::Apply(obj))
+                .await
+                .with_context(|| format!("the API server refused {what}"))?;
+            Ok(match before {
+                None => Applied::Created,
+                Some(b) if b.metadata.resource_version == after.metadata.resource_version => {
+                    Applied::Unchanged
+                }
+                Some(_) => Applied::Configured,
+            })
+        })
+        .await
+    }
+
+    /// Deletes `obj`; `Ok(false)` when it was already gone.
+    pub async fn delete(&self, obj: &DynamicObject) -> anyhow::Result<bool> {
+        let what = manifest::describe(obj);
+        within(self.deadline, &format!("delete {what}"), async {
+            let (api, name) = api_for(self.client, obj)?;
+            match api.delete(&name, &DeleteParams::background()).await {
+                Ok(_) => Ok(true),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+                Err(e) => Err(e).with_context(|| format!("cannot delete {what}")),
+            }
+        })
+        .await
+    }
+}
+
+/// Runs one API call, or fails naming it and the key that sets its deadline.
+async fn within<T>(
+    deadline: Duration,
+    what: &str,
+    call: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!(
+            "{what}: the Kubernetes API did not answer within {} (timeouts.api_seconds; check \
+             that the cluster is up: kubectl get --raw /readyz)",
+            humantime::format_duration(deadline)
+        ),
+    }
+}
+
+/// One status condition of an object, whatever its kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// The machine-readable reason (empty when none).
+    pub reason: String,
+    /// The human-readable message (empty when none).
+    pub message: String,
+}
+
+impl Condition {
+    /// Whether the condition holds.
+    pub fn is_true(&self) -> bool {
+        self.status == "True"
+    }
+}
+
+/// Objects whose status carries conditions (each kind has its own condition type).
+pub trait HasConditions {
+    /// The condition of type `type_`, if the status has it.
+    fn condition(&self, type_: &str) -> Option<Condition>;
+}
+
+macro_rules! has_conditions {
+    ($($kind:ty),*) => {$(
+        impl HasConditions for $kind {
+            fn condition(&self, type_: &str) -> Option<Condition> {
+                let c = self
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .find(|c| c.type_ == type_)?;
+                Some(Condition {
+                    status: c.status.clone(),
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                })
+            }
+        }
+    )*};
+}
+
+has_conditions!(
+    APIService,
+    Pod,
+    Deployment,
+    k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler
+);
+
+/// The one reading of an APIService's `Available` condition: `Ok` with the condition when it
+/// holds, else why not (missing object aside, which callers word for their context).
+pub fn apiservice_available(svc: &APIService) -> Result<Condition, Option<Condition>> {
+    match svc.condition("Available") {
+        Some(c) if c.is_true() => Ok(c),
+        other => Err(other),
     }
 }
 
@@ -175,20 +275,13 @@ pub async fn apiservice_unavailable(client: &Client, name: &str) -> anyhow::Resu
             "APIService {name} does not exist (prometheus-adapter creates it when rules.external is set)"
         )));
     };
-    let cond = svc
-        .status
-        .and_then(|s| s.conditions)
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.type_ == "Available");
-    Ok(match cond {
-        Some(c) if c.status == "True" => None,
-        Some(c) => Some(format!(
+    Ok(match apiservice_available(&svc) {
+        Ok(_) => None,
+        Err(Some(c)) => Some(format!(
             "APIService {name} is not Available: {} {}",
-            c.reason.unwrap_or_default(),
-            c.message.unwrap_or_default()
+            c.reason, c.message
         )),
-        None => Some(format!("APIService {name} has no Available condition yet")),
+        Err(None) => Some(format!("APIService {name} has no Available condition yet")),
     })
 }
 
@@ -512,6 +605,42 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn an_api_server_that_never_answers_does_not_hold_an_apply_or_delete() {
+        // Accepts connections and reads, never answers.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let config = kube::Config::new(url.parse().expect("url"));
+        let client = Client::try_from(config).expect("client");
+        let obj = manifest::object_from_yaml(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: kscale\n",
+        )
+        .expect("object");
+        let applier = Applier::new(&client, Duration::from_millis(300));
+        let err = applier.apply(&obj).await.expect_err("no answer");
+        assert!(
+            err.to_string().contains("apply ConfigMap kscale/c")
+                && err
+                    .to_string()
+                    .contains("within 300ms (timeouts.api_seconds"),
+            "{err}"
+        );
+        let err = applier.delete(&obj).await.expect_err("no answer");
+        assert!(
+            err.to_string().contains("delete ConfigMap kscale/c"),
+            "{err}"
+        );
+        silent.abort();
     }
 
     #[test]

@@ -74,6 +74,11 @@ impl Session {
         }
     }
 
+    /// The deadline of each apply or delete through the API (`timeouts.api_seconds`).
+    pub fn api_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.cfg.timeouts.api_seconds)
+    }
+
     /// A Kubernetes client for the session's context.
     pub async fn client(&self) -> anyhow::Result<kube::Client> {
         crate::kubeapi::client_for(&self.context).await

@@ -106,6 +106,7 @@ async fn interruptible(command: impl Future<Output = anyhow::Result<u8>>) -> any
     let (interrupted_tx, mut interrupted) = tokio::sync::oneshot::channel::<()>();
     let listener = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
+            crate::tools::interrupt_running();
             let _ = interrupted_tx.send(());
         }
     });

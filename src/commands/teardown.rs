@@ -122,7 +122,10 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
         match &client {
             None => s.ui.plan(&format!("delete {what}")),
             Some(c) => {
-                if kubeapi::delete(c, &obj).await? {
+                if kubeapi::Applier::new(c, s.api_deadline())
+                    .delete(&obj)
+                    .await?
+                {
                     report.removed.push(what);
                 } else {
                     report.absent.push(what);
@@ -155,7 +158,10 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
         match &client {
             None => s.ui.plan(&format!("delete {}", manifest::describe(&obj))),
             Some(c) => {
-                if kubeapi::delete(c, &obj).await? {
+                if kubeapi::Applier::new(c, s.api_deadline())
+                    .delete(&obj)
+                    .await?
+                {
                     report.removed.push(manifest::describe(&obj));
                 } else {
                     report.absent.push(manifest::describe(&obj));

@@ -75,6 +75,9 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         .unwrap_or_else(|| "kscale-server:pending".into());
     let files = s.render(&image_hint)?;
     let step = s.ui.step("monitoring namespace and scrape job");
+    let applier = client
+        .as_ref()
+        .map(|c| kubeapi::Applier::new(c, s.api_deadline()));
     for name in [
         crate::render::file::MONITORING_NAMESPACE,
         crate::render::file::SCRAPE_CONFIG_SECRET,
@@ -84,9 +87,9 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
             .find(|f| f.name == name)
             .ok_or_else(|| anyhow::anyhow!("{name} was not rendered"))?;
         let obj = manifest::object_from_yaml(&f.content)?;
-        match &client {
-            Some(c) => {
-                kubeapi::apply(c, &obj).await?;
+        match &applier {
+            Some(a) => {
+                a.apply(&obj).await?;
             }
             None => {
                 s.ui.plan(&format!("apply {}:", manifest::describe(&obj)));

@@ -30,6 +30,11 @@ pub struct ClusterConfig {
     /// More `minikube start` flags, separated by spaces (e.g. `--preload=false --force`); the
     /// flags kscale sets from other keys are refused here.
     pub start_flags: String,
+    /// How often the HPA controller re-reads the metric and decides, in seconds
+    /// (kube-controller-manager's `--horizontal-pod-autoscaler-sync-period`, set on the cluster
+    /// kscale creates). Kubernetes' default is 15 s; kscale's 2 s lets a load step reach a
+    /// decision within a scrape interval or two. A cluster given by `--context` keeps its own.
+    pub hpa_sync_period_seconds: u32,
     /// The metrics-server image as a full reference (`REGISTRY/REPOSITORY:TAG`), for the addon's
     /// `--images`/`--registries` overrides; empty means the addon's pinned image.
     pub metrics_server_image: String,
@@ -48,6 +53,7 @@ impl Default for ClusterConfig {
             container_runtime: String::new(),
             cni: String::new(),
             start_flags: String::new(),
+            hpa_sync_period_seconds: 2,
             metrics_server_image: String::new(),
         }
     }

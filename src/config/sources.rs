@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Config, Invalid};
 
+/// The kube-controller-manager setting behind `cluster.hpa_sync_period_seconds`, as minikube's
+/// `--extra-config` names it.
+const HPA_SYNC_PERIOD_EXTRA_CONFIG: &str =
+    "controller-manager.horizontal-pod-autoscaler-sync-period";
+
 /// `minikube start` flags kscale sets from its own keys: refused in `cluster.start_flags`.
 const OWNED_START_FLAGS: &[(&str, &str)] = &[
     ("--nodes", "cluster.nodes"),
@@ -64,6 +69,10 @@ pub fn minikube_start_flags(cfg: &Config) -> Vec<String> {
             flags.push(format!("{flag}={value}"));
         }
     }
+    flags.push(format!(
+        "--extra-config={HPA_SYNC_PERIOD_EXTRA_CONFIG}={}s",
+        c.hpa_sync_period_seconds
+    ));
     flags.extend(c.start_flags.split_whitespace().map(str::to_string));
     flags
 }
@@ -166,6 +175,15 @@ pub fn validate(cfg: &Config) -> Vec<Invalid> {
             bad(
                 "cluster.start_flags",
                 format!("{token:?} is not a flag: give flags only, as --name=value"),
+            );
+        } else if flag == "--extra-config"
+            && token
+                .split_once('=')
+                .is_some_and(|(_, v)| v.starts_with(HPA_SYNC_PERIOD_EXTRA_CONFIG))
+        {
+            bad(
+                "cluster.start_flags",
+                format!("{token} is set by kscale: use cluster.hpa_sync_period_seconds instead"),
             );
         } else if let Some((_, key)) = OWNED_START_FLAGS.iter().find(|(f, _)| *f == flag) {
             bad(
@@ -281,12 +299,18 @@ mod tests {
     #[test]
     fn start_flags_owned_by_kscale_are_refused_with_the_key_to_use() {
         let mut cfg = Config::default();
-        cfg.cluster.start_flags = "--preload=false --memory=2000 force".into();
+        cfg.cluster.start_flags = "--preload=false --memory=2000 force --extra-config=controller-manager.horizontal-pod-autoscaler-sync-period=1s".into();
         let found = keys_and_messages(&cfg);
-        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found.len(), 3, "{found:?}");
         assert!(found[0].1.contains("use cluster.memory_mb"), "{found:?}");
         assert!(found[1].1.contains("\"force\" is not a flag"), "{found:?}");
-        cfg.cluster.start_flags = "--preload=false --force".into();
+        assert!(
+            found[2].1.contains("use cluster.hpa_sync_period_seconds"),
+            "{found:?}"
+        );
+        // Other kube-controller-manager settings stay the user's.
+        cfg.cluster.start_flags =
+            "--preload=false --force --extra-config=controller-manager.v=2".into();
         cfg.cluster.base_image = "kscale.local/kit/kicbase:1".into();
         cfg.cluster.cni = "flannel".into();
         assert!(validate(&cfg).is_empty());
@@ -295,8 +319,10 @@ mod tests {
             [
                 "--base-image=kscale.local/kit/kicbase:1",
                 "--cni=flannel",
+                "--extra-config=controller-manager.horizontal-pod-autoscaler-sync-period=2s",
                 "--preload=false",
-                "--force"
+                "--force",
+                "--extra-config=controller-manager.v=2"
             ]
         );
     }

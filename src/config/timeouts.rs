@@ -33,6 +33,9 @@ pub struct TimeoutConfig {
     pub delete_seconds: u64,
     /// `kubectl port-forward` saying where it listens (`kscale load` without `--url`).
     pub port_forward_seconds: u64,
+    /// Each apply or delete of one object through the Kubernetes API: an API server that
+    /// accepts the connection and never answers must not hold kscale.
+    pub api_seconds: u64,
 }
 
 impl Default for TimeoutConfig {
@@ -51,6 +54,7 @@ impl Default for TimeoutConfig {
             image_push_seconds: 1200,
             delete_seconds: 300,
             port_forward_seconds: 30,
+            api_seconds: 30,
         }
     }
 }

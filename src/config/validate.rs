@@ -113,6 +113,13 @@ fn cluster(c: &ClusterConfig, p: &mut Problems) {
             ),
         );
     }
+    p.range(
+        "cluster.hpa_sync_period_seconds",
+        c.hpa_sync_period_seconds.into(),
+        1,
+        300,
+        "",
+    );
     if c.driver.trim().is_empty() {
         p.bad(
             "cluster.driver",

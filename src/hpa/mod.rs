@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_TOLERANCE: f64 = 0.1;
 /// `--horizontal-pod-autoscaler-downscale-stabilization` default, in seconds.
 pub const DEFAULT_DOWNSCALE_STABILIZATION_SECONDS: u32 = 300;
-/// `--horizontal-pod-autoscaler-sync-period` default, in seconds.
+/// `--horizontal-pod-autoscaler-sync-period` default of kube-controller-manager, in seconds
+/// (kscale's own clusters use `cluster.hpa_sync_period_seconds`).
 pub const SYNC_PERIOD_SECONDS: f64 = 15.0;
 
 /// The API default for scale-up, as kscale configures it: no stabilization, Max of +4 pods and

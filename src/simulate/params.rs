@@ -60,7 +60,7 @@ impl SimParams {
             scrape_interval_seconds: c.metric.scrape_interval_seconds as f64,
             rate_window_seconds: c.metric.rate_window_seconds as f64,
             hpa,
-            sync_period_seconds: crate::hpa::SYNC_PERIOD_SECONDS,
+            sync_period_seconds: c.cluster.hpa_sync_period_seconds.into(),
             balance: Balance::RoundRobin,
             row_interval_seconds: 5.0,
             client_jitter_seconds: 0.1,

@@ -3,7 +3,9 @@
 //! (`kubectl port-forward`, in `port_forward`).
 //!
 //! Invariants: every external process starts in this file (the tidy test enforces it); every
-//! command has a deadline (its own, or the configured `timeouts.command_seconds`); a failure
+//! command has a deadline (its own, or the configured `timeouts.command_seconds`), and runs in a
+//! process group of its own so that the deadline ends everything it started (Ctrl-C is passed on
+//! to those groups by [`interrupt_running`], as a terminal would have sent it); a failure
 //! carries the command line, the exit status and the tail of stderr, plus a hint; in `--dry-run`
 //! nothing is executed (actions are printed, probes answer "unknown" and callers plan for a
 //! fresh machine; a long-lived process is refused).
@@ -17,7 +19,10 @@ pub mod version;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process_group};
 
 use crate::config::TimeoutConfig;
 use crate::ui::Ui;
@@ -327,9 +332,17 @@ impl Runner {
         for (k, v) in &cmd.env {
             expr = expr.env(k, v);
         }
-        if let Some(data) = &cmd.stdin {
-            expr = expr.stdin_bytes(data.clone());
-        }
+        expr = match &cmd.stdin {
+            Some(data) => expr.stdin_bytes(data.clone()),
+            // A process group in the background that reads the terminal would be stopped.
+            None => expr.stdin_null(),
+        };
+        // A group of its own: a deadline must end the tool's children too (helm's plugins,
+        // minikube's ssh and docker), not only the tool.
+        expr = expr.before_spawn(|command| {
+            std::os::unix::process::CommandExt::process_group(command, 0);
+            Ok(())
+        });
         let io = |source| ToolError::Io {
             command: command.clone(),
             source,
@@ -339,9 +352,11 @@ impl Runner {
             .timeout
             .unwrap_or(Duration::from_secs(self.timeouts.command_seconds));
         let handle = expr.start().map_err(io)?;
+        let group = RunningGroup::register(&handle);
         let output = match handle.wait_timeout(limit).map_err(io)? {
             Some(o) => o.clone(),
             None => {
+                group.signal(Signal::KILL);
                 let _ = handle.kill();
                 return Err(ToolError::TimedOut {
                     command,
@@ -355,6 +370,50 @@ impl Runner {
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         })
+    }
+}
+
+/// The process groups of the commands running now (each command's pid is its group's id).
+static RUNNING: Mutex<Vec<Pid>> = Mutex::new(Vec::new());
+
+/// One running command's process group, listed in [`RUNNING`] while the handle lives.
+struct RunningGroup(Option<Pid>);
+
+impl RunningGroup {
+    fn register(handle: &duct::Handle) -> Self {
+        let pid = handle
+            .pids()
+            .first()
+            .and_then(|p| Pid::from_raw(i32::try_from(*p).ok()?));
+        if let (Some(pid), Ok(mut running)) = (pid, RUNNING.lock()) {
+            running.push(pid);
+        }
+        Self(pid)
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.0 {
+            // Already gone is fine: the group ended on its own.
+            let _ = kill_process_group(pid, signal);
+        }
+    }
+}
+
+impl Drop for RunningGroup {
+    fn drop(&mut self) {
+        if let (Some(pid), Ok(mut running)) = (self.0, RUNNING.lock()) {
+            running.retain(|p| *p != pid);
+        }
+    }
+}
+
+/// Passes a Ctrl-C on to every command running now. Each runs in a process group of its own,
+/// which the terminal's Ctrl-C does not reach; without this, an interrupted kscale would leave
+/// them running.
+pub fn interrupt_running() {
+    let groups = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+    for pid in groups {
+        let _ = kill_process_group(pid, Signal::INT);
     }
 }
 
@@ -477,6 +536,37 @@ mod tests {
             )
             .expect_err("timeout");
         assert!(matches!(err, ToolError::TimedOut { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_deadline_ends_what_the_command_started_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let r = Runner::new(Ui::new(crate::ui::Mode::Quiet), Execution::Real);
+        let err = r
+            .run(
+                &Cmd::new("sh")
+                    .args(["-c", &script])
+                    .timeout(Duration::from_millis(500)),
+            )
+            .expect_err("timeout");
+        assert!(matches!(err, ToolError::TimedOut { .. }), "{err}");
+        let pid = std::fs::read_to_string(&pidfile).expect("the shell started its child");
+        let stat = format!("/proc/{}/stat", pid.trim());
+        // The grandchild is killed with its group; once reparented it is reaped, or a zombie.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&stat).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the command's child outlived its deadline: {stat}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[test]

@@ -29,20 +29,15 @@ impl Checker<'_> {
                 "run `kscale up`",
             ),
             Ok(Some(svc)) => {
-                let cond = svc
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .and_then(|cs| cs.iter().find(|c| c.type_ == "Available"));
-                match cond {
-                    Some(c) if c.status == "True" => StageResult::pass(4, NAME, format!("Available=True ({})", c.reason.clone().unwrap_or_default()), None),
-                    Some(c) => StageResult::fail(
+                match crate::kubeapi::apiservice_available(&svc) {
+                    Ok(c) => StageResult::pass(4, NAME, format!("Available=True ({})", c.reason), None),
+                    Err(Some(c)) => StageResult::fail(
                         4, NAME,
-                        format!("Available={} ({})", c.status, c.reason.clone().unwrap_or_default()),
-                        format!("{}: {}", c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()),
+                        format!("Available={} ({})", c.status, c.reason),
+                        format!("{}: {}", c.reason, c.message),
                         adapter_fix,
                     ),
-                    None => StageResult::fail(4, NAME, "no Available condition yet".into(), "the API server has not checked the adapter yet".into(), adapter_fix),
+                    Err(None) => StageResult::fail(4, NAME, "no Available condition yet".into(), "the API server has not checked the adapter yet".into(), adapter_fix),
                 }
             }
         }

@@ -9,6 +9,7 @@ use kube::api::{Api, ListParams};
 use super::api::{GetError, bounded, get_text};
 use super::{Checker, StageResult};
 use crate::config::MetricProfile;
+use crate::kubeapi::HasConditions as _;
 use crate::metrics::adapter_query::{self, go_quote};
 use crate::metrics::{exposition, prom};
 use crate::timeline::PodSample;
@@ -359,10 +360,7 @@ impl Checker<'_> {
 }
 
 fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    pod.condition("Ready").is_some_and(|c| c.is_true())
 }
 
 fn pod_name(p: &Pod) -> String {

@@ -3,6 +3,7 @@
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use serde::{Deserialize, Serialize};
 
+use crate::kubeapi::HasConditions as _;
 use crate::quantity;
 
 /// What stage 6 saw of the HPA.
@@ -30,12 +31,7 @@ pub struct HpaView {
 }
 
 pub(super) fn hpa_condition_message(hpa: &HorizontalPodAutoscaler, type_: &str) -> String {
-    hpa.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == type_))
-        .and_then(|c| c.message.clone())
-        .unwrap_or_default()
+    hpa.condition(type_).map(|c| c.message).unwrap_or_default()
 }
 
 /// Reads what the HPA status and spec say about the metric `metric`.
@@ -70,10 +66,7 @@ pub fn hpa_view(hpa: &HorizontalPodAutoscaler, metric: &str) -> HpaView {
             c.value.as_ref().or(c.average_value.as_ref())
         })
         .and_then(|q| quantity::parse(&q.0).ok());
-    let scaling_active = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "ScalingActive"))
-        .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()));
+    let scaling_active = hpa.condition("ScalingActive").map(|c| (c.status, c.reason));
     HpaView {
         current_replicas: status.and_then(|s| s.current_replicas).unwrap_or(0).max(0) as u32,
         desired_replicas: status.map(|s| s.desired_replicas).unwrap_or(0).max(0) as u32,

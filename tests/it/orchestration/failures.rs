@@ -255,9 +255,25 @@ fn ctrl_c_during_a_helm_wait_stops_cleanly() {
         assert!(Instant::now() < deadline, "helm never started its wait");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // A terminal's Ctrl-C goes to the whole foreground process group: kscale and helm.
+    // A terminal's Ctrl-C goes to the whole foreground process group: kscale; helm runs in a
+    // group of its own (so that a deadline ends all it started), and kscale passes it on.
     super::signal_group(running.pid(), "INT");
     let run = running.wait();
+    let helm_pid = std::fs::read_to_string(status.with_file_name("pid")).expect("helm's pid");
+    let stat = format!("/proc/{}/stat", helm_pid.trim());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Gone, or a zombie once its parent (kscale) has exited.
+    while std::fs::read_to_string(&stat).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "helm outlived the interrupted kscale: {stat}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     run.expect_code(130).stderr_has(&[
         "interrupted: kscale stopped",
         "re-running the command continues from here",
