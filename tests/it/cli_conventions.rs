@@ -5,19 +5,14 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use kscale::cli::Cli;
 
-/// Runs kscale in `dir` (no kscale.toml there) with none of kscale's variables set.
+/// Runs kscale in `dir` (no kscale.toml there) with the clean environment.
 fn kscale_in(dir: &Path, args: &[&str], path: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
-    cmd.args(args).current_dir(dir).stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KSCALE_") {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = crate::support::kscale(dir);
+    cmd.args(args);
     if let Some(path) = path {
         cmd.env("PATH", path);
     }

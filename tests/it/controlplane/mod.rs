@@ -274,19 +274,14 @@ fn replicas(h: &Harness) -> i64 {
 
 /// Whether every address answers `GET /healthz` (its pod got a real server).
 fn all_serve(addresses: &[String]) -> Result<(), String> {
-    use std::io::{Read as _, Write as _};
+    let timeouts = (Duration::from_secs(2), Duration::from_secs(5));
     for addr in addresses {
         let sock = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        if !head.starts_with(b"HTTP/1.1 200") {
-            return Err(format!("{addr}: {}", String::from_utf8_lossy(&head)));
+        let (status, body) =
+            crate::support::http::blocking_request(sock, "GET", "/healthz", None, timeouts)
+                .map_err(|e| format!("{addr}: {e}"))?;
+        if status != 200 {
+            return Err(format!("{addr}: HTTP {status}: {body}"));
         }
     }
     Ok(())

@@ -69,12 +69,10 @@ fn merged_adapter_config(dir: &std::path::Path) -> std::path::PathBuf {
         ServerKind::Llamacpp,
     ] {
         let out_dir = dir.join(format!("adapter-{server}"));
-        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+        let out = crate::support::kscale(dir)
             .args(settings(server))
             .args(["render", "--output-dir"])
             .arg(&out_dir)
-            .current_dir(dir)
-            .env_remove("KSCALE_CONFIG")
             .output()
             .expect("run kscale render");
         assert!(out.status.success(), "render {server}: {}", text(&out));
@@ -127,10 +125,8 @@ fn step_every_server_applies_strictly(h: &Harness) {
         if server == ServerKind::Kscale {
             args.extend(["--image", IMAGE]);
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+        let out = crate::support::kscale(h.work.path())
             .args(&args)
-            .current_dir(h.work.path())
-            .env_remove("KSCALE_CONFIG")
             .output()
             .expect("run kscale render");
         assert!(

@@ -349,11 +349,8 @@ impl Env {
     /// Starts kscale in its own process group (as a shell job would be) without waiting.
     pub fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Running {
         use std::os::unix::process::CommandExt as _;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
+        let mut cmd = crate::support::kscale(&self.work());
         cmd.args(args)
-            .env_clear()
-            .current_dir(self.work())
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
