@@ -42,12 +42,11 @@ fn one_document(args: &[&str], out: &Output) -> serde_json::Value {
 #[test]
 fn dry_run_load_sends_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = crate::support::fixtures::Untouched::new();
+    let url = service.url.as_str();
     let out = kscale_in(
         dir.path(),
-        &["--dry-run", "load", "--url", &url, "-c", "4", "-d", "2s"],
+        &["--dry-run", "load", "--url", url, "-c", "4", "-d", "2s"],
         None,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -62,17 +61,14 @@ fn dry_run_load_sends_nothing() {
         "json",
         "load",
         "--url",
-        &url,
+        url,
         "--rate",
         "50",
     ];
     let doc = one_document(&args, &kscale_in(dir.path(), &args, None));
     assert_eq!(doc["sent"], 0, "{doc}");
     // kscale has exited: a connection it made would be waiting in the backlog.
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("kscale --dry-run load connected to the service: {other:?}"),
-    }
+    service.assert_untouched("kscale --dry-run load");
 }
 
 #[test]

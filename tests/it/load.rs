@@ -836,16 +836,15 @@ fn bad_api_flags_are_exit_2_with_a_clear_message() {
 
 #[test]
 fn dry_run_says_what_an_openai_request_would_be() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = crate::support::fixtures::Untouched::new();
+    let url = service.url.as_str();
     let (code, stdout, stderr) = kscale(&[
         "--dry-run",
         "--output",
         "json",
         "load",
         "--url",
-        &url,
+        url,
         "-c",
         "1",
         "--api",
@@ -871,10 +870,7 @@ fn dry_run_says_what_an_openai_request_would_be() {
         stderr.contains(&format!("POST {url}/v1/chat/completions, OpenAI chat body")),
         "{stderr}"
     );
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("kscale --dry-run load connected: {other:?}"),
-    }
+    service.assert_untouched("kscale --dry-run load");
 }
 
 fn streaming(kind: kscale::load::api::ApiKind) -> LoadArgs {

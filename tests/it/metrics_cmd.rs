@@ -578,10 +578,8 @@ async fn watch_records_timeline_rows() {
 /// A kubeconfig whose context `stub` points at the stand-in API server.
 fn kubeconfig_for(stub: &KubeStub, dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: stub\n  cluster:\n    server: http://{}\ncontexts:\n- name: stub\n  context:\n    cluster: stub\n    user: stub\n    namespace: default\nusers:\n- name: stub\n  user: {{}}\ncurrent-context: stub\n",
-        stub.addr()
-    );
+    let server = format!("http://{}", stub.addr());
+    let text = crate::support::fixtures::kubeconfig("stub", &server, Some("default"));
     std::fs::write(&path, text).unwrap();
     path
 }

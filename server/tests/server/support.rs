@@ -260,6 +260,25 @@ impl Server {
             thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// Sends `n` requests on connections of their own and waits (`within`) until the one worker
+    /// is busy with the first and the other `n - 1` are queued; the clients.
+    pub fn occupy(
+        &self,
+        n: usize,
+        (method, path, body): (&'static str, &'static str, Option<&'static str>),
+        within: Duration,
+    ) -> Vec<thread::JoinHandle<std::io::Result<Response>>> {
+        let clients = (0..n)
+            .map(|_| spawn_request(self.addr, method, path, body))
+            .collect();
+        let queued = (n - 1) as f64;
+        self.wait_metrics(&format!("one in inference, {queued} queued"), within, |m| {
+            value(m, "inference_requests_in_flight") == 1.0
+                && value(m, "inference_queue_depth") == queued
+        });
+        clients
+    }
 }
 
 /// Parses OpenMetrics/Prometheus text into `series -> value`.

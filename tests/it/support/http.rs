@@ -5,7 +5,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -19,6 +19,29 @@ pub async fn http_request(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
+    let answer = http_request_timed(addr, method, path, body).await?;
+    Ok((answer.status, answer.body))
+}
+
+/// An answer with the client's wall-clock times around it.
+pub struct Timed {
+    /// The status.
+    pub status: u16,
+    /// The body.
+    pub body: String,
+    /// Just before the request was written (connected already).
+    pub sent: SystemTime,
+    /// Once the whole body was in.
+    pub received: SystemTime,
+}
+
+/// [`http_request`], timed on the client's wall clock.
+pub async fn http_request_timed(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<Timed> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot connect to {addr}"))?;
@@ -34,14 +57,21 @@ pub async fn http_request(
         req = req.header(http::header::CONTENT_TYPE, "application/json");
     }
     let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?;
+    let sent = SystemTime::now();
     let res = sender
         .send_request(req)
         .await
         .with_context(|| format!("{method} {path} on {addr}"))?;
     let status = res.status().as_u16();
     let bytes = res.into_body().collect().await?.to_bytes();
+    let received = SystemTime::now();
     conn.abort();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    Ok(Timed {
+        status,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        sent,
+        received,
+    })
 }
 
 /// `GET path`.

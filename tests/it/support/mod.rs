@@ -26,6 +26,7 @@
 #![allow(dead_code)] // Each user of the harness uses a different part of it.
 
 pub mod exposition_double;
+pub mod fixtures;
 pub mod http;
 pub mod kube_stub;
 pub mod needs;
