@@ -45,8 +45,3 @@ pub fn kscale(dir: &Path) -> Command {
         .env("KUBECONFIG", dir.join("no-kubeconfig"));
     cmd
 }
-
-/// `kscale args...` run to its end in `dir` (see [`kscale`]).
-pub fn kscale_output(dir: &Path, args: &[&str]) -> std::process::Output {
-    kscale(dir).args(args).output().expect("run kscale")
-}
