@@ -5,19 +5,14 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use kscale::cli::Cli;
 
-/// Runs kscale in `dir` (no kscale.toml there) with none of kscale's variables set.
+/// Runs kscale in `dir` (no kscale.toml there) with the clean environment.
 fn kscale_in(dir: &Path, args: &[&str], path: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
-    cmd.args(args).current_dir(dir).stdin(Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KSCALE_") {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = crate::support::kscale(dir);
+    cmd.args(args);
     if let Some(path) = path {
         cmd.env("PATH", path);
     }
@@ -47,12 +42,11 @@ fn one_document(args: &[&str], out: &Output) -> serde_json::Value {
 #[test]
 fn dry_run_load_sends_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = crate::support::fixtures::Untouched::new();
+    let url = service.url.as_str();
     let out = kscale_in(
         dir.path(),
-        &["--dry-run", "load", "--url", &url, "-c", "4", "-d", "2s"],
+        &["--dry-run", "load", "--url", url, "-c", "4", "-d", "2s"],
         None,
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -67,17 +61,14 @@ fn dry_run_load_sends_nothing() {
         "json",
         "load",
         "--url",
-        &url,
+        url,
         "--rate",
         "50",
     ];
     let doc = one_document(&args, &kscale_in(dir.path(), &args, None));
     assert_eq!(doc["sent"], 0, "{doc}");
     // kscale has exited: a connection it made would be waiting in the backlog.
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("kscale --dry-run load connected to the service: {other:?}"),
-    }
+    service.assert_untouched("kscale --dry-run load");
 }
 
 #[test]

@@ -4,27 +4,21 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt as _;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use kscale::config::Config;
 use kscale::manifest::parse_yaml;
 use kscale::render::{Templates, file, render_all};
 
-/// Runs kscale in an empty directory (no kscale.toml) without the caller's KSCALE_* variables.
+/// Runs kscale in an empty directory (no kscale.toml) with the clean environment and `env`.
 fn kscale(args: &[&str], env: &[(&OsStr, &OsStr)]) -> Output {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kscale"));
-    command.args(args).current_dir(dir.path());
-    for (name, _) in std::env::vars_os() {
-        if name.as_bytes().starts_with(b"KSCALE_") {
-            command.env_remove(name);
-        }
-    }
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let output = command.output().expect("run kscale");
+    let output = crate::support::kscale(dir.path())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run kscale");
     drop(dir);
     output
 }

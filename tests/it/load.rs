@@ -17,6 +17,7 @@ use kscale::load::{LoadReport, StopReason, generate};
 use kscale::loadprofile::LoadProfile;
 use kscale::tools::port_forward::{PortForward, PortForwardSpec};
 
+use crate::support::http::blocking_request;
 use crate::support::{PodSpec, ServerProc};
 
 /// A real server process for one pod, killed on drop, with the load tests' readers of its metrics.
@@ -54,41 +55,12 @@ impl Server {
     }
 }
 
-/// A blocking GET with `Connection: close`, returning the body of a 200.
+/// A blocking GET, returning the body of a 200.
 fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("read timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send GET");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read answer");
-    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = &rest[n + 2..];
-    }
-    out
+    let timeouts = (Duration::from_secs(5), Duration::from_secs(5));
+    let (status, body) = blocking_request(addr, "GET", path, None, timeouts).expect("GET");
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -663,20 +635,14 @@ fn clients_back_off_when_every_request_fails() {
     assert!(report.sent >= 4, "{report:#?}");
 }
 
-/// Runs the real `kscale` binary (in an empty directory, none of kscale's variables set) and
-/// returns its exit code, stdout and stderr.
+/// Runs the real `kscale` binary (in an empty directory, the clean environment) and returns its
+/// exit code, stdout and stderr.
 fn kscale(args: &[&str]) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kscale"));
-    cmd.args(args)
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::null());
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("KSCALE_") {
-            cmd.env_remove(name);
-        }
-    }
-    let out = cmd.output().expect("kscale runs");
+    let out = crate::support::kscale(dir.path())
+        .args(args)
+        .output()
+        .expect("kscale runs");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -870,16 +836,15 @@ fn bad_api_flags_are_exit_2_with_a_clear_message() {
 
 #[test]
 fn dry_run_says_what_an_openai_request_would_be() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.set_nonblocking(true).expect("nonblocking");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let service = crate::support::fixtures::Untouched::new();
+    let url = service.url.as_str();
     let (code, stdout, stderr) = kscale(&[
         "--dry-run",
         "--output",
         "json",
         "load",
         "--url",
-        &url,
+        url,
         "-c",
         "1",
         "--api",
@@ -905,10 +870,7 @@ fn dry_run_says_what_an_openai_request_would_be() {
         stderr.contains(&format!("POST {url}/v1/chat/completions, OpenAI chat body")),
         "{stderr}"
     );
-    match listener.accept() {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        other => panic!("kscale --dry-run load connected: {other:?}"),
-    }
+    service.assert_untouched("kscale --dry-run load");
 }
 
 fn streaming(kind: kscale::load::api::ApiKind) -> LoadArgs {

@@ -578,10 +578,8 @@ async fn watch_records_timeline_rows() {
 /// A kubeconfig whose context `stub` points at the stand-in API server.
 fn kubeconfig_for(stub: &KubeStub, dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: stub\n  cluster:\n    server: http://{}\ncontexts:\n- name: stub\n  context:\n    cluster: stub\n    user: stub\n    namespace: default\nusers:\n- name: stub\n  user: {{}}\ncurrent-context: stub\n",
-        stub.addr()
-    );
+    let server = format!("http://{}", stub.addr());
+    let text = crate::support::fixtures::kubeconfig("stub", &server, Some("default"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -589,14 +587,12 @@ fn kubeconfig_for(stub: &KubeStub, dir: &std::path::Path) -> std::path::PathBuf 
 async fn kscale_metrics_binary(stub: &KubeStub, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = kubeconfig_for(stub, dir.path());
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_kscale"));
+    let mut cmd = crate::support::kscale(dir.path());
     cmd.args(["--context", "stub"])
         .args(extra)
-        .current_dir(dir.path())
-        .env("KUBECONFIG", &kubeconfig)
-        .env_remove("KSCALE_CONFIG")
-        .env_remove("KSCALE_CONTEXT")
-        .kill_on_drop(true);
+        .env("KUBECONFIG", &kubeconfig);
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("kscale metrics finishes within 60 s")

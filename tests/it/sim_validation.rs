@@ -19,9 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
 use kscale::config::{Config, MetricProfile};
 use kscale::metrics::prom;
 use kscale::simulate::metric::{
@@ -29,6 +26,7 @@ use kscale::simulate::metric::{
     prometheus_rate, scrape,
 };
 
+use crate::support::http::http_request_timed;
 use crate::support::{Pipeline, PodSpec, adapter_query_for, http_get};
 
 /// Inference time of every server, in seconds.
@@ -58,8 +56,12 @@ const RATE_MIN_CLOSE_SHARE: f64 = 0.8;
 const MAX_GAUGE_MISMATCH_SHARE: f64 = 0.2;
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    seconds(SystemTime::now())
+}
+
+/// Seconds since the Unix epoch.
+fn seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
@@ -83,29 +85,15 @@ struct Recorded {
 
 /// One `POST /infer`, timed on the client's wall clock from just before the request is written.
 async fn timed_infer(addr: SocketAddr) -> anyhow::Result<(f64, f64, serde_json::Value)> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP handshake")?;
-    let conn = tokio::spawn(conn);
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("/infer")
-        .header(http::header::HOST, addr.to_string())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from_static(b"{\"input\":\"x\"}")))?;
-    let sent = now();
-    let res = sender.send_request(req).await.context("POST /infer")?;
-    let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await?.to_bytes();
-    let received = now();
-    conn.abort();
-    if status != 200 {
-        bail!("POST /infer on {addr}: HTTP {status}");
+    let answer = http_request_timed(addr, "POST", "/infer", Some("{\"input\":\"x\"}")).await?;
+    if answer.status != 200 {
+        bail!("POST /infer on {addr}: HTTP {}", answer.status);
     }
-    Ok((sent, received, serde_json::from_slice(&bytes)?))
+    Ok((
+        seconds(answer.sent),
+        seconds(answer.received),
+        serde_json::from_str(&answer.body)?,
+    ))
 }
 
 /// Closed-loop clients that finish their request in progress when stopped, so that every

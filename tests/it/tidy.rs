@@ -539,6 +539,53 @@ fn the_code_map_names_every_module() {
     );
 }
 
+/// What names one of the package's binaries to a test (`env!("CARGO_BIN_EXE_<name>")`), spelled
+/// in two parts so that this file does not name one itself.
+const BINARY_MARK: &str = concat!("CARGO_BIN", "_EXE_");
+
+/// Test files that may name the binaries: the support layers, which start them with one
+/// environment policy (tests/it/support/process.rs; server/tests/server/support.rs).
+const BINARY_STARTERS: &[&str] = &["tests/it/support/", "server/tests/server/support.rs"];
+
+/// A test that starts kscale or kscale-server itself, outside its support layer.
+fn binaries_named_outside_support(path: &str, text: &str) -> Vec<Violation> {
+    if BINARY_STARTERS.iter().any(|p| path.starts_with(p)) {
+        return Vec::new();
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| without_comment(line).contains(BINARY_MARK))
+        .map(|(i, _)| Violation {
+            path: path.to_string(),
+            line: i + 1,
+            rule: "a binary started outside the tests' support layer",
+        })
+        .collect()
+}
+
+#[test]
+fn tests_start_the_binaries_only_through_their_support_layer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = sources(&root.join("tests"));
+    files.extend(sources(&root.join("server/tests")));
+    assert!(files.len() > 30, "the scan found the tests: {files:?}");
+    let mut all = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(root).expect("under the root");
+        let rel = rel.to_string_lossy();
+        let text = std::fs::read_to_string(&f).expect("read test source");
+        all.extend(binaries_named_outside_support(&rel, &text));
+    }
+    assert!(
+        all.is_empty(),
+        "start kscale with support::kscale and the server with support::ServerProc:\n{}",
+        all.iter()
+            .map(|v| format!("  {}:{}: {}", v.path, v.line, v.rule))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 #[test]
 fn the_map_check_catches_a_missing_file() {
     let map = "## Code map (`src/`)\n\n- `app.rs`, `ui.rs`: things.\n- `metrics/`: checks in\n  `checks/` (`api_side.rs`).\n\nTests: `hpa.rs` here is prose.\n\n## Next\n";
@@ -560,4 +607,14 @@ fn the_map_check_catches_a_missing_file() {
         missing_from_map(&bullets, &files),
         ["hpa.rs", "metrics/checks/hpa.rs", "config/mod.rs"]
     );
+}
+
+#[test]
+fn the_scan_catches_a_binary_started_outside_support() {
+    let text = format!(
+        "fn f() {{\n    // env!(\"{BINARY_MARK}kscale\") in a comment\n    let _ = Command::new(env!(\"{BINARY_MARK}kscale\"));\n}}\n"
+    );
+    let found = binaries_named_outside_support("tests/it/load.rs", &text);
+    assert_eq!(found.iter().map(|v| v.line).collect::<Vec<_>>(), [3]);
+    assert!(binaries_named_outside_support("tests/it/support/process.rs", &text).is_empty());
 }

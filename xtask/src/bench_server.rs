@@ -416,7 +416,10 @@ struct Server {
 
 impl Server {
     fn start(binary: &PathBuf, env: &[(&str, &str)]) -> anyhow::Result<Server> {
+        // Nothing set on the machine reaches the server: its settings are unprefixed (WORKERS,
+        // MAX_BODY_BYTES, ...), so the environment starts empty.
         let mut child = Command::new(binary)
+            .env_clear()
             .env("BIND", "127.0.0.1")
             .env("PORT", "0")
             .env("RUST_LOG", "warn")

@@ -67,3 +67,53 @@ fn help_lists_every_option_with_its_environment_variable() {
         );
     }
 }
+
+/// A server setting set on the machine (here MAX_BODY_BYTES=1, which refuses every body) does
+/// not reach the server the tests start: this test binary runs
+/// [`the_server_ignores_the_callers_environment`] again as a child with the setting in its
+/// environment (the test process's own environment is shared by every test thread).
+#[test]
+fn a_stray_setting_on_the_machine_does_not_reach_the_server() {
+    let exe = std::env::current_exe().expect("the test executable");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "config::the_server_ignores_the_callers_environment",
+            "--ignored",
+        ])
+        .env("MAX_BODY_BYTES", "1")
+        .output()
+        .expect("run the test binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the inner test did not run:\n{text}"
+    );
+}
+
+#[test]
+#[ignore = "run by a_stray_setting_on_the_machine_does_not_reach_the_server, with MAX_BODY_BYTES set"]
+fn the_server_ignores_the_callers_environment() {
+    assert_eq!(
+        std::env::var("MAX_BODY_BYTES").as_deref(),
+        Ok("1"),
+        "run this through its outer test"
+    );
+    let server = crate::support::Server::start(&[("INFERENCE_SECONDS", "0.01")]);
+    let response = crate::support::request(
+        server.addr,
+        "POST",
+        "/infer",
+        Some(r#"{"input":"more than one byte"}"#),
+    );
+    assert_eq!(
+        response.status, 200,
+        "the server saw MAX_BODY_BYTES=1: {}",
+        response.body
+    );
+}

@@ -142,17 +142,8 @@ fn metrics_stay_fast_and_a_full_queue_sheds_with_503() {
         ("MAX_QUEUE", "8"),
         ("INFERENCE_SECONDS", "30"),
     ]);
-    let clients: Vec<_> = (0..9)
-        .map(|_| spawn_request(server.addr, "GET", "/", None))
-        .collect();
-    server.wait_metrics(
-        "a busy worker and a full queue",
-        Duration::from_secs(15),
-        |m| {
-            value(m, "inference_requests_in_flight") == 1.0
-                && value(m, "inference_queue_depth") == 8.0
-        },
-    );
+    // A busy worker and a full queue.
+    let clients = server.occupy(9, ("GET", "/", None), Duration::from_secs(15));
 
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {

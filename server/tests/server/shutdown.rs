@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, get, spawn_request, value};
+use crate::support::{Server, get, spawn_request};
 
 #[test]
 fn sigterm_drains_every_accepted_request_and_exits_0() {
@@ -13,17 +13,8 @@ fn sigterm_drains_every_accepted_request_and_exits_0() {
         ("MAX_QUEUE", "10"),
         ("ACCEPT_GRACE_SECONDS", "4"),
     ]);
-    let before: Vec<_> = (0..3)
-        .map(|_| spawn_request(server.addr, "POST", "/infer", Some(r#"{"input":"x"}"#)))
-        .collect();
-    server.wait_metrics(
-        "one in inference, two queued",
-        Duration::from_secs(10),
-        |m| {
-            value(m, "inference_requests_in_flight") == 1.0
-                && value(m, "inference_queue_depth") == 2.0
-        },
-    );
+    let infer = ("POST", "/infer", Some(r#"{"input":"x"}"#));
+    let before = server.occupy(3, infer, Duration::from_secs(10));
 
     server.signal("TERM");
     let signalled = Instant::now();
@@ -70,17 +61,7 @@ fn work_still_running_after_drain_seconds_is_cut_and_counted() {
         ("ACCEPT_GRACE_SECONDS", "0.2"),
         ("LOG_FORMAT", "json"),
     ]);
-    let clients: Vec<_> = (0..3)
-        .map(|_| spawn_request(server.addr, "GET", "/", None))
-        .collect();
-    server.wait_metrics(
-        "one in inference, two queued",
-        Duration::from_secs(10),
-        |m| {
-            value(m, "inference_requests_in_flight") == 1.0
-                && value(m, "inference_queue_depth") == 2.0
-        },
-    );
+    let clients = server.occupy(3, ("GET", "/", None), Duration::from_secs(10));
     let signalled = Instant::now();
     server.signal("INT");
     let status = server

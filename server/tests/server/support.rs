@@ -11,39 +11,45 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Options cleared from the inherited environment so a developer's shell cannot change a test.
-const OPTION_VARS: &[&str] = &[
-    "BIND",
-    "PORT",
-    "INFERENCE_SECONDS",
-    "WORKERS",
-    "MAX_QUEUE",
-    "KEEP_ALIVE_SECONDS",
-    "MAX_CONNECTION_AGE_SECONDS",
-    "DRAIN_SECONDS",
-    "ACCEPT_GRACE_SECONDS",
-    "READ_TIMEOUT_SECONDS",
-    "MAX_BODY_BYTES",
-    "MAX_CONNECTIONS",
-    "WRITE_TIMEOUT_SECONDS",
-    "LOG_FORMAT",
-    "RUST_LOG",
-    "POD_NAME",
-];
+/// The only variables the server inherits from the test process (`PATH` finds a wrapper such
+/// as `prlimit`; `LLVM_PROFILE_FILE` is coverage output). Every other one is cleared, so neither
+/// a developer's shell nor CI can change a test: the server's settings are unprefixed
+/// (`WORKERS`, `MAX_BODY_BYTES`, ..., `RUST_LOG`, `POD_NAME`).
+const INHERITED: &[&str] = &["PATH", "LLVM_PROFILE_FILE"];
+
+/// The one way these tests start the server: through `wrapper` (none, or e.g.
+/// `prlimit --nofile=256 --`), on 127.0.0.1 with a free port, with the clean environment and
+/// `env` on top, stdin closed and both output streams piped.
+fn command(wrapper: &[&str], env: &[(&str, &str)]) -> Command {
+    let binary = env!("CARGO_BIN_EXE_kscale-server");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
+    command.env_clear();
+    for name in INHERITED {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
+        .env("BIND", "127.0.0.1")
+        .env("PORT", "0")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
 
 /// Runs the binary with `args` and `env` and waits for it to exit; for invalid configurations.
 pub fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kscale-server"));
-    command.args(args);
-    for var in OPTION_VARS {
-        command.env_remove(var);
-    }
-    command.env("BIND", "127.0.0.1").env("PORT", "0");
-    command.envs(env.iter().copied());
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let child = command(&[], env)
+        .args(args)
         .spawn()
         .expect("spawn kscale-server");
     let mut guard = ChildGuard(Some(child));
@@ -100,27 +106,8 @@ impl Server {
 
     /// Like [`Server::start`], run through `wrapper` (e.g. `prlimit --nofile=256 --`).
     pub fn start_wrapped(wrapper: &[&str], env: &[(&str, &str)]) -> Server {
-        let binary = env!("CARGO_BIN_EXE_kscale-server");
-        let mut command = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(binary);
-                command
-            }
-            None => Command::new(binary),
-        };
-        for var in OPTION_VARS {
-            command.env_remove(var);
-        }
-        command
-            .env("BIND", "127.0.0.1")
-            .env("PORT", "0")
-            .env("POD_NAME", "test-pod");
-        command.envs(env.iter().copied());
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+        let mut child = command(wrapper, &[("POD_NAME", "test-pod")])
+            .envs(env.iter().copied())
             .spawn()
             .expect("spawn kscale-server");
         let stdout = child.stdout.take().expect("stdout piped");
@@ -272,6 +259,25 @@ impl Server {
             );
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `n` requests on connections of their own and waits (`within`) until the one worker
+    /// is busy with the first and the other `n - 1` are queued; the clients.
+    pub fn occupy(
+        &self,
+        n: usize,
+        (method, path, body): (&'static str, &'static str, Option<&'static str>),
+        within: Duration,
+    ) -> Vec<thread::JoinHandle<std::io::Result<Response>>> {
+        let clients = (0..n)
+            .map(|_| spawn_request(self.addr, method, path, body))
+            .collect();
+        let queued = (n - 1) as f64;
+        self.wait_metrics(&format!("one in inference, {queued} queued"), within, |m| {
+            value(m, "inference_requests_in_flight") == 1.0
+                && value(m, "inference_queue_depth") == queued
+        });
+        clients
     }
 }
 

@@ -30,18 +30,6 @@ pub struct Trace {
     pub samples: Vec<Sample>,
 }
 
-/// A Kubernetes quantity as the HPA status writes it (`2`, `1500m`, `2500u`...).
-fn quantity(q: &str) -> Option<f64> {
-    let (num, scale) = match q.char_indices().last()? {
-        (i, 'm') => (&q[..i], 1e-3),
-        (i, 'u') => (&q[..i], 1e-6),
-        (i, 'n') => (&q[..i], 1e-9),
-        (i, 'k') => (&q[..i], 1e3),
-        _ => (q, 1.0),
-    };
-    num.parse::<f64>().ok().map(|v| v * scale)
-}
-
 impl Trace {
     /// An empty trace starting now.
     pub fn new() -> Self {
@@ -62,7 +50,8 @@ impl Trace {
             t: self.started.elapsed().as_secs_f64(),
             value: s["currentMetrics"][0]["external"]["current"]["value"]
                 .as_str()
-                .and_then(quantity),
+                // A Kubernetes quantity as the HPA status writes it (`2`, `1500m`, ...).
+                .and_then(|q| kscale::quantity::parse(q).ok()),
             current: s["currentReplicas"].as_i64().unwrap_or(-1),
             desired: s["desiredReplicas"].as_i64().unwrap_or(-1),
             ready,
@@ -197,11 +186,4 @@ fn late_observations_snap_back_onto_the_sync_grid() {
     for (got, want) in snapped.iter().zip(want) {
         assert!((got - want).abs() < 1e-9, "{snapped:?}");
     }
-}
-
-#[test]
-fn hpa_status_quantities_parse() {
-    assert_eq!(quantity("2"), Some(2.0));
-    assert_eq!(quantity("1500m"), Some(1.5));
-    assert_eq!(quantity("x"), None);
 }

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::support::server_binary;
+use crate::support::settings::ControlPlaneSettings;
 
 /// The image every deploy of these tests names (kwok runs no container; the supervisor does).
 pub const IMAGE: &str = "kscale-server:harness";
@@ -75,11 +76,10 @@ impl Harness {
     ) -> Self {
         let work = tempfile::tempdir().expect("temp dir");
         let rendered = work.path().join("rendered");
-        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+        let out = crate::support::kscale(work.path())
             .args(&settings)
             .args(["render", "--image", IMAGE, "--output-dir"])
             .arg(&rendered)
-            .current_dir(work.path())
             .output()
             .expect("run kscale render");
         assert!(
@@ -138,21 +138,16 @@ impl Harness {
 
     /// The guard for the harness whose `env` xtask prints (it is torn down on drop).
     fn attach(work: tempfile::TempDir, settings: Vec<String>) -> Self {
-        let env = xtask(&["controlplane", "env"]).unwrap_or_else(|e| panic!("{e}"));
-        let var = |name: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
-                .map(str::to_string)
-                .unwrap_or_else(|| panic!("`controlplane env` printed no {name}:\n{env}"))
-        };
-        let kubeconfig = PathBuf::from(var("KUBECONFIG"));
+        let (env, _) = crate::support::settings::xtask_env::<ControlPlaneSettings>("controlplane")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let kubeconfig = env.kubeconfig;
         let state = kubeconfig
             .parent()
             .map(Path::to_path_buf)
             .expect("kubeconfig in a folder");
         let path = format!(
             "{}:{}",
-            var("KSCALE_HARNESS_HELM_DIR"),
+            env.kscale_harness_helm_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
         Self {
@@ -171,13 +166,11 @@ impl Harness {
 
     /// [`Harness::kscale_cmd`] with other settings (another `--server` and its `--set`s).
     pub fn kscale_cmd_with(&self, settings: &[String], args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
+        let mut cmd = crate::support::kscale(self.work.path());
         cmd.args(args)
             .args(["--context", "kscale-harness"])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("PATH", &self.path)
-            .env_remove("KSCALE_CONFIG")
-            .current_dir(self.work.path())
             .args(settings);
         cmd
     }

@@ -2,8 +2,6 @@
 //! time to the Running pods' `<pod IP>:3000` in turn (the pod list refreshed every second, as a
 //! Service's endpoints would be). Stops on drop; every loop is bounded by `limit`.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,22 +15,14 @@ pub struct Load {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// One `POST /infer` (no body) to `addr`: whether it was answered with 200.
 fn infer(addr: &str) -> bool {
     let Ok(sock) = addr.parse() else { return false };
-    let Ok(mut s) = TcpStream::connect_timeout(&sock, Duration::from_secs(2)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
-    let req =
-        "POST /infer HTTP/1.1\r\nHost: inference\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    if s.write_all(req.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    let ok = s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200");
-    let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
-    ok
+    let timeouts = (Duration::from_secs(2), Duration::from_secs(60));
+    matches!(
+        crate::support::http::blocking_request(sock, "POST", "/infer", None, timeouts),
+        Ok((200, _))
+    )
 }
 
 impl Load {

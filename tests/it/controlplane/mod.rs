@@ -194,7 +194,12 @@ fn step_deploy(h: &Harness) {
 }
 
 fn step_metrics_pass(h: &Harness) {
-    let out = h.kscale(&["metrics", "--wait", "3m"]);
+    metrics_pass(h, "3m");
+}
+
+/// `kscale metrics --wait <wait>` passes every one of its six stages; its report.
+fn metrics_pass(h: &Harness, wait: &str) -> String {
+    let out = h.kscale(&["metrics", "--wait", wait]);
     let report = text(&out);
     assert!(out.status.success(), "kscale metrics failed:\n{report}");
     for stage in 1..=6 {
@@ -204,6 +209,7 @@ fn step_metrics_pass(h: &Harness) {
         );
     }
     assert!(report.contains("6 of 6 stages passed"), "{report}");
+    report
 }
 
 fn step_metrics_fail_without_adapter(h: &Harness) {
@@ -249,8 +255,8 @@ fn step_metrics_fail_without_adapter(h: &Harness) {
     assert!(report.contains("3 of 6 stages passed"), "{report}");
 }
 
-/// `<pod IP>:<containerPort>` of each Running app pod not being deleted.
-fn pod_addresses(h: &Harness) -> Vec<String> {
+/// The app's Running pods that are not being deleted.
+fn running_pods(h: &Harness) -> Vec<serde_json::Value> {
     let pods = h.get(&["pods", "-n", "default", "-l", "app=inference"]);
     pods["items"]
         .as_array()
@@ -259,11 +265,19 @@ fn pod_addresses(h: &Harness) -> Vec<String> {
                 .iter()
                 .filter(|p| p["status"]["phase"] == "Running")
                 .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                .filter_map(|p| p["status"]["podIP"].as_str())
-                .map(|ip| format!("{ip}:3000"))
+                .cloned()
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `<pod IP>:<containerPort>` of each Running app pod not being deleted.
+fn pod_addresses(h: &Harness) -> Vec<String> {
+    running_pods(h)
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str())
+        .map(|ip| format!("{ip}:3000"))
+        .collect()
 }
 
 fn replicas(h: &Harness) -> i64 {
@@ -274,19 +288,14 @@ fn replicas(h: &Harness) -> i64 {
 
 /// Whether every address answers `GET /healthz` (its pod got a real server).
 fn all_serve(addresses: &[String]) -> Result<(), String> {
-    use std::io::{Read as _, Write as _};
+    let timeouts = (Duration::from_secs(2), Duration::from_secs(5));
     for addr in addresses {
         let sock = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
-        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2))
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .map_err(|e| format!("{addr}: {e}"))?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head)
-            .map_err(|e| format!("{addr}: {e}"))?;
-        if !head.starts_with(b"HTTP/1.1 200") {
-            return Err(format!("{addr}: {}", String::from_utf8_lossy(&head)));
+        let (status, body) =
+            crate::support::http::blocking_request(sock, "GET", "/healthz", None, timeouts)
+                .map_err(|e| format!("{addr}: {e}"))?;
+        if status != 200 {
+            return Err(format!("{addr}: HTTP {status}: {body}"));
         }
     }
     Ok(())

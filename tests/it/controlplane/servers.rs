@@ -11,7 +11,7 @@ use std::time::Duration;
 use kscale::config::servers::ServerKind;
 
 use super::harness::{Harness, IMAGE, KUBECTL_TIMEOUT, set_args};
-use super::{applied_objects, text};
+use super::{applied_objects, metrics_pass, replicas, running_pods, text};
 
 /// The metric, as vLLM names it and as the HPA asks for it.
 const METRIC: &str = "vllm:num_requests_waiting";
@@ -69,12 +69,10 @@ fn merged_adapter_config(dir: &std::path::Path) -> std::path::PathBuf {
         ServerKind::Llamacpp,
     ] {
         let out_dir = dir.join(format!("adapter-{server}"));
-        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+        let out = crate::support::kscale(dir)
             .args(settings(server))
             .args(["render", "--output-dir"])
             .arg(&out_dir)
-            .current_dir(dir)
-            .env_remove("KSCALE_CONFIG")
             .output()
             .expect("run kscale render");
         assert!(out.status.success(), "render {server}: {}", text(&out));
@@ -108,6 +106,26 @@ fn kubectl(h: &Harness, args: &[&str]) -> std::process::Output {
         .expect("run kubectl")
 }
 
+/// `kubectl apply` of `file` server-side as kscale applies (its field manager), as a dry run with
+/// strict field validation; the output and its text.
+fn strict_dry_run(h: &Harness, file: &std::path::Path) -> (std::process::Output, String) {
+    let path = file.to_string_lossy();
+    let out = kubectl(
+        h,
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=kscale",
+            "--dry-run=server",
+            "--validate=strict",
+            "-f",
+            &path,
+        ],
+    );
+    let said = text(&out);
+    (out, said)
+}
+
 /// Every server's rendered objects, applied server-side as a dry run with strict field
 /// validation: the API server refuses an unknown or duplicate field instead of warning.
 fn step_every_server_applies_strictly(h: &Harness) {
@@ -127,10 +145,8 @@ fn step_every_server_applies_strictly(h: &Harness) {
         if server == ServerKind::Kscale {
             args.extend(["--image", IMAGE]);
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_kscale"))
+        let out = crate::support::kscale(h.work.path())
             .args(&args)
-            .current_dir(h.work.path())
-            .env_remove("KSCALE_CONFIG")
             .output()
             .expect("run kscale render");
         assert!(
@@ -146,21 +162,7 @@ fn step_every_server_applies_strictly(h: &Harness) {
             file::SERVICE,
             file::HPA,
         ] {
-            let path = dir.join(name);
-            let path = path.to_string_lossy();
-            let out = kubectl(
-                h,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager=kscale",
-                    "--dry-run=server",
-                    "--validate=strict",
-                    "-f",
-                    &path,
-                ],
-            );
-            let said = text(&out);
+            let (out, said) = strict_dry_run(h, &dir.join(name));
             assert!(
                 out.status.success() && !said.to_lowercase().contains("warning"),
                 "the API server does not take {server}'s {name} strictly:\n{said}\n{}",
@@ -183,20 +185,7 @@ fn step_strict_validation_refuses_an_unknown_field(h: &Harness) {
     );
     let path = dir.join("misspelled-deployment.yaml");
     std::fs::write(&path, bad).expect("write the misspelled Deployment");
-    let path = path.to_string_lossy();
-    let out = kubectl(
-        h,
-        &[
-            "apply",
-            "--server-side",
-            "--field-manager=kscale",
-            "--dry-run=server",
-            "--validate=strict",
-            "-f",
-            &path,
-        ],
-    );
-    let said = text(&out);
+    let (out, said) = strict_dry_run(h, &path);
     assert!(
         !out.status.success() && said.contains("minReadySecond"),
         "strict validation let an unknown field through:\n{said}"
@@ -232,12 +221,6 @@ fn hpa_condition(hpa: &serde_json::Value, kind: &str) -> Option<(String, String)
                 c["reason"].as_str().unwrap_or_default().to_string(),
             )
         })
-}
-
-fn replicas(h: &Harness) -> i64 {
-    h.get(&["deployment", "inference", "-n", "default"])["spec"]["replicas"]
-        .as_i64()
-        .unwrap_or(-1)
 }
 
 /// Deploys vLLM capped at one replica: the adapter serves exactly one pod's 12 under the colon
@@ -365,16 +348,7 @@ fn step_hpa_scales_on_the_colon_metric(h: &Harness) {
 /// `kscale --server vllm metrics`: stage 1 reads vLLM's gauges from each pod through the API
 /// server's pod proxy, and every later stage follows the same colon name to the HPA.
 fn step_metrics_pass(h: &Harness) {
-    let out = h.kscale(&["metrics", "--wait", "2m"]);
-    let report = text(&out);
-    assert!(out.status.success(), "kscale metrics failed:\n{report}");
-    for stage in 1..=6 {
-        assert!(
-            report.contains(&format!("✓ {stage}. ")),
-            "stage {stage} did not pass:\n{report}"
-        );
-    }
-    assert!(report.contains("6 of 6 stages passed"), "{report}");
+    let report = metrics_pass(h, "2m");
     assert!(
         report.contains(METRIC),
         "the report names {METRIC}:\n{report}"
@@ -386,21 +360,6 @@ fn step_metrics_pass(h: &Harness) {
         "stage 1 read waiting 12 and running 2 from each of the four pods:\n{report}"
     );
     eprintln!("kscale --server vllm metrics:\n{report}");
-}
-
-/// Running pods of the app not being deleted.
-fn running_pods(h: &Harness) -> usize {
-    let pods = h.get(&["pods", "-n", "default", "-l", "app=inference"]);
-    pods["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter(|p| p["status"]["phase"] == "Running")
-                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-                .count()
-        })
-        .unwrap_or(0)
 }
 
 /// Deploys `server` over the previous one, capped at one pod, gives its pod that server's
@@ -432,7 +391,7 @@ fn step_server_on_its_double(
     h.until(
         &format!("{server}: one pod"),
         Duration::from_secs(120),
-        || match (replicas(h), running_pods(h)) {
+        || match (replicas(h), running_pods(h).len()) {
             (1, 1) => Ok(()),
             other => Err(format!("(replicas, running pods) {other:?}")),
         },

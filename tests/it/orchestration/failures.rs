@@ -16,8 +16,7 @@ fn a_missing_tool_is_named_with_how_to_install_it() {
             .filter(|t| *t != missing)
             .collect();
         let env = Env::with_tools(&tools);
-        let src = env.source().display().to_string();
-        let run = env.kscale(&["up", "--source", &src]);
+        let run = env.up();
         let hint = match missing {
             "minikube" => "https://minikube.sigs.k8s.io/docs/start/",
             "helm" => "https://helm.sh/docs/intro/install/",
@@ -51,8 +50,7 @@ fn a_missing_tool_is_named_with_how_to_install_it() {
 fn a_docker_daemon_that_does_not_answer_stops_up_before_any_change() {
     let mut env = Env::new();
     env.set_env("KSCALE_FAKE_FAIL", "docker-daemon");
-    let src = env.source().display().to_string();
-    env.kscale(&["up", "--source", &src])
+    env.up()
         .expect_code(1)
         .stderr_has(&[
             "preflight failed, nothing was changed",
@@ -85,8 +83,7 @@ fn tool_output_in_another_format_fails_with_the_command_and_what_it_printed() {
     ] {
         let mut env = Env::new();
         env.set_env("KSCALE_FAKE_FAIL", fail);
-        let src = env.source().display().to_string();
-        let run = env.kscale(&["up", "--source", &src]);
+        let run = env.up();
         run.expect_code(1)
             .stderr_has(&[command, "unreadable JSON output", printed]);
         assert!(
@@ -101,8 +98,7 @@ fn tool_output_in_another_format_fails_with_the_command_and_what_it_printed() {
 fn a_failing_helm_install_reports_command_exit_code_stderr_and_hint() {
     let mut env = Env::new();
     env.set_env("KSCALE_FAKE_FAIL", "helm-install:prometheus");
-    let src = env.source().display().to_string();
-    let run = env.kscale(&["up", "--source", &src]);
+    let run = env.up();
     run.expect_code(1).stderr_has(&[
         "`helm --kube-context kscale upgrade --install prometheus prometheus-community/kube-prometheus-stack --version 88.5.3 -n monitoring --create-namespace -f ",
         "failed with exit code 1",
@@ -124,9 +120,7 @@ fn a_failing_helm_install_reports_command_exit_code_stderr_and_hint() {
     // The failed release is retried (not mistaken for an installed one) on the next run.
     env.set_env("KSCALE_FAKE_FAIL", "");
     env.clear_log();
-    env.kscale(&["up", "--source", &src])
-        .expect_code(0)
-        .stderr_has(&["upgraded"]);
+    env.up().expect_code(0).stderr_has(&["upgraded"]);
     assert!(
         env.log()
             .iter()
@@ -218,20 +212,13 @@ fn an_external_metrics_api_that_never_turns_available_stops_before_the_hpa() {
                 )
             })
     });
-    let src = env.source().display().to_string();
-    env.kscale(&[
-        "up",
-        "--source",
-        &src,
-        "--set",
-        "timeouts.apiservice_seconds=1",
-    ])
-    .expect_code(1)
-    .stderr_has(&[
-        "v1beta1.external.metrics.k8s.io was not ready after 1s",
-        "is not Available: FailedDiscoveryCheck failing or missing response",
-        "check `kubectl -n monitoring logs deploy/prometheus-adapter`",
-    ]);
+    env.up_with(&["--set", "timeouts.apiservice_seconds=1"])
+        .expect_code(1)
+        .stderr_has(&[
+            "v1beta1.external.metrics.k8s.io was not ready after 1s",
+            "is not Available: FailedDiscoveryCheck failing or missing response",
+            "check `kubectl -n monitoring logs deploy/prometheus-adapter`",
+        ]);
     let writes = mutating_requests(&env);
     assert!(
         !writes

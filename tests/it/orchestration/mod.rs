@@ -336,6 +336,19 @@ impl Env {
         self.root().join("work")
     }
 
+    /// `kscale up --source <the source tree>`.
+    pub fn up(&self) -> Run {
+        self.up_with(&[])
+    }
+
+    /// [`Env::up`] with more arguments (`--set`s).
+    pub fn up_with(&self, extra: &[&str]) -> Run {
+        let src = self.source().display().to_string();
+        let mut args = vec!["up", "--source", &src];
+        args.extend_from_slice(extra);
+        self.kscale(&args)
+    }
+
     /// Runs kscale with `args`, stdin closed (no TTY), and waits for it.
     pub fn kscale(&self, args: &[&str]) -> Run {
         self.kscale_with(args, &[])
@@ -349,11 +362,8 @@ impl Env {
     /// Starts kscale in its own process group (as a shell job would be) without waiting.
     pub fn spawn(&self, args: &[&str], extra: &[(&str, &str)]) -> Running {
         use std::os::unix::process::CommandExt as _;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kscale"));
+        let mut cmd = crate::support::kscale(&self.work());
         cmd.args(args)
-            .env_clear()
-            .current_dir(self.work())
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -438,10 +448,7 @@ impl Env {
     /// A kubeconfig whose only context, `context`, points at the stub API (any cluster, not a
     /// minikube profile).
     pub fn write_kubeconfig(&self, context: &str) {
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: {context}\n  cluster:\n    server: {}\ncontexts:\n- name: {context}\n  context:\n    cluster: {context}\n    user: {context}\ncurrent-context: {context}\nusers:\n- name: {context}\n  user: {{}}\n",
-            self.api.url()
-        );
+        let kubeconfig = crate::support::fixtures::kubeconfig(context, &self.api.url(), None);
         std::fs::write(self.root().join("kubeconfig"), kubeconfig).expect("write");
     }
 
@@ -476,8 +483,7 @@ impl Env {
 
     /// Brings the whole stack up with a fresh `kscale up` and forgets its calls.
     pub fn up_fresh(&self) -> Run {
-        let src = self.source().display().to_string();
-        let run = self.kscale(&["up", "--source", &src]);
+        let run = self.up();
         run.expect_code(0);
         self.clear_log();
         run

@@ -9,8 +9,7 @@ const HPA: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscal
 #[test]
 fn fresh_up_runs_every_step_in_order() {
     let env = Env::new();
-    let src = env.source().display().to_string();
-    let run = env.kscale(&["up", "--source", &src]);
+    let run = env.up();
     run.expect_code(0)
         .stdout_has(&[
             "kscale: the stack is up on context kscale",
@@ -62,8 +61,7 @@ fn up_again_on_the_running_stack_changes_nothing() {
     let env = Env::new();
     let first = env.up_fresh();
     let before = env.versions();
-    let src = env.source().display().to_string();
-    let again = env.kscale(&["up", "--source", &src]);
+    let again = env.up();
     again
         .expect_code(0)
         .stderr_has(&["running, reused", "unchanged"]);
@@ -97,10 +95,7 @@ fn up_on_a_stopped_cluster_starts_it_without_recreating() {
     let env = Env::new();
     env.up_fresh();
     env.set_profile_status("kscale", "Stopped");
-    let src = env.source().display().to_string();
-    env.kscale(&["up", "--source", &src])
-        .expect_code(0)
-        .stderr_has(&["started"]);
+    env.up().expect_code(0).stderr_has(&["started"]);
     let writes = env.mutating_calls();
     assert_eq!(
         writes,
@@ -116,10 +111,7 @@ fn a_running_profile_reported_ok_is_reused() {
     let env = Env::new();
     env.up_fresh();
     env.set_profile_status("kscale", "OK");
-    let src = env.source().display().to_string();
-    env.kscale(&["up", "--source", &src])
-        .expect_code(0)
-        .stderr_has(&["running, reused"]);
+    env.up().expect_code(0).stderr_has(&["running, reused"]);
     assert_eq!(env.mutating_calls(), Vec::<String>::new());
 }
 
@@ -127,14 +119,11 @@ fn a_running_profile_reported_ok_is_reused() {
 fn up_on_a_profile_with_another_node_count_changes_nothing() {
     let env = Env::new();
     env.seed_profile("kscale", "Running", 3);
-    let src = env.source().display().to_string();
-    env.kscale(&["up", "--source", &src])
-        .expect_code(1)
-        .stderr_has(&[
-            "minikube profile kscale exists with 3 node(s) but the configuration asks for 2",
-            "nothing was changed",
-            "cluster.nodes = 3",
-        ]);
+    env.up().expect_code(1).stderr_has(&[
+        "minikube profile kscale exists with 3 node(s) but the configuration asks for 2",
+        "nothing was changed",
+        "cluster.nodes = 3",
+    ]);
     assert_eq!(
         env.mutating_calls(),
         Vec::<String>::new(),
@@ -147,19 +136,23 @@ fn up_on_a_profile_with_another_node_count_changes_nothing() {
     assert_eq!(nodes.trim(), "3");
 }
 
-#[test]
-fn helm_4_gets_its_wait_dialect() {
-    let mut env = Env::new();
-    env.set_env("KSCALE_FAKE_HELM", "4");
-    let src = env.source().display().to_string();
-    env.kscale(&["up", "--source", &src]).expect_code(0);
+/// The two `helm upgrade --install` calls of a successful `kscale up`.
+fn helm_installs_of_an_up(env: &Env) -> Vec<String> {
+    env.up().expect_code(0);
     let installs: Vec<String> = env
         .log()
         .into_iter()
         .filter(|l| l.contains(" upgrade --install "))
         .collect();
     assert_eq!(installs.len(), 2, "{installs:?}");
-    for l in &installs {
+    installs
+}
+
+#[test]
+fn helm_4_gets_its_wait_dialect() {
+    let mut env = Env::new();
+    env.set_env("KSCALE_FAKE_HELM", "4");
+    for l in &helm_installs_of_an_up(&env) {
         assert!(l.contains(" --wait=watcher "), "{l}");
     }
 }
@@ -168,15 +161,7 @@ fn helm_4_gets_its_wait_dialect() {
 fn helm_3_refuses_the_helm_4_dialect() {
     // The fake's helm 3 rejects `--wait=watcher` the way pflag does; kscale never sends it.
     let env = Env::new();
-    let src = env.source().display().to_string();
-    env.kscale(&["up", "--source", &src]).expect_code(0);
-    let installs: Vec<String> = env
-        .log()
-        .into_iter()
-        .filter(|l| l.contains(" upgrade --install "))
-        .collect();
-    assert_eq!(installs.len(), 2, "{installs:?}");
-    for l in &installs {
+    for l in &helm_installs_of_an_up(&env) {
         assert!(l.contains(" --wait ") && !l.contains("--wait="), "{l}");
     }
 }
@@ -302,19 +287,12 @@ fn a_resource_metrics_api_that_never_serves_fails_with_a_hint() {
             )
         })
     });
-    let src = env.source().display().to_string();
-    env.kscale(&[
-        "up",
-        "--source",
-        &src,
-        "--set",
-        "timeouts.metrics_server_seconds=1",
-    ])
-    .expect_code(1)
-    .stderr_has(&[
-        "the resource metrics API (metrics.k8s.io) was not ready after 1s",
-        "metrics-server often needs 1-3 minutes",
-    ]);
+    env.up_with(&["--set", "timeouts.metrics_server_seconds=1"])
+        .expect_code(1)
+        .stderr_has(&[
+            "the resource metrics API (metrics.k8s.io) was not ready after 1s",
+            "metrics-server often needs 1-3 minutes",
+        ]);
     assert!(
         !env.log().iter().any(|l| l.starts_with("helm repo add")),
         "nothing after the failed wait: {:?}",

@@ -1,13 +1,17 @@
 //! The kit's environment for a test (`cargo xtask kit env`) and bounded commands in it.
 
+use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The kit's settings, read from `cargo xtask kit env`.
+use crate::support::settings::KitSettings;
+
+/// The kit's settings, read from `cargo xtask kit env --format json`.
 pub struct Kit {
-    env: Vec<(String, String)>,
+    settings: KitSettings,
+    env: BTreeMap<String, String>,
 }
 
 /// Polls `check` every 2 s until it returns `Some`, panicking with `what` after `deadline`.
@@ -26,74 +30,57 @@ pub fn poll<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option
     }
 }
 
-fn parse_env(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|line| line.strip_prefix("export "))
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect()
-}
-
 impl Kit {
     /// The built kit, or `None` (test skipped with a message) when it is not built and `CI` is
     /// unset; with `CI` set a missing kit fails the test.
     pub fn load() -> Option<Self> {
-        let text = crate::support::needs::available(
+        let (settings, env) = crate::support::needs::available(
             "the minikube kit is not usable here (`cargo xtask kit build`; needs root, Go and Debian's docker.io)",
-            crate::support::xtask(&["kit", "env"]),
+            crate::support::settings::xtask_env::<KitSettings>("kit"),
         )?;
-        Some(Self {
-            env: parse_env(&text),
-        })
-    }
-
-    fn var(&self, key: &str) -> String {
-        self.env
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| panic!("`cargo xtask kit env` printed no {key}"))
+        Some(Self { settings, env })
     }
 
     /// `MINIKUBE_HOME`.
     pub fn minikube_home(&self) -> PathBuf {
-        PathBuf::from(self.var("MINIKUBE_HOME"))
+        self.settings.minikube_home.clone()
     }
 
     /// `minikube start` flags the kit needs.
     pub fn start_flags(&self) -> Vec<String> {
-        self.var("KSCALE_KIT_START_FLAGS")
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
+        words(&self.settings.kscale_kit_start_flags)
     }
 
     /// `minikube addons enable metrics-server` flags for the kit's image.
     pub fn metrics_server_flags(&self) -> Vec<String> {
-        self.var("KSCALE_KIT_METRICS_SERVER_FLAGS")
-            .split_whitespace()
-            .map(str::to_string)
-            .collect()
+        words(&self.settings.kscale_kit_metrics_server_flags)
     }
 
     /// The busybox image built by the kit.
     pub fn busybox(&self) -> String {
-        self.var("KSCALE_KIT_BUSYBOX_IMAGE")
+        self.settings.kscale_kit_busybox_image.clone()
     }
 
     /// The kit's llama.cpp `llama-server` image (not in the nodes: `kscale up` loads it).
     pub fn llama_image(&self) -> String {
-        self.var("KSCALE_KIT_LLAMA_IMAGE")
+        self.settings.kscale_kit_llama_image.clone()
     }
 
     /// The path of the tiny model inside [`Kit::llama_image`].
     pub fn llama_model(&self) -> String {
-        self.var("KSCALE_KIT_LLAMA_MODEL")
+        self.settings.kscale_kit_llama_model.clone()
     }
 
+    /// `program` with the machine's environment (minikube and docker need its home, user and
+    /// kubeconfig) but none of kscale's settings but the kit's own.
     fn command(&self, program: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null());
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("KSCALE_") {
+                cmd.env_remove(name);
+            }
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -292,11 +279,6 @@ impl Drop for DeleteOnDrop<'_> {
     }
 }
 
-#[test]
-fn kit_env_lines_are_parsed_with_their_quotes_removed() {
-    let env = parse_env("export A=1\nexport B='x y'\n# comment\n");
-    assert_eq!(
-        env,
-        vec![("A".into(), "1".into()), ("B".into(), "x y".into())]
-    );
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_string).collect()
 }

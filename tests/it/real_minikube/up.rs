@@ -89,9 +89,9 @@ impl E2e {
         }
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let started = Instant::now();
-        let (ok, stdout, stderr) = self
-            .kit
-            .bounded(env!("CARGO_BIN_EXE_kscale"), &refs, deadline);
+        let (ok, stdout, stderr) =
+            self.kit
+                .bounded(crate::support::process::KSCALE, &refs, deadline);
         Run {
             ok,
             stdout,

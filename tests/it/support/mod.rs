@@ -26,8 +26,15 @@
 #![allow(dead_code)] // Each user of the harness uses a different part of it.
 
 pub mod exposition_double;
+pub mod fixtures;
+pub mod http;
 pub mod kube_stub;
 pub mod needs;
+pub mod process;
+pub mod settings;
+
+pub use http::{http_get, http_request};
+pub use process::kscale;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -37,9 +44,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
 use kscale::metrics::prom::{self, QueryResult};
 use tokio::process::{Child, Command};
 
@@ -136,22 +140,8 @@ impl ServerProc {
     /// line. Blocking (a thread reads the line), so sync and async tests both use it.
     pub fn start(spec: PodSpec, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let bin = server_binary()?;
-        let mut cmd = std::process::Command::new(&bin);
-        // A developer's shell must not change a test.
-        for var in [
-            "PORT",
-            "BIND",
-            "INFERENCE_SECONDS",
-            "WORKERS",
-            "MAX_QUEUE",
-            "KEEP_ALIVE_SECONDS",
-            "MAX_CONNECTION_AGE_SECONDS",
-            "DRAIN_SECONDS",
-            "RUST_LOG",
-            "LOG_FORMAT",
-        ] {
-            cmd.env_remove(var);
-        }
+        // A developer's shell must not change a test: every setting is cleared.
+        let mut cmd = process::clean_command(&bin);
         cmd.args(["--bind", "127.0.0.1", "--port", "0"])
             .env("INFERENCE_SECONDS", spec.inference_seconds.to_string())
             .env("WORKERS", spec.workers.to_string())
@@ -470,43 +460,6 @@ where
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection; returns the status and the body.
-pub async fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> anyhow::Result<(u16, String)> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP handshake")?;
-    let conn = tokio::spawn(conn);
-    let mut req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, addr.to_string());
-    if body.is_some() {
-        req = req.header(http::header::CONTENT_TYPE, "application/json");
-    }
-    let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))?;
-    let res = sender
-        .send_request(req)
-        .await
-        .with_context(|| format!("{method} {path} on {addr}"))?;
-    let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await?.to_bytes();
-    conn.abort();
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-/// `GET path`.
-pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
-    http_request(addr, "GET", path, None).await
-}
-
 /// Closed-loop load: `clients` tasks per address, each sending `POST /infer` back to back until
 /// stopped (or dropped, or `max` has passed).
 pub struct Load {
@@ -569,6 +522,11 @@ impl Drop for Load {
 
 /// Runs `cargo xtask <args>` from the repository; the output, or the failure with both streams.
 pub fn xtask(args: &[&str]) -> Result<String, String> {
+    xtask_output(args).map(|(stdout, stderr)| format!("{stdout}{stderr}"))
+}
+
+/// [`xtask`] with stdout and stderr apart (stdout alone is what a command prints for programs).
+fn xtask_output(args: &[&str]) -> Result<(String, String), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(&cargo)
         .args(["run", "--quiet", "--package", "xtask", "--"])
@@ -576,16 +534,13 @@ pub fn xtask(args: &[&str]) -> Result<String, String> {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .map_err(|e| format!("cannot run `{cargo} xtask {}`: {e}", args.join(" ")))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() {
-        Ok(text)
+        Ok((stdout, stderr))
     } else {
         Err(format!(
-            "`cargo xtask {}` failed with {}:\n{text}",
+            "`cargo xtask {}` failed with {}:\n{stdout}{stderr}",
             args.join(" "),
             out.status
         ))
@@ -602,5 +557,79 @@ fn a_server_that_refuses_its_settings_fails_to_start_with_its_stderr() {
     assert!(
         text.contains("did not start") && text.contains("WORKERS"),
         "{text}"
+    );
+}
+
+/// What the leak test sets in its child's environment: a server setting that changes behaviour
+/// (a POST body larger than one byte gets 413) and a kscale setting that changes `kscale config`.
+const STRAY: &[(&str, &str)] = &[("MAX_BODY_BYTES", "1"), ("KSCALE_APP_WORKERS", "7")];
+
+/// A variable set on the machine does not reach the processes the tests start: this test binary
+/// runs [`started_processes_ignore_the_callers_environment`] again as a child with [`STRAY`] in
+/// its environment (the test process's own environment is shared by every test thread, so it is
+/// not changed).
+#[test]
+fn a_stray_variable_on_the_machine_does_not_reach_started_processes() {
+    let exe = std::env::current_exe().expect("the test executable");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "support::started_processes_ignore_the_callers_environment",
+            "--ignored",
+            "--nocapture",
+        ])
+        .envs(STRAY.iter().copied())
+        .output()
+        .expect("run the test binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("1 passed"),
+        "the inner test did not run:\n{text}"
+    );
+}
+
+#[test]
+#[ignore = "run by a_stray_variable_on_the_machine_does_not_reach_started_processes, with stray variables set"]
+fn started_processes_ignore_the_callers_environment() {
+    for (name, value) in STRAY {
+        assert_eq!(
+            std::env::var(name).as_deref(),
+            Ok(*value),
+            "run this through its outer test"
+        );
+    }
+    let server = ServerProc::start(PodSpec::new("default", "stray", 0.01), &[]).expect("starts");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (status, body) = runtime
+        .block_on(http_request(
+            server.addr,
+            "POST",
+            "/infer",
+            Some(r#"{"input":"more than one byte"}"#),
+        ))
+        .expect("POST /infer");
+    assert_eq!(status, 200, "the server saw MAX_BODY_BYTES=1: {body}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = kscale(dir.path())
+        .args(["--output", "json", "config"])
+        .output()
+        .expect("run kscale");
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "kscale config printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        config["app"]["workers"], 1,
+        "kscale saw KSCALE_APP_WORKERS=7"
     );
 }

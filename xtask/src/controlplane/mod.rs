@@ -47,7 +47,8 @@ commands:
            serve only SERVER's /metrics exposition, values from the environment
            (EXPOSITION_DOUBLE_WAITING, _RUNNING, _FINISHED, _SECONDS)
   env      print `export` lines: KUBECONFIG, the Prometheus URL, the scrape target folder, the
-           folder of the pinned helm (`up` and `build` install it)
+           folder of the pinned helm (`up` and `build` install it); `env --format json` prints
+           the same settings as one JSON object
 
 options of `up`:
   --hpa-sync-period <DURATION>              HPA controller sync period [default: 5s]
@@ -266,19 +267,21 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
         }
         Some("exposition-double") => exposition_double::run(&args[1..]),
         Some("env") => {
-            println!("export KUBECONFIG={}", layout.kubeconfig().display());
-            println!(
-                "export KSCALE_HARNESS_PROMETHEUS={}",
-                metrics::prometheus_url()
-            );
-            println!(
-                "export KSCALE_HARNESS_TARGETS={}",
-                metrics::targets_dir(&layout).display()
-            );
-            println!(
-                "export KSCALE_HARNESS_HELM_DIR={}",
-                helm::dir(&layout.cache).display()
-            );
+            let json = crate::kit::env_format_is_json(&args[1..])?;
+            let vars = [
+                ("KUBECONFIG", layout.kubeconfig().display().to_string()),
+                ("KSCALE_HARNESS_PROMETHEUS", metrics::prometheus_url()),
+                (
+                    "KSCALE_HARNESS_TARGETS",
+                    metrics::targets_dir(&layout).display().to_string(),
+                ),
+                (
+                    "KSCALE_HARNESS_HELM_DIR",
+                    helm::dir(&layout.cache).display().to_string(),
+                ),
+            ];
+            let vars = vars.map(|(name, value)| (name.to_string(), value, false));
+            crate::kit::print_env_vars(vars.into(), json);
             Ok(())
         }
         Some("help") | Some("--help") | Some("-h") | None => {

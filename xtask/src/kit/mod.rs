@@ -36,7 +36,8 @@ commands:
   status   show each part of the kit and whether the engine runs; exits non-zero if incomplete
   env      print `export` lines for a shell: PATH (the kit's minikube first), DOCKER_HOST,
            MINIKUBE_HOME and KSCALE_KIT_START_FLAGS (the flags `minikube start` needs with the kit),
-           KSCALE_KIT_LLAMA_IMAGE and KSCALE_KIT_LLAMA_MODEL (llama.cpp's server and its model)
+           KSCALE_KIT_LLAMA_IMAGE and KSCALE_KIT_LLAMA_MODEL (llama.cpp's server and its model);
+           `env --format json` prints the same settings as one JSON object
   engine   up|down: start or stop the kit's Docker engine
   clean    stop the engine and remove the kit's cache folder (a cold build follows)
 
@@ -244,29 +245,101 @@ pub fn down_after_tests() -> anyhow::Result<()> {
     engine::down(&Layout::from_env()?)
 }
 
-fn print_env(layout: &Layout, kit: &Kit) {
+/// The kit's settings in the order `kit env` prints them: (name, value, quoted in the shell).
+fn env_vars(layout: &Layout, kit: &Kit) -> Vec<(String, String, bool)> {
     let path = std::env::var("PATH").unwrap_or_default();
-    println!("export PATH={}:{path}", layout.bin().display());
-    println!("export DOCKER_HOST={}", layout.docker_host());
-    println!("export MINIKUBE_HOME={}", layout.minikube_home().display());
-    println!("export MINIKUBE_IN_STYLE=false");
-    println!(
-        "export KSCALE_KIT_START_FLAGS='{}'",
-        kit.start_flags(layout).join(" ")
-    );
-    println!(
-        "export KSCALE_KIT_METRICS_SERVER_FLAGS='{}'",
-        kit.metrics_server_flags().join(" ")
-    );
-    println!("export KSCALE_KIT_BUSYBOX_IMAGE={}", kit.busybox_image);
-    // `kscale up --set app.server=llamacpp --set app.image=... --set app.model=...`.
-    println!("export KSCALE_KIT_LLAMA_IMAGE={}", kit.llama_image);
-    println!("export KSCALE_KIT_LLAMA_MODEL={}", images::LLAMA_MODEL_PATH);
+    let mut vars = vec![
+        (
+            "PATH".into(),
+            format!("{}:{path}", layout.bin().display()),
+            false,
+        ),
+        ("DOCKER_HOST".into(), layout.docker_host(), false),
+        (
+            "MINIKUBE_HOME".into(),
+            layout.minikube_home().display().to_string(),
+            false,
+        ),
+        ("MINIKUBE_IN_STYLE".into(), "false".into(), false),
+        (
+            "KSCALE_KIT_START_FLAGS".into(),
+            kit.start_flags(layout).join(" "),
+            true,
+        ),
+        (
+            "KSCALE_KIT_METRICS_SERVER_FLAGS".into(),
+            kit.metrics_server_flags().join(" "),
+            true,
+        ),
+        (
+            "KSCALE_KIT_BUSYBOX_IMAGE".into(),
+            kit.busybox_image.to_string(),
+            false,
+        ),
+        // `kscale up --set app.server=llamacpp --set app.image=... --set app.model=...`.
+        (
+            "KSCALE_KIT_LLAMA_IMAGE".into(),
+            kit.llama_image.to_string(),
+            false,
+        ),
+        (
+            "KSCALE_KIT_LLAMA_MODEL".into(),
+            images::LLAMA_MODEL_PATH.into(),
+            false,
+        ),
+    ];
     // kscale's own settings for the kit: `kscale up` in this shell creates its cluster on it.
     for (key, value) in kit.kscale_settings(layout) {
-        println!("export KSCALE_CLUSTER_{}='{value}'", key.to_uppercase());
+        vars.push((
+            format!("KSCALE_CLUSTER_{}", key.to_uppercase()),
+            value,
+            true,
+        ));
     }
-    println!("# then: minikube start $KSCALE_KIT_START_FLAGS --nodes 2 --memory 4400");
+    vars
+}
+
+/// Whether `env` was asked for `--format json` (one JSON object on stdout, for programs such as
+/// the tests) rather than `export` lines for a shell (the default, `--format shell`); the
+/// options of `kit env` and `controlplane env`.
+pub fn env_format_is_json(args: &[String]) -> anyhow::Result<bool> {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] | ["--format", "shell"] => Ok(false),
+        ["--format", "json"] => Ok(true),
+        other => anyhow::bail!("unexpected {other:?}; usage: env [--format shell|json]"),
+    }
+}
+
+/// Prints settings (name, value, single-quoted in the shell) as `export` lines, or (`json`) as
+/// one JSON object; true when it printed the shell form.
+pub fn print_env_vars(vars: Vec<(String, String, bool)>, json: bool) -> bool {
+    if json {
+        let object: serde_json::Map<String, serde_json::Value> = vars
+            .into_iter()
+            .map(|(name, value, _)| (name, value.into()))
+            .collect();
+        println!("{}", serde_json::Value::Object(object));
+        return false;
+    }
+    for (name, value, quoted) in vars {
+        if quoted {
+            println!("export {name}='{value}'");
+        } else {
+            println!("export {name}={value}");
+        }
+    }
+    true
+}
+
+fn print_env(layout: &Layout, kit: &Kit, json: bool) {
+    if print_env_vars(env_vars(layout, kit), json) {
+        println!("# then: minikube start $KSCALE_KIT_START_FLAGS --nodes 2 --memory 4400");
+    }
 }
 
 /// Dispatches `cargo xtask kit <command>`.
@@ -282,7 +355,7 @@ pub fn kit(args: &[String]) -> anyhow::Result<()> {
         Some("env") => {
             // Quick: nothing is built here, only checked (and the engine started).
             let kit = build(&layout, Mode::Check)?;
-            print_env(&layout, &kit);
+            print_env(&layout, &kit, env_format_is_json(&args[1..])?);
             Ok(())
         }
         Some("status") => status(&layout),
