@@ -285,6 +285,69 @@ pub async fn apiservice_unavailable(client: &Client, name: &str) -> anyhow::Resu
     })
 }
 
+/// The HPA controller's sync period as the cluster runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncPeriod {
+    /// kube-controller-manager's `--horizontal-pod-autoscaler-sync-period`.
+    Set(Duration),
+    /// The flag is not given: Kubernetes' default (15 s).
+    Default,
+    /// The controller manager is not a pod kscale can read (a managed control plane).
+    Unknown,
+}
+
+impl std::fmt::Display for SyncPeriod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyncPeriod::Set(d) => write!(
+                f,
+                "every {} (kube-controller-manager)",
+                humantime::format_duration(*d)
+            ),
+            SyncPeriod::Default => write!(
+                f,
+                "every {} s (Kubernetes' default)",
+                crate::hpa::SYNC_PERIOD_SECONDS
+            ),
+            SyncPeriod::Unknown => write!(
+                f,
+                "at the cluster's own period (15 s by default; its controller manager is not visible)"
+            ),
+        }
+    }
+}
+
+/// Reads the HPA sync period from the kube-controller-manager pod of a kubeadm-style control
+/// plane (minikube's, kind's), instead of assuming Kubernetes' default.
+pub async fn hpa_sync_period(client: &Client) -> SyncPeriod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    let params = ListParams::default().labels("component=kube-controller-manager");
+    let listed = tokio::time::timeout(Duration::from_secs(5), pods.list(&params)).await;
+    match listed {
+        Ok(Ok(list)) => list
+            .items
+            .first()
+            .map_or(SyncPeriod::Unknown, sync_period_of),
+        _ => SyncPeriod::Unknown,
+    }
+}
+
+/// The sync period a kube-controller-manager pod runs with.
+fn sync_period_of(pod: &Pod) -> SyncPeriod {
+    const FLAG: &str = "--horizontal-pod-autoscaler-sync-period=";
+    let words = pod
+        .spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .flat_map(|c| c.command.iter().flatten().chain(c.args.iter().flatten()));
+    for word in words {
+        if let Some(value) = word.strip_prefix(FLAG) {
+            return humantime::parse_duration(value).map_or(SyncPeriod::Unknown, SyncPeriod::Set);
+        }
+    }
+    SyncPeriod::Default
+}
+
 /// Why the resource metrics API (metrics-server) does not serve node metrics yet, or `None`.
 pub async fn resource_metrics_missing(client: &Client) -> anyhow::Result<Option<String>> {
     let req = http::Request::get("/apis/metrics.k8s.io/v1beta1/nodes").body(Vec::new())?;
@@ -605,6 +668,40 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn the_sync_period_is_read_from_the_controller_manager_pod() {
+        let manager = |command: Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "kube-controller-manager-kscale", "namespace": "kube-system"},
+                "spec": {"containers": [{"name": "kube-controller-manager", "command": command}]},
+            }))
+            .expect("pod")
+        };
+        let set = manager(serde_json::json!([
+            "kube-controller-manager",
+            "--leader-elect=false",
+            "--horizontal-pod-autoscaler-sync-period=2s"
+        ]));
+        assert_eq!(
+            sync_period_of(&set),
+            SyncPeriod::Set(Duration::from_secs(2))
+        );
+        assert_eq!(
+            SyncPeriod::Set(Duration::from_secs(2)).to_string(),
+            "every 2s (kube-controller-manager)"
+        );
+        let default = manager(serde_json::json!([
+            "kube-controller-manager",
+            "--leader-elect=true"
+        ]));
+        assert_eq!(sync_period_of(&default), SyncPeriod::Default);
+        assert!(SyncPeriod::Default.to_string().contains("15 s"));
+        let garbled = manager(serde_json::json!([
+            "--horizontal-pod-autoscaler-sync-period=soon"
+        ]));
+        assert_eq!(sync_period_of(&garbled), SyncPeriod::Unknown);
     }
 
     #[tokio::test]

@@ -9,7 +9,8 @@
 //!   refusal); `--rate-steps` arrivals are Poisson;
 //! - Prometheus scrapes every ready or draining pod every `metric.scrape_interval_seconds` (random
 //!   phase); the metric is the rendered query's meaning (see [`metric`]);
-//! - the HPA ([`crate::hpa`]) syncs every 15 s (random phase) on that value;
+//! - the HPA ([`crate::hpa`]) syncs every `cluster.hpa_sync_period_seconds` (random phase) on
+//!   that value;
 //! - a new pod is ready `app.start_delay_seconds` (±10 %) after the HPA creates it; a scale-down
 //!   removes not-yet-ready pods first, then the most recently ready ones, which stop receiving requests
 //!   and finish what they hold (nothing is lost).

@@ -177,7 +177,10 @@ impl Checker<'_> {
                     "status.currentMetrics has no value for {} yet",
                     self.rule.name
                 ),
-                "the HPA syncs every 15 s: wait (`kscale metrics --wait 1m`)",
+                format!(
+                    "the HPA syncs {}: wait (`kscale metrics --wait 1m`)",
+                    crate::kubeapi::hpa_sync_period(&self.client).await
+                ),
             ),
         };
         (result, Some(view))
