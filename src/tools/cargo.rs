@@ -10,6 +10,10 @@ use super::{Cmd, Runner, ToolError};
 /// musl: the musl target is often not installed, and rustup may not reach the network.
 pub const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
+/// The cargo profile of the image's server (`[profile.image]` of the workspace: release
+/// optimizations, incremental, no LTO, so a rebuild after a small change takes seconds).
+pub const IMAGE_PROFILE: &str = "image";
+
 /// The cargo program.
 pub struct Cargo<'a> {
     runner: &'a Runner,
@@ -26,7 +30,7 @@ impl<'a> Cargo<'a> {
     pub fn build_static_server(&self, source: &Path) -> Result<PathBuf, ToolError> {
         let target_dir = source.join("target").join("kscale-server-image");
         let cmd = Cmd::new("cargo")
-            .args(["build", "--release", "--locked", "-p", "kscale-server", "--target", STATIC_TARGET])
+            .args(["build", "--profile", IMAGE_PROFILE, "--locked", "-p", "kscale-server", "--target", STATIC_TARGET])
             .arg("--manifest-path")
             .arg(source.join("Cargo.toml").display().to_string())
             .arg("--target-dir")
@@ -37,7 +41,7 @@ impl<'a> Cargo<'a> {
         self.runner.run(&cmd)?;
         Ok(target_dir
             .join(STATIC_TARGET)
-            .join("release")
+            .join(IMAGE_PROFILE)
             .join("kscale-server"))
     }
 }
