@@ -2,7 +2,7 @@
 //! kwok and its fake nodes), taking it down completely, and reporting its status.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use super::build::{self, Programs};
@@ -74,12 +74,7 @@ fn curl_ok(pki: &Pki, url: &str, at: ProbeAt, tls: Tls) -> bool {
             .arg("--key")
             .arg(pki.file("admin.key"));
     }
-    cmd.arg(url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    crate::process::succeeds(cmd.arg(url))
 }
 
 fn write_kubeconfig(layout: &Layout, pki: &Pki) -> anyhow::Result<()> {
@@ -113,38 +108,18 @@ current-context: {CONTEXT}
 }
 
 fn kubectl(layout: &Layout, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    use std::io::Write;
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig")
-        .arg(layout.kubeconfig())
-        .args(["--context", CONTEXT, KUBECTL_REQUEST_TIMEOUT])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let shown = format!("kubectl {}", args.join(" "));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run `{shown}` ({e}): kubectl must be on PATH"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("cannot write to `{shown}`: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| anyhow::anyhow!("`{shown}` failed: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`{shown}` failed with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::process::exec(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(layout.kubeconfig())
+            .args(["--context", CONTEXT, KUBECTL_REQUEST_TIMEOUT])
+            .args(args),
+        crate::process::Options {
+            input: stdin,
+            missing: Some("kubectl must be on PATH"),
+            ..crate::process::Options::default()
+        },
+    )
 }
 
 fn nodes_manifest() -> String {
@@ -342,11 +317,11 @@ pub fn supervise(
     )?;
     // It lists pods at once; a crash on bad options shows within a second.
     std::thread::sleep(Duration::from_millis(1000));
-    if !process::alive(started.pid) {
+    if !crate::process::alive(started.pid) {
         anyhow::bail!(
             "the supervisor exited at once\ncommand: {}\n{}",
             started.command,
-            process::tail(&started.log, 20)
+            crate::process::tail_of_file(&started.log, 20)
         );
     }
     eprintln!(

@@ -15,16 +15,15 @@ mod build;
 mod certs;
 mod cluster;
 mod exposition_double;
-mod helm;
 mod metrics;
 mod netns;
 mod process;
 mod supervisor;
 
-pub use helm::ensure as helm_ensure;
-
 use std::path::PathBuf;
 use std::time::Instant;
+
+use crate::upstream::helm;
 
 /// Name of the kube context (and cluster) written to the harness kubeconfig.
 pub const CONTEXT: &str = "kscale-harness";

@@ -20,12 +20,12 @@ mod images;
 mod kicbase;
 mod programs;
 mod rootfs;
-mod shell;
 
+use crate::files;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use programs::{KUBERNETES_VERSION, modules as go_modules};
+use crate::upstream::modules::KUBERNETES_VERSION;
 
 const USAGE: &str = "\
 usage: cargo xtask kit <command>
@@ -93,6 +93,15 @@ impl Layout {
         self.cache.join("flannel.yaml")
     }
 }
+
+/// Debian packages the kit runs on the host, each with a program that proves it is installed.
+const HOST_PACKAGES: &[(&str, &str)] = &[
+    ("debootstrap", "debootstrap"),
+    ("dockerd", "docker.io"),
+    ("jq", "jq"),
+    ("iptables", "iptables"),
+    ("gcc", "gcc"),
+];
 
 /// `minikube start` flags the kit needs beyond the base image, runtime, version and CNI.
 const EXTRA_START_FLAGS: [&str; 3] = [
@@ -186,7 +195,7 @@ pub fn build(layout: &Layout, mode: Mode) -> anyhow::Result<Kit> {
     };
     let t = Instant::now();
     if mode == Mode::Build {
-        shell::ensure_host_packages()?;
+        crate::deps::ensure_packages(HOST_PACKAGES)?;
     }
     step("host packages", t);
     let t = Instant::now();
@@ -293,8 +302,8 @@ pub fn kit(args: &[String]) -> anyhow::Result<()> {
         },
         Some("clean") => {
             engine::down(&layout)?;
-            shell::remove_tree(&layout.cache)?;
-            shell::remove_tree(&layout.state)?;
+            files::remove_tree(&layout.cache)?;
+            files::remove_tree(&layout.state)?;
             eprintln!("kit: removed {}", layout.cache.display());
             Ok(())
         }
