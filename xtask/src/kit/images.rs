@@ -63,7 +63,8 @@ pub struct Built {
     pub flannel: Reference,
     /// The metrics-server image for the addon's override.
     pub metrics_server: Reference,
-    /// A busybox image for tests (DNS and HTTP from inside pods); not baked into the nodes.
+    /// A busybox image for tests (DNS and HTTP from inside pods: `nslookup`, `nc`, `httpd`); not
+    /// baked into the nodes.
     pub busybox: Reference,
     /// The combined key of every node image.
     pub key: String,
@@ -296,8 +297,15 @@ fn metrics_server_reference() -> Reference {
     Reference::new("registry.k8s.io", "metrics-server/metrics-server", "v0.8.0")
 }
 
+/// The busybox image's commands. Not `wget`: bookworm's busybox-static (1.35.0-4) is built
+/// without `FEATURE_WGET_TIMEOUT`, and `wget -T N` writes through a null pointer there: a
+/// segmentation fault on every request, listening server or not (Debian enabled the feature in
+/// 1.36.1-5). Probes use `nc` (the kit's tests) or the server's own client instead. busybox's
+/// `sh` still runs any applet by name, links or not.
+const BUSYBOX_APPLETS: [&str; 6] = ["sh", "nslookup", "cat", "sleep", "ls", "hostname"];
+
 fn busybox_spec() -> Spec {
-    let applets = ["sh", "nslookup", "wget", "cat", "sleep", "ls", "hostname"];
+    let applets = BUSYBOX_APPLETS;
     Spec {
         reference: Reference::new("kscale.local", "kit/busybox", "bookworm"),
         files: vec![(Source::Rootfs("/bin/busybox"), "/bin/busybox".to_string())],
@@ -629,6 +637,13 @@ mod tests {
             "{tag}"
         );
         assert!(tag.ends_with("-0123456789abcdef"), "{tag}");
+    }
+
+    #[test]
+    fn the_busybox_image_offers_no_crashing_wget() {
+        let links: Vec<String> = busybox_spec().links.into_iter().map(|(at, _)| at).collect();
+        assert!(links.contains(&"/bin/sh".to_string()), "{links:?}");
+        assert!(!links.iter().any(|l| l.ends_with("/wget")), "{links:?}");
     }
 
     #[test]

@@ -122,7 +122,8 @@ pub struct Kit {
     pub base_image: String,
     /// The metrics-server image (for `minikube addons enable metrics-server --images=...`).
     pub metrics_server_image: images::Reference,
-    /// A busybox image built here, for tests that need a shell, DNS and HTTP inside pods.
+    /// A busybox image built here, for tests that need a shell, DNS and HTTP (`nc`, `httpd`;
+    /// not `wget`, see `images::BUSYBOX_APPLETS`) inside pods.
     pub busybox_image: images::Reference,
     /// llama.cpp's `llama-server` with the tiny model at [`images::LLAMA_MODEL_PATH`].
     pub llama_image: images::Reference,
