@@ -343,26 +343,32 @@ mod tests {
         assert!(err.contains("sh -c 'echo boom >&2; exit 3'"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
         assert!(err.contains("boom"), "{err}");
-        let options = Options {
+        let hint = Options {
             hint: Some("is it installed?"),
             ..Options::default()
         };
-        let err = exec(&mut Command::new("false"), options)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("(is it installed?)"), "{err}");
-        let options = Options {
+        let missing = Options {
             missing: Some("install nothing-such"),
             ..Options::default()
         };
-        let err = exec(&mut Command::new("/nonexistent/program"), options)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("cannot start `/nonexistent/program`"),
-            "{err}"
-        );
-        assert!(err.ends_with("install nothing-such"), "{err}");
+        for (program, options, expected) in [
+            (
+                "false",
+                hint,
+                "`false` failed with exit status: 1 (is it installed?)",
+            ),
+            (
+                "/nonexistent/program",
+                missing,
+                "cannot start `/nonexistent/program` (",
+            ),
+            ("/nonexistent/program", missing, "): install nothing-such"),
+        ] {
+            let err = exec(&mut Command::new(program), options)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{err}");
+        }
     }
 
     #[test]
