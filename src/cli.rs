@@ -347,31 +347,17 @@ pub struct PlotArgs {
     pub title: Option<String>,
 }
 
-/// Longest `--duration`, `--timeout` or `--interval`: far beyond any run, and far from the
-/// overflow of `Instant + Duration` (which panics).
-pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// A length of time given as seconds (`90`, `0.5`) or humantime text (`90s`, `10m`), at most
-/// [`MAX_DURATION`]; the value parser of every duration flag.
+/// A length of time ([`crate::duration::parse`]: seconds or humantime text, at most 366 days);
+/// the value parser of every duration flag.
 pub fn parse_bounded_duration(s: &str) -> Result<Duration, String> {
-    let too_long = || format!("`{s}` is too long: at most 366 days (e.g. 90s, 10m, 8h)");
-    let d = match s.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
-            Duration::try_from_secs_f64(secs).map_err(|_| too_long())?
+    use crate::duration::{MAX_DAYS, Problem};
+    crate::duration::parse(s).map_err(|problem| match problem {
+        Problem::TooLong => {
+            format!("`{s}` is too long: at most {MAX_DAYS} days (e.g. 90s, 10m, 8h)")
         }
-        Ok(_) => {
-            return Err(format!(
-                "`{s}` is not a length of time (e.g. 500ms, 90s, 10m)"
-            ));
-        }
-        Err(_) => {
-            humantime::parse_duration(s).map_err(|e| format!("{e} (use e.g. 500ms, 90s, 10m)"))?
-        }
-    };
-    if d > MAX_DURATION {
-        return Err(too_long());
-    }
-    Ok(d)
+        Problem::Negative => format!("`{s}` is not a length of time (e.g. 500ms, 90s, 10m)"),
+        Problem::Unreadable(e) => format!("{e} (use e.g. 500ms, 90s, 10m)"),
+    })
 }
 
 /// Like [`parse_bounded_duration`], longer than 0.

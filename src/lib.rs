@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod dashboard;
 pub mod downsample;
+pub mod duration;
 pub mod hpa;
 pub mod kubeapi;
 pub mod load;

@@ -114,10 +114,6 @@ pub const MAX_CLIENTS: u32 = 10_000;
 /// Most requests per second a profile may ask for; a guard against typos like `0s:80000000`.
 pub const MAX_RATE: f64 = 100_000.0;
 
-/// Latest step time: a year and a day, beyond any run of `load` or `simulate`, and far from
-/// the overflow of `Instant + Duration`.
-const MAX_STEP_TIME: Duration = Duration::from_secs(366 * 24 * 3600);
-
 impl LoadProfile {
     /// `n` clients from the start (`--concurrency`); the caller has checked `n` against [`MAX_CLIENTS`].
     pub fn concurrency(n: u32) -> Self {
@@ -333,20 +329,15 @@ impl Iterator for Arrivals {
     }
 }
 
-/// A step time: bare seconds (`90`, `1.5`), seconds with a unit (`1.5s`), or humantime (`2m`, `1m30s`).
+/// A step time: bare seconds (`90`, `1.5`), seconds with a unit (`1.5s`), or humantime (`2m`,
+/// `1m30s`), at most [`crate::duration::MAX`].
 fn parse_time(text: &str) -> Result<Duration, String> {
-    let seconds = text.strip_suffix('s').unwrap_or(text);
-    let at = match f64::from_str(seconds) {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => {
-            Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())?
-        }
-        Ok(_) => return Err("must be a non-negative number of seconds".into()),
-        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string())?,
-    };
-    if at > MAX_STEP_TIME {
-        return Err("is too late: at most 366 days".into());
-    }
-    Ok(at)
+    use crate::duration::{MAX_DAYS, Problem};
+    crate::duration::parse(text).map_err(|problem| match problem {
+        Problem::Negative => "must be a non-negative number of seconds".into(),
+        Problem::TooLong => format!("is too late: at most {MAX_DAYS} days"),
+        Problem::Unreadable(e) => e,
+    })
 }
 
 fn parse_value(text: &str, kind: LoadKind) -> Result<f64, String> {

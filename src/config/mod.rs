@@ -54,9 +54,9 @@ pub struct Config {
 /// Largest number of seconds `kscale-server` accepts for any option (its `MAX_SECONDS`).
 pub const SERVER_MAX_SECONDS: u64 = 1_000_000;
 
-/// Longest deadline of a wait (`timeouts.*`): far beyond any real wait, far from the overflow of
-/// `Instant + Duration`.
-pub const MAX_TIMEOUT_SECONDS: u64 = 366 * 24 * 3600;
+/// Longest deadline of a wait (`timeouts.*`): [`crate::duration::MAX`], far beyond any real
+/// wait.
+pub const MAX_TIMEOUT_SECONDS: u64 = crate::duration::MAX.as_secs();
 
 /// Longest Prometheus rate window and adapter relist interval kscale renders: a day.
 pub const MAX_WINDOW_SECONDS: u64 = 86_400;

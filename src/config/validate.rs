@@ -515,7 +515,7 @@ fn monitoring(mo: &MonitoringConfig, p: &mut Problems) {
     }
 }
 
-/// `[timeouts]`: every deadline between 1 s and 366 days.
+/// `[timeouts]`: every deadline between 1 s and [`crate::duration::MAX_DAYS`] days.
 fn timeouts(t: &TimeoutConfig, p: &mut Problems) {
     // Every key of the section, read from its serialization: a new deadline cannot be
     // left unchecked.
@@ -524,7 +524,8 @@ fn timeouts(t: &TimeoutConfig, p: &mut Problems) {
         for (name, value) in t {
             let key = format!("timeouts.{name}");
             let v = value.as_u64().unwrap_or(0);
-            p.range(&key, v, 1, MAX_TIMEOUT_SECONDS, " seconds (366 days)");
+            let unit = format!(" seconds ({} days)", crate::duration::MAX_DAYS);
+            p.range(&key, v, 1, MAX_TIMEOUT_SECONDS, &unit);
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{project_root, run};
+use crate::{process, project_root, run};
 
 /// Connections wrk uses for the throughput figure (the issue's setting).
 const CONNECTIONS: u32 = 64;
@@ -68,7 +68,7 @@ pub fn bench_server(args: &[String]) -> anyhow::Result<()> {
         print_rows("kscale-server under hostile clients", &rows);
         return Ok(());
     }
-    if Command::new("wrk").arg("--version").output().is_err() {
+    if !crate::deps::have("wrk") {
         bail!("`wrk` is not installed; run `cargo xtask deps` (Debian package wrk)");
     }
     raise_open_file_limit()?;
@@ -258,10 +258,7 @@ fn never_reading(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         .filter_map(|t| t.join().ok().and_then(Result::ok))
         .collect();
     let signalled = Instant::now();
-    Command::new("kill")
-        .args(["-s", "TERM", &server.child.id().to_string()])
-        .status()
-        .context("run kill")?;
+    let _ = process::signal(server.child.id(), "-TERM", false);
     let exited = time_until(LIMIT + Duration::from_secs(10), || {
         matches!(server.child.try_wait(), Ok(Some(_)))
     })
@@ -381,18 +378,17 @@ fn raise_open_file_limit() -> anyhow::Result<()> {
         return Ok(());
     }
     let pid = std::process::id().to_string();
-    let status = Command::new("prlimit")
-        .args([
-            "--pid",
-            &pid,
-            &format!("--nofile={NOFILE_NEEDED}:{NOFILE_NEEDED}"),
-        ])
-        .status();
+    let prlimit = process::output(Command::new("prlimit").args([
+        "--pid",
+        &pid,
+        &format!("--nofile={NOFILE_NEEDED}:{NOFILE_NEEDED}"),
+    ]))
+    .map_or_else(|e| e.to_string(), |_| "ran".into());
     let raised = open_file_limit()?;
     if raised < NOFILE_NEEDED {
         bail!(
             "the open-file limit is {raised} and the benchmark needs {NOFILE_NEEDED} \
-             (prlimit: {status:?}); raise it with `ulimit -n {NOFILE_NEEDED}` and rerun"
+             (prlimit: {prlimit}); raise it with `ulimit -n {NOFILE_NEEDED}` and rerun"
         );
     }
     Ok(())
@@ -545,20 +541,21 @@ struct WrkResult {
 }
 
 fn wrk(url: &str, threads: u32, connections: u32, seconds: u64) -> anyhow::Result<WrkResult> {
-    let output = Command::new("wrk")
-        .args([
+    let text = process::exec(
+        Command::new("wrk").args([
             &format!("-t{threads}"),
             &format!("-c{connections}"),
             &format!("-d{seconds}s"),
             "--latency",
             url,
-        ])
-        .output()
-        .context("cannot run wrk")?;
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    if !output.status.success() {
-        bail!("wrk failed ({}): {text}", output.status);
-    }
+        ]),
+        process::Options {
+            // wrk stops by itself after `seconds`; this only ends a hung run.
+            deadline: Some(Duration::from_secs(seconds + 60)),
+            missing: Some("run `cargo xtask deps` (Debian package wrk)"),
+            ..process::Options::default()
+        },
+    )?;
     let field = |prefix: &str| -> Option<&str> {
         text.lines()
             .map(str::trim)
@@ -735,12 +732,8 @@ fn drain(binary: &PathBuf, rows: &mut Vec<Row>) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     };
     let signalled = Instant::now();
-    let status = Command::new("kill")
-        .args(["-s", "TERM", &server.child.id().to_string()])
-        .status()
-        .context("run kill")?;
-    if !status.success() {
-        bail!("kill -s TERM failed");
+    if !process::signal(server.child.id(), "-TERM", false) {
+        bail!("kill -TERM {} failed", server.child.id());
     }
     let mut ok = 0;
     for reader in &mut clients {

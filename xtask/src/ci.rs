@@ -1,9 +1,8 @@
 //! `cargo xtask ci`: the whole test gate, the same on a laptop and in CI.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::{deps, project_root, run};
+use crate::{deps, process, project_root, run};
 
 /// The name filter of the tests that start real clusters (the `tests/it/real_minikube` module):
 /// skipped by the workspace run, run alone after it. A substring, as libtest filters are, so it
@@ -93,28 +92,21 @@ pub fn run_cluster_tests(filter: &str) -> anyhow::Result<Tally> {
 /// so a test whose tools are missing fails here instead of skipping (tests/it/support/needs.rs).
 fn test_and_tally(args: &[&str]) -> anyhow::Result<Tally> {
     eprintln!("$ CI=1 cargo {}", args.join(" "));
-    let mut child = Command::new("cargo")
-        .args(args)
-        .env("CI", std::env::var_os("CI").unwrap_or_else(|| "1".into()))
-        .current_dir(project_root())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start cargo: {e}"))?;
     let mut tally = Tally::default();
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines() {
-            let line = line.map_err(|e| anyhow::anyhow!("cannot read cargo's output: {e}"))?;
+    let status = process::lines(
+        Command::new("cargo")
+            .args(args)
+            .env("CI", std::env::var_os("CI").unwrap_or_else(|| "1".into()))
+            .current_dir(project_root()),
+        |line| {
             println!("{line}");
             if let Some(rest) = line.strip_prefix("test result: ") {
                 tally.passed += count(rest, " passed");
                 tally.failed += count(rest, " failed");
                 tally.filtered += count(rest, " filtered out");
             }
-        }
-    }
-    let status = child
-        .wait()
-        .map_err(|e| anyhow::anyhow!("cannot wait for cargo: {e}"))?;
+        },
+    )?;
     tally.ok = status.success();
     Ok(tally)
 }

@@ -16,11 +16,7 @@ const PACKAGES: &[(&str, &str)] = &[
 
 /// True when `program` is on PATH.
 pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    crate::process::succeeds(Command::new("sh").args(["-c", &format!("command -v {program}")]))
 }
 
 /// Installs every missing package the tests need.
@@ -50,14 +46,11 @@ pub fn ensure_packages(packages: &[(&str, &str)]) -> anyhow::Result<()> {
     crate::run("apt-get", &["update", "-qq"])?;
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(missing.iter().copied());
-    let status = Command::new("apt-get")
-        .args(&args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .map_err(|e| anyhow::anyhow!("cannot start apt-get: {e}"))?;
-    if !status.success() {
-        anyhow::bail!("`apt-get {}` failed with {status}", args.join(" "));
-    }
+    crate::process::run(
+        Command::new("apt-get")
+            .args(&args)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
     for (program, package) in packages {
         if !have(program) {
             anyhow::bail!("`{program}` is still missing after installing `{package}`");

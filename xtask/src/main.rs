@@ -5,8 +5,10 @@ mod bench_server;
 mod ci;
 mod controlplane;
 mod deps;
-mod gobuild;
+mod files;
 mod kit;
+mod process;
+mod upstream;
 
 use std::process::ExitCode;
 
@@ -75,15 +77,9 @@ pub fn cache_dir(env: &str, leaf: &str) -> anyhow::Result<std::path::PathBuf> {
 
 /// Runs a command in the project root, echoing it, and fails with its exit status.
 pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
-    eprintln!("$ {program} {}", args.join(" "));
-    let status = std::process::Command::new(program)
-        .args(args)
-        .current_dir(project_root())
-        .status()
-        .map_err(|e| anyhow::anyhow!("cannot start `{program}`: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        anyhow::bail!("`{program} {}` failed with {status}", args.join(" "))
-    }
+    process::run(
+        std::process::Command::new(program)
+            .args(args)
+            .current_dir(project_root()),
+    )
 }

@@ -236,7 +236,8 @@ fn check_networking(kit: &Kit) {
         (pod["status"]["containerStatuses"][0]["ready"] == true).then_some(())
     });
     // Retried: kube-proxy on the second node programs the new endpoint a moment after the pod
-    // is ready. busybox's nc, not its wget, which crashes on a refused connection.
+    // is ready. busybox's nc, not its wget, whose `-T` crashes in bookworm's build (see the kit's
+    // `images::BUSYBOX_APPLETS`).
     let answer = run_pod(
         kit,
         "web-probe",

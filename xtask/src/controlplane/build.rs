@@ -1,32 +1,22 @@
-//! The upstream programs the harness runs, built by `gobuild` from pinned wrapper modules: kwok's
-//! own (`xtask/controlplane/kwok`) and the kit's Kubernetes, etcd and prometheus-adapter, into the
+//! The upstream programs the harness runs, built by `upstream::gobuild` from the modules
+//! `upstream::modules` pins: kwok and the kit's Kubernetes, etcd and prometheus-adapter, into the
 //! shared Go cache.
 
 use std::path::{Path, PathBuf};
 
-use crate::gobuild::{self, GoModule};
+use crate::upstream::gobuild::{self, GoModule};
+use crate::upstream::modules;
 
 /// The harness's modules: kwok of its own; Kubernetes, etcd and prometheus-adapter are the kit's
 /// (one build serves both).
 fn modules() -> anyhow::Result<Vec<GoModule>> {
-    let kit = crate::kit::go_modules();
-    let take = |name: &str| {
-        kit.iter()
-            .find(|m| m.name == name)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("internal error: the kit has no module `{name}`"))
-    };
     Ok(vec![
-        take("kubernetes")?,
-        GoModule::new(
-            "kwok",
-            "xtask/controlplane/kwok",
-            &[("sigs.k8s.io/kwok/cmd/kwok", "kwok")],
-        ),
-        take("adapter")?,
+        modules::kit_module("kubernetes")?,
+        modules::kwok(),
+        modules::kit_module("adapter")?,
         // Debian's etcd 3.4.23 lacks RequestWatchProgress, which kwok's client-go 0.36 asks for
         // (its informers then fail over and over).
-        take("etcd")?,
+        modules::kit_module("etcd")?,
     ])
 }
 

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::process;
+
 use super::netns::net;
 
 /// Paths of every file the components need.
@@ -32,20 +34,14 @@ impl Pki {
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run openssl ({e}): install the openssl package"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`openssl {}` failed with {}: {}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    process::exec(
+        Command::new("openssl").args(args).current_dir(dir),
+        process::Options {
+            missing: Some("install the openssl package"),
+            ..process::Options::default()
+        },
+    )
+    .map(drop)
 }
 
 fn write(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -158,12 +154,12 @@ mod tests {
     fn the_serving_certificate_names_the_namespace_address_and_verifies_against_the_ca() {
         let dir = tempfile::tempdir().unwrap();
         let pki = generate(dir.path()).unwrap();
-        let text = Command::new("openssl")
-            .args(["x509", "-noout", "-text", "-in"])
-            .arg(pki.file("apiserver.crt"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&text.stdout);
+        let text = process::output(
+            Command::new("openssl")
+                .args(["x509", "-noout", "-text", "-in"])
+                .arg(pki.file("apiserver.crt")),
+        )
+        .unwrap();
         assert!(
             text.contains(&format!("IP Address:{}", net().ns_ip)),
             "{text}"
@@ -173,22 +169,22 @@ mod tests {
             ("ca.crt", "admin.crt"),
             ("front-proxy-ca.crt", "front-proxy-client.crt"),
         ] {
-            let verified = Command::new("openssl")
+            let verified = process::succeeds(
+                Command::new("openssl")
+                    .arg("verify")
+                    .arg("-CAfile")
+                    .arg(pki.file(ca))
+                    .arg(pki.file(leaf)),
+            );
+            assert!(verified, "{leaf} does not verify against {ca}");
+        }
+        let wrong = process::succeeds(
+            Command::new("openssl")
                 .arg("verify")
                 .arg("-CAfile")
-                .arg(pki.file(ca))
-                .arg(pki.file(leaf))
-                .status()
-                .unwrap();
-            assert!(verified.success(), "{leaf} does not verify against {ca}");
-        }
-        let wrong = Command::new("openssl")
-            .arg("verify")
-            .arg("-CAfile")
-            .arg(pki.file("front-proxy-ca.crt"))
-            .arg(pki.file("admin.crt"))
-            .output()
-            .unwrap();
-        assert!(!wrong.status.success());
+                .arg(pki.file("front-proxy-ca.crt"))
+                .arg(pki.file("admin.crt")),
+        );
+        assert!(!wrong);
     }
 }

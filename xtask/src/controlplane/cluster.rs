@@ -2,7 +2,7 @@
 //! kwok and its fake nodes), taking it down completely, and reporting its status.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use super::build::{self, Programs};
@@ -74,12 +74,7 @@ fn curl_ok(pki: &Pki, url: &str, at: ProbeAt, tls: Tls) -> bool {
             .arg("--key")
             .arg(pki.file("admin.key"));
     }
-    cmd.arg(url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    crate::process::succeeds(cmd.arg(url))
 }
 
 fn write_kubeconfig(layout: &Layout, pki: &Pki) -> anyhow::Result<()> {
@@ -113,38 +108,18 @@ current-context: {CONTEXT}
 }
 
 fn kubectl(layout: &Layout, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    use std::io::Write;
-    let mut cmd = Command::new("kubectl");
-    cmd.arg("--kubeconfig")
-        .arg(layout.kubeconfig())
-        .args(["--context", CONTEXT, KUBECTL_REQUEST_TIMEOUT])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let shown = format!("kubectl {}", args.join(" "));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot run `{shown}` ({e}): kubectl must be on PATH"))?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("cannot write to `{shown}`: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| anyhow::anyhow!("`{shown}` failed: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`{shown}` failed with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::process::exec(
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(layout.kubeconfig())
+            .args(["--context", CONTEXT, KUBECTL_REQUEST_TIMEOUT])
+            .args(args),
+        crate::process::Options {
+            input: stdin,
+            missing: Some("kubectl must be on PATH"),
+            ..crate::process::Options::default()
+        },
+    )
 }
 
 fn nodes_manifest() -> String {
@@ -342,11 +317,11 @@ pub fn supervise(
     )?;
     // It lists pods at once; a crash on bad options shows within a second.
     std::thread::sleep(Duration::from_millis(1000));
-    if !process::alive(started.pid) {
+    if !crate::process::alive(started.pid) {
         anyhow::bail!(
             "the supervisor exited at once\ncommand: {}\n{}",
             started.command,
-            process::tail(&started.log, 20)
+            crate::process::tail_of_file(&started.log, 20)
         );
     }
     eprintln!(
@@ -537,6 +512,12 @@ pub fn up(layout: &Layout, options: &UpOptions) -> anyhow::Result<()> {
     }
 }
 
+/// The path of a URL (`/healthz`): what a health wait names.
+fn path_of(url: &str) -> &str {
+    let host = url.find("://").map_or(0, |i| i + 3);
+    url[host..].find('/').map_or(url, |i| &url[host + i..])
+}
+
 fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::Result<()> {
     let hpa = &options.hpa;
     netns::create()?;
@@ -546,21 +527,30 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
     let launch = |name: &str, program: &Path, args: Vec<String>| -> anyhow::Result<Started> {
         process::start(&logs, &pids, name, program, &args)
     };
+    // A component is up when its health endpoint answers 2xx (the wait names the endpoint).
+    let healthy = |started: &Started, seconds: u64, url: &str, at: ProbeAt, tls: Tls| {
+        process::wait_ready(started, path_of(url), Duration::from_secs(seconds), || {
+            curl_ok(&pki, url, at, tls)
+        })
+    };
+    // Or when kubectl's jsonpath answer satisfies `ok`.
+    let kubectl_says = |started: &Started, what: &str, args: &[&str], ok: &dyn Fn(&str) -> bool| {
+        process::wait_ready(started, what, Duration::from_secs(60), || {
+            kubectl(layout, args, None).is_ok_and(|out| ok(out.trim()))
+        })
+    };
 
     let etcd = launch("etcd", &programs.etcd, etcd_args(layout))?;
-    process::wait_ready(&etcd, "health", Duration::from_secs(30), || {
-        curl_ok(
-            &pki,
-            "http://127.0.0.1:2379/health",
-            ProbeAt::Netns,
-            Tls::Insecure,
-        )
-    })?;
+    healthy(
+        &etcd,
+        30,
+        "http://127.0.0.1:2379/health",
+        ProbeAt::Netns,
+        Tls::Insecure,
+    )?;
 
     let api = launch("kube-apiserver", &programs.apiserver, apiserver_args(&pki))?;
-    process::wait_ready(&api, "/readyz", Duration::from_secs(120), || {
-        curl_ok(&pki, &api_url("/readyz"), ProbeAt::Host, Tls::VerifyCa)
-    })?;
+    healthy(&api, 120, &api_url("/readyz"), ProbeAt::Host, Tls::VerifyCa)?;
 
     let kcm = launch(
         "kube-controller-manager",
@@ -575,49 +565,37 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
     let kwok = launch("kwok", &programs.kwok, kwok_args(layout, programs))?;
 
     kubectl(layout, &["apply", "-f", "-"], Some(&nodes_manifest()))?;
-    process::wait_ready(&kcm, "/healthz", Duration::from_secs(60), || {
-        curl_ok(
-            &pki,
-            "https://127.0.0.1:10257/healthz",
-            ProbeAt::Netns,
-            Tls::Insecure,
-        )
-    })?;
-    process::wait_ready(&scheduler, "/healthz", Duration::from_secs(60), || {
-        curl_ok(
-            &pki,
-            "https://127.0.0.1:10259/healthz",
-            ProbeAt::Netns,
-            Tls::Insecure,
-        )
-    })?;
-    process::wait_ready(&kwok, "both nodes Ready", Duration::from_secs(60), || {
-        kubectl(
-            layout,
-            &[
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
-            ],
-            None,
-        )
-        .map(|out| out.split_whitespace().filter(|s| *s == "True").count() == NODES.len())
-        .unwrap_or(false)
-    })?;
+    healthy(
+        &kcm,
+        60,
+        "https://127.0.0.1:10257/healthz",
+        ProbeAt::Netns,
+        Tls::Insecure,
+    )?;
+    healthy(
+        &scheduler,
+        60,
+        "https://127.0.0.1:10259/healthz",
+        ProbeAt::Netns,
+        Tls::Insecure,
+    )?;
+    kubectl_says(
+        &kwok,
+        "both nodes Ready",
+        &[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ],
+        &|out| out.split_whitespace().filter(|s| *s == "True").count() == NODES.len(),
+    )?;
     // Pods are refused until the service-account controller has made `default`.
-    process::wait_ready(
+    kubectl_says(
         &kcm,
         "the default ServiceAccount",
-        Duration::from_secs(60),
-        || {
-            kubectl(
-                layout,
-                &["get", "serviceaccount", "default", "-n", "default"],
-                None,
-            )
-            .is_ok()
-        },
+        &["get", "serviceaccount", "default", "-n", "default"],
+        &|_| true,
     )?;
 
     let prometheus_config = metrics::write_prometheus_config(layout)?;
@@ -626,64 +604,56 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
         &programs.prometheus,
         metrics::prometheus_args(layout, &prometheus_config),
     )?;
-    process::wait_ready(&prometheus, "/-/ready", Duration::from_secs(60), || {
-        curl_ok(&pki, &prometheus_ready_url(), ProbeAt::Host, Tls::Insecure)
-    })?;
+    healthy(
+        &prometheus,
+        60,
+        &prometheus_ready_url(),
+        ProbeAt::Host,
+        Tls::Insecure,
+    )?;
     let adapter_config = metrics::adapter_config(layout, options.adapter_config.as_deref())?;
     let adapter = launch(
         "prometheus-adapter",
         &programs.adapter,
         metrics::adapter_args(layout, &adapter_config),
     )?;
-    process::wait_ready(&adapter, "/healthz", Duration::from_secs(60), || {
-        curl_ok(&pki, &adapter_health_url(), ProbeAt::Netns, Tls::Insecure)
-    })?;
+    healthy(
+        &adapter,
+        60,
+        &adapter_health_url(),
+        ProbeAt::Netns,
+        Tls::Insecure,
+    )?;
     kubectl(
         layout,
         &["apply", "-f", "-"],
         Some(&metrics::adapter_manifest()),
     )?;
-    process::wait_ready(
+    kubectl_says(
         &prometheus,
         "its placeholder pod Running (for the service proxy)",
-        Duration::from_secs(60),
-        || {
-            kubectl(
-                layout,
-                &[
-                    "get",
-                    "pod",
-                    metrics::PROMETHEUS_POD,
-                    "-n",
-                    metrics::PROMETHEUS_SERVICE.0,
-                    "-o",
-                    "jsonpath={.status.podIP}",
-                ],
-                None,
-            )
-            .map(|ip| ip.trim() == net().ns_ip)
-            .unwrap_or(false)
-        },
+        &[
+            "get",
+            "pod",
+            metrics::PROMETHEUS_POD,
+            "-n",
+            metrics::PROMETHEUS_SERVICE.0,
+            "-o",
+            "jsonpath={.status.podIP}",
+        ],
+        &|ip| ip == net().ns_ip,
     )?;
-    process::wait_ready(
+    kubectl_says(
         &adapter,
         "APIService v1beta1.external.metrics.k8s.io Available",
-        Duration::from_secs(60),
-        || {
-            kubectl(
-                layout,
-                &[
-                    "get",
-                    "apiservice",
-                    "v1beta1.external.metrics.k8s.io",
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
-                ],
-                None,
-            )
-            .map(|out| out.trim() == "True")
-            .unwrap_or(false)
-        },
+        &[
+            "get",
+            "apiservice",
+            "v1beta1.external.metrics.k8s.io",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
+        ],
+        &|out| out == "True",
     )?;
     Ok(())
 }
@@ -691,6 +661,13 @@ fn start(layout: &Layout, programs: &Programs, options: &UpOptions) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_waits_name_the_endpoint() {
+        assert_eq!(path_of("https://127.0.0.1:10257/healthz"), "/healthz");
+        assert_eq!(path_of("http://10.203.0.2:9090/-/ready"), "/-/ready");
+        assert_eq!(path_of("no-path"), "no-path");
+    }
 
     #[test]
     fn the_api_server_is_configured_for_the_aggregation_layer() {

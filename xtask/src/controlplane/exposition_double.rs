@@ -33,12 +33,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .and_then(|s| text::DoubleOf::parse(s))
         .ok_or_else(|| anyhow::anyhow!("{usage}"))?;
     let (mut bind, mut port) = (None, None);
-    let mut it = args[1..].iter();
-    while let Some(flag) = it.next() {
-        let v = it
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("option `{flag}` needs a value\n{usage}"))?;
-        match flag.as_str() {
+    for pair in super::flag_values(&args[1..]) {
+        let (flag, v) = pair.map_err(|e| anyhow::anyhow!("{e}\n{usage}"))?;
+        match flag {
             "--bind" => bind = Some(v.clone()),
             "--port" => port = Some(v.clone()),
             other => anyhow::bail!("unknown option `{other}`\n{usage}"),

@@ -15,16 +15,15 @@ mod build;
 mod certs;
 mod cluster;
 mod exposition_double;
-mod helm;
 mod metrics;
 mod netns;
 mod process;
 mod supervisor;
 
-pub use helm::ensure as helm_ensure;
-
 use std::path::PathBuf;
 use std::time::Instant;
+
+use crate::upstream::helm;
 
 /// Name of the kube context (and cluster) written to the harness kubeconfig.
 pub const CONTEXT: &str = "kscale-harness";
@@ -158,16 +157,21 @@ fn parse_up_args(args: &[String]) -> anyhow::Result<UpOptions> {
     })
 }
 
+/// `--flag value` pairs, in order; a flag without its value is an error naming it.
+fn flag_values(args: &[String]) -> impl Iterator<Item = anyhow::Result<(&str, &String)>> {
+    args.chunks(2).map(|pair| match pair {
+        [flag, value] => Ok((flag.as_str(), value)),
+        _ => Err(anyhow::anyhow!("option `{}` needs a value", pair[0])),
+    })
+}
+
 fn parse_supervise_args(args: &[String]) -> anyhow::Result<supervisor::Spec> {
     let (mut namespace, mut selector, mut server) = (None, None, None);
     let mut server_args = Vec::new();
     let (mut first_port, mut max_seconds) = (20000u16, 4 * 3600u64);
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("option `{flag}` needs a value"))?;
-        match flag.as_str() {
+    for pair in flag_values(args) {
+        let (flag, value) = pair?;
+        match flag {
             "--namespace" => namespace = Some(value.clone()),
             "--selector" => selector = Some(value.clone()),
             "--server" => server = Some(PathBuf::from(value)),

@@ -8,6 +8,8 @@
 //! /16 every address comes from).
 
 use std::process::Command;
+
+use crate::process;
 use std::sync::OnceLock;
 
 /// The namespace name when `KSCALE_HARNESS_NETNS` is unset.
@@ -114,19 +116,17 @@ pub fn net() -> &'static Net {
     })
 }
 
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip").args(args).output().map_err(|e| {
-        anyhow::anyhow!("cannot run `ip {}` ({e}): install iproute2", args.join(" "))
-    })?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`ip {}` failed with {}: {} (network namespaces need root or CAP_NET_ADMIN + CAP_SYS_ADMIN)",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+/// `ip` with what its errors need: the package, and the privileges namespaces take.
+fn ip_options() -> process::Options<'static> {
+    process::Options {
+        missing: Some("install iproute2"),
+        hint: Some("network namespaces need root or CAP_NET_ADMIN + CAP_SYS_ADMIN"),
+        ..process::Options::default()
     }
-    Ok(())
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    process::exec(Command::new("ip").args(args), ip_options()).map(drop)
 }
 
 /// Whether the namespace exists.
@@ -163,31 +163,22 @@ pub fn create() -> anyhow::Result<()> {
 /// Puts a pod's IP on the namespace loopback (the caller runs inside the namespace); an address
 /// already there (a reused IP) is fine.
 pub fn add_pod_ip(pod_ip: &str) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(["addr", "add", &format!("{pod_ip}/32"), "dev", "lo"])
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run `ip addr add` ({e}): install iproute2"))?;
-    // Already there (a restarted supervisor): older iproute2 says "File exists", newer
-    // "Address already assigned".
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success()
-        || stderr.contains("File exists")
-        || stderr.contains("Address already assigned")
-    {
-        return Ok(());
+    match ip(&["addr", "add", &format!("{pod_ip}/32"), "dev", "lo"]) {
+        // Already there (a restarted supervisor): older iproute2 says "File exists", newer
+        // "Address already assigned"; the error carries ip's stderr.
+        Err(e)
+            if e.to_string().contains("File exists")
+                || e.to_string().contains("Address already assigned") =>
+        {
+            Ok(())
+        }
+        result => result,
     }
-    anyhow::bail!(
-        "`ip addr add {pod_ip}/32 dev lo` failed with {}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr).trim()
-    )
 }
 
 /// Removes a pod's IP from the namespace loopback; a missing address is not an error.
 pub fn remove_pod_ip(pod_ip: &str) {
-    let _ = Command::new("ip")
-        .args(["addr", "del", &format!("{pod_ip}/32"), "dev", "lo"])
-        .output();
+    let _ = ip(&["addr", "del", &format!("{pod_ip}/32"), "dev", "lo"]);
 }
 
 /// Process ids of everything still running inside the namespace.
@@ -195,12 +186,9 @@ pub fn pids() -> Vec<u32> {
     if !exists() {
         return Vec::new();
     }
-    Command::new("ip")
-        .args(["netns", "pids", &net().netns])
-        .output()
+    process::output(Command::new("ip").args(["netns", "pids", &net().netns]))
         .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
+            out.split_whitespace()
                 .filter_map(|pid| pid.parse().ok())
                 .collect()
         })

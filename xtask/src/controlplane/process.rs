@@ -2,10 +2,10 @@
 //! (`<state>/pids/<name>.pid`) so that a later `down`, in another process, can stop it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use std::os::unix::process::CommandExt;
+use crate::process::{self, Group};
 
 /// A running component.
 #[derive(Debug, Clone)]
@@ -20,18 +20,6 @@ pub struct Started {
     pub command: String,
 }
 
-/// Whether `pid` is a live (not zombie) process.
-pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state letter follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
-
 /// Starts `program args...` inside the namespace, detached in its own process group, with output
 /// to `<logs>/<name>.log`, and records it in `<pids>/<name>.pid`.
 pub fn start(
@@ -41,28 +29,19 @@ pub fn start(
     program: &Path,
     args: &[String],
 ) -> anyhow::Result<Started> {
-    for dir in [logs, pids] {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    }
+    crate::files::mkdir(pids)?;
     let log = logs.join(format!("{name}.log"));
-    let out = std::fs::File::create(&log)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", log.display()))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| anyhow::anyhow!("cannot reopen {}: {e}", log.display()))?;
     let command = format!("{} {}", program.display(), args.join(" "));
     // `ip netns exec` execs the program after entering the namespace, so the pid is the program's.
-    let child = Command::new("ip")
-        .args(["netns", "exec", &super::netns::net().netns])
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start `{command}`: {e}"))?;
+    let child = process::spawn_logged(
+        Command::new("ip")
+            .args(["netns", "exec", &super::netns::net().netns])
+            .arg(program)
+            .args(args),
+        &log,
+        Group::Own,
+        None,
+    )?;
     let pid = child.id();
     let pid_file = pids.join(format!("{name}.pid"));
     std::fs::write(&pid_file, format!("{pid}\n{}\n", program.display()))
@@ -79,13 +58,6 @@ pub fn start(
     })
 }
 
-/// The last lines of a log, for error messages.
-pub fn tail(log: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// Polls `ready` every 250 ms until it holds, the component dies, or `timeout` passes.
 pub fn wait_ready(
     started: &Started,
@@ -98,13 +70,13 @@ pub fn wait_ready(
         if ready() {
             return Ok(());
         }
-        if !alive(started.pid) {
+        if !process::alive(started.pid) {
             anyhow::bail!(
                 "{} exited before {what}\ncommand: {}\nlast lines of {}:\n{}",
                 started.name,
                 started.command,
                 started.log.display(),
-                tail(&started.log, 30)
+                process::tail_of_file(&started.log, 30)
             );
         }
         if Instant::now() >= deadline {
@@ -114,7 +86,7 @@ pub fn wait_ready(
                 timeout.as_secs(),
                 started.command,
                 started.log.display(),
-                tail(&started.log, 30)
+                process::tail_of_file(&started.log, 30)
             );
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -135,7 +107,7 @@ pub struct Recorded {
 impl Recorded {
     /// Alive and still the recorded program (a recycled pid is not ours).
     pub fn running(&self) -> bool {
-        alive(self.pid)
+        process::alive(self.pid)
             && std::fs::read(format!("/proc/{}/cmdline", self.pid))
                 .map(|cmdline| {
                     let first = cmdline.split(|b| *b == 0).next().unwrap_or_default();
@@ -169,41 +141,28 @@ pub fn recorded(pids: &Path) -> Vec<Recorded> {
     found
 }
 
-fn signal(pid: u32, signal: &str, group: bool) {
-    let target = if group {
-        format!("-{pid}")
-    } else {
-        pid.to_string()
-    };
-    // The process may be gone already; that is the goal, not an error.
-    let _ = Command::new("kill")
-        .args([signal, "--", &target])
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// SIGTERM to each process (group), then SIGKILL to whatever is left after `grace`.
 pub fn stop_all(pids: &[(u32, bool)], grace: Duration) {
     for (pid, group) in pids {
-        signal(*pid, "-TERM", *group);
+        let _ = process::signal(*pid, "-TERM", *group);
     }
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && pids.iter().any(|(pid, _)| alive(*pid)) {
+    while Instant::now() < deadline && pids.iter().any(|(pid, _)| process::alive(*pid)) {
         std::thread::sleep(Duration::from_millis(100));
     }
     for (pid, group) in pids {
-        if alive(*pid) {
+        if process::alive(*pid) {
             let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             eprintln!(
                 "controlplane: pid {pid} ({}) outlived SIGTERM by {}s; sending SIGKILL",
                 name.trim(),
                 grace.as_secs()
             );
-            signal(*pid, "-KILL", *group);
+            let _ = process::signal(*pid, "-KILL", *group);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && pids.iter().any(|(pid, _)| alive(*pid)) {
+    while Instant::now() < deadline && pids.iter().any(|(pid, _)| process::alive(*pid)) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -214,18 +173,21 @@ mod tests {
 
     #[test]
     fn stop_all_ends_a_process_group_and_alive_sees_it_go() {
-        let mut child = Command::new("sleep")
-            .arg("30")
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = process::spawn_logged(
+            Command::new("sleep").arg("30"),
+            &dir.path().join("sleep.log"),
+            Group::Own,
+            None,
+        )
+        .unwrap();
         let pid = child.id();
-        assert!(alive(pid));
+        assert!(process::alive(pid));
         stop_all(&[(pid, true)], Duration::from_secs(5));
         // Reap it: until then a dead child is a zombie, which `alive` already reports as gone.
         let status = child.wait().unwrap();
         assert!(!status.success());
-        assert!(!alive(pid));
+        assert!(!process::alive(pid));
     }
 
     #[test]

@@ -7,8 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use crate::process::{self, Group};
 
 /// What to supervise, from `controlplane supervise` options.
 #[derive(Debug, Clone)]
@@ -116,22 +118,16 @@ impl Supervisor<'_> {
     }
 
     fn list(&self) -> anyhow::Result<Vec<PodView>> {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg(super::cluster::KUBECTL_REQUEST_TIMEOUT)
-            .args(["get", "pods", "-n", &self.spec.namespace, "-l"])
-            .arg(&self.spec.selector)
-            .args(["-o", "json"])
-            .output()
-            .map_err(|e| anyhow::anyhow!("cannot run kubectl: {e}"))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "kubectl get pods failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        let out = process::output(
+            Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&self.kubeconfig)
+                .arg(super::cluster::KUBECTL_REQUEST_TIMEOUT)
+                .args(["get", "pods", "-n", &self.spec.namespace, "-l"])
+                .arg(&self.spec.selector)
+                .args(["-o", "json"]),
+        )?;
+        let list: serde_json::Value = serde_json::from_str(&out)
             .map_err(|e| anyhow::anyhow!("kubectl get pods -o json gave no JSON: {e}"))?;
         Ok(running_pods(&list))
     }
@@ -153,20 +149,15 @@ impl Supervisor<'_> {
             }
         };
         let log = self.logs.join(format!("{}.log", pod.name));
-        let out = std::fs::File::create(&log)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", log.display()))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| anyhow::anyhow!("cannot reopen {}: {e}", log.display()))?;
-        let child = Command::new(&self.spec.server)
-            .envs(pod.env.iter().map(|(k, v)| (k, v)))
-            .args(&self.spec.server_args)
-            .args(["--bind", &address, "--port", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", self.spec.server.display()))?;
+        let child = process::spawn_logged(
+            Command::new(&self.spec.server)
+                .envs(pod.env.iter().map(|(k, v)| (k, v)))
+                .args(&self.spec.server_args)
+                .args(["--bind", &address, "--port", &port.to_string()]),
+            &log,
+            Group::Shared,
+            None,
+        )?;
         let file = self.target_file(&pod.name);
         std::fs::write(
             &file,
@@ -198,9 +189,7 @@ impl Supervisor<'_> {
                 server.address,
                 server.port
             );
-            let _ = Command::new("kill")
-                .args(["-TERM", &server.child.id().to_string()])
-                .status();
+            let _ = process::signal(server.child.id(), "-TERM", false);
             if self.pod_ips && server.address != super::netns::net().ns_ip {
                 super::netns::remove_pod_ip(&server.address);
             }
@@ -340,14 +329,7 @@ mod tests {
         // A stand-in server that runs until signalled: the lifecycle is what is under test.
         let script = dir.path().join("server.sh");
         std::fs::write(&script, "#!/bin/sh\nexec sleep 60\n").unwrap();
-        assert!(
-            Command::new("chmod")
-                .arg("+x")
-                .arg(&script)
-                .status()
-                .unwrap()
-                .success()
-        );
+        crate::files::chmod_x(&script).unwrap();
         let spec = Spec {
             namespace: "ai".into(),
             selector: "app=x".into(),
@@ -385,7 +367,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
         }
         assert!(s.stopping.is_empty(), "server of pod a ignored SIGTERM");
-        assert!(!super::super::process::alive(pid_a));
+        assert!(!crate::process::alive(pid_a));
         s.sync(&[]).unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !s.stopping.is_empty() && Instant::now() < deadline {

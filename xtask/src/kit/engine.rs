@@ -4,10 +4,11 @@
 //! by the kit's wrapper, which drops that capability from privileged containers (minikube's
 //! nodes) instead of failing with `unable to apply caps: operation not permitted`.
 
-use std::process::{Command, Stdio};
+use crate::{files, process};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{Layout, shell};
+use super::Layout;
 
 /// True when this process' capability bounding set lacks CAP_SYS_RESOURCE (bit 24).
 pub fn lacks_sys_resource() -> bool {
@@ -35,13 +36,7 @@ pub fn docker_cmd(layout: &Layout) -> Command {
 
 /// True when the engine answers on its socket.
 pub fn running(layout: &Layout) -> bool {
-    docker_cmd(layout)
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    process::succeeds(docker_cmd(layout).args(["version", "--format", "{{.Server.Version}}"]))
 }
 
 fn pid_file(layout: &Layout) -> std::path::PathBuf {
@@ -53,15 +48,10 @@ pub fn up(layout: &Layout) -> anyhow::Result<()> {
     if running(layout) {
         return Ok(());
     }
-    shell::mkdir(&layout.state)?;
+    files::mkdir(&layout.state)?;
     let data_root = layout.cache.join("docker");
-    shell::mkdir(&data_root)?;
+    files::mkdir(&data_root)?;
     let log_path = layout.state.join("dockerd.log");
-    let log = std::fs::File::create(&log_path)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", log_path.display()))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", log_path.display()))?;
     let _ = std::fs::remove_file(layout.docker_socket());
     let mut cmd = Command::new("dockerd");
     cmd.arg(format!("--data-root={}", data_root.display()))
@@ -74,20 +64,19 @@ pub fn up(layout: &Layout) -> anyhow::Result<()> {
         .arg("--storage-driver=overlay2");
     if lacks_sys_resource() {
         let wrapper = layout.state.join("kit-runc");
-        shell::write(&wrapper, runc_wrapper("/usr/sbin/runc"))?;
-        shell::chmod_x(&wrapper)?;
+        files::write(&wrapper, runc_wrapper("/usr/sbin/runc"))?;
+        files::chmod_x(&wrapper)?;
         cmd.arg(format!("--add-runtime=kit-runc={}", wrapper.display()))
             .arg("--default-runtime=kit-runc");
     }
     eprintln!("kit: starting dockerd (log {})", log_path.display());
-    // A session of its own: the engine outlives this command, as a system service would.
-    use std::os::unix::process::CommandExt as _;
-    cmd.process_group(0)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("cannot start dockerd: {e} (install Debian's docker.io)"))?;
+    // A process group of its own: the engine outlives this command, as a system service would.
+    process::spawn_logged(
+        &mut cmd,
+        &log_path,
+        process::Group::Own,
+        Some("install Debian's docker.io"),
+    )?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if running(layout) {
@@ -98,7 +87,7 @@ pub fn up(layout: &Layout) -> anyhow::Result<()> {
     anyhow::bail!(
         "dockerd did not answer on {} within 60 s; its log ends with:\n{}",
         layout.docker_host(),
-        shell::tail(&std::fs::read_to_string(&log_path).unwrap_or_default(), 20)
+        process::tail_of_file(&log_path, 20)
     )
 }
 
@@ -107,19 +96,21 @@ pub fn down(layout: &Layout) -> anyhow::Result<()> {
     let Ok(pid) = std::fs::read_to_string(pid_file(layout)) else {
         return Ok(());
     };
-    let pid = pid.trim().to_string();
+    let pid = pid.trim();
     if pid.is_empty() {
         return Ok(());
     }
     let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
-    if alive(&pid) {
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    if let Ok(number) = pid.parse::<u32>()
+        && alive(pid)
+    {
+        let _ = process::signal(number, "-TERM", false);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while alive(&pid) && Instant::now() < deadline {
+        while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
-        if alive(&pid) {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        if alive(pid) {
+            let _ = process::signal(number, "-KILL", false);
         }
     }
     let _ = std::fs::remove_file(pid_file(layout));
@@ -166,18 +157,18 @@ mod tests {
             ),
         )
         .unwrap();
-        crate::kit::shell::chmod_x(&real).unwrap();
+        crate::files::chmod_x(&real).unwrap();
         let wrapper = dir.path().join("runc");
         std::fs::write(&wrapper, runc_wrapper(&real.to_string_lossy())).unwrap();
-        crate::kit::shell::chmod_x(&wrapper).unwrap();
-        let out = std::process::Command::new(&wrapper)
-            .args(["create", "--bundle"])
-            .arg(&bundle)
-            .arg("ctr-1")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("ctr-1"));
+        crate::files::chmod_x(&wrapper).unwrap();
+        let out = process::output(
+            Command::new(&wrapper)
+                .args(["create", "--bundle"])
+                .arg(&bundle)
+                .arg("ctr-1"),
+        )
+        .unwrap();
+        assert!(out.contains("ctr-1"), "{out}");
         let seen: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
         if lacks_sys_resource() {

@@ -5,10 +5,11 @@
 //! The vocabulary is llama's SentencePiece layout reduced to its minimum: `<unk>`, `<s>`, `</s>`
 //! and the 256 byte tokens, so any text tokenizes (byte fallback) and any output decodes.
 
+use crate::files;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Layout, Mode, shell};
+use super::{Layout, Mode};
 
 /// GGUF's magic number, the bytes `GGUF`.
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -359,7 +360,7 @@ impl<W: Write> Write for Counting<W> {
 
 /// The content key of a model: its shape and this writer's format (bump on any change here).
 pub fn key(shape: &Shape) -> String {
-    shell::Key::default()
+    files::Key::default()
         .text("gguf-writer-1")
         .text(&format!("{shape:?}"))
         .finish()
@@ -369,7 +370,7 @@ pub fn key(shape: &Shape) -> String {
 pub fn write(shape: &Shape, path: &Path) -> anyhow::Result<u64> {
     let partial = path.with_extension("partial");
     if let Some(parent) = path.parent() {
-        shell::mkdir(parent)?;
+        files::mkdir(parent)?;
     }
     let file = std::fs::File::create(&partial)
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", partial.display()))?;

@@ -9,13 +9,15 @@
 //! the kit's tiny model, for the tests that scale an inference server on its metrics. Like a
 //! user's image, it is not baked into the nodes: `kscale up` loads it.
 
+use crate::{files, process};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::programs::{KUBERNETES_VERSION, Programs};
+use super::programs::Programs;
 use super::rootfs::Rootfs;
-use super::{Layout, Mode, engine, shell};
+use super::{Layout, Mode, engine};
+use crate::upstream::modules::KUBERNETES_VERSION;
 
 /// The label holding an image's content key.
 pub const KEY_LABEL: &str = "kscale.kit.key";
@@ -61,7 +63,8 @@ pub struct Built {
     pub flannel: Reference,
     /// The metrics-server image for the addon's override.
     pub metrics_server: Reference,
-    /// A busybox image for tests (DNS and HTTP from inside pods); not baked into the nodes.
+    /// A busybox image for tests (DNS and HTTP from inside pods: `nslookup`, `nc`, `httpd`); not
+    /// baked into the nodes.
     pub busybox: Reference,
     /// The combined key of every node image.
     pub key: String,
@@ -294,8 +297,15 @@ fn metrics_server_reference() -> Reference {
     Reference::new("registry.k8s.io", "metrics-server/metrics-server", "v0.8.0")
 }
 
+/// The busybox image's commands. Not `wget`: bookworm's busybox-static (1.35.0-4) is built
+/// without `FEATURE_WGET_TIMEOUT`, and `wget -T N` writes through a null pointer there: a
+/// segmentation fault on every request, listening server or not (Debian enabled the feature in
+/// 1.36.1-5). Probes use `nc` (the kit's tests) or the server's own client instead. busybox's
+/// `sh` still runs any applet by name, links or not.
+const BUSYBOX_APPLETS: [&str; 6] = ["sh", "nslookup", "cat", "sleep", "ls", "hostname"];
+
 fn busybox_spec() -> Spec {
-    let applets = ["sh", "nslookup", "wget", "cat", "sleep", "ls", "hostname"];
+    let applets = BUSYBOX_APPLETS;
     Spec {
         reference: Reference::new("kscale.local", "kit/busybox", "bookworm"),
         files: vec![(Source::Rootfs("/bin/busybox"), "/bin/busybox".to_string())],
@@ -369,8 +379,8 @@ fn build_pause(layout: &Layout, programs: &Programs, mode: Mode) -> anyhow::Resu
     let source = programs
         .source(&format!("k8s.io/kubernetes@{KUBERNETES_VERSION}"))
         .join("build/pause/linux/pause.c");
-    let source_text = shell::read(&source)?;
-    let key = shell::Key::default().text(&source_text).finish();
+    let source_text = files::read(&source)?;
+    let key = files::Key::default().text(&source_text).finish();
     let out = layout.cache.join("pause").join(format!("pause-{key}"));
     if out.is_file() {
         return Ok(out);
@@ -378,8 +388,8 @@ fn build_pause(layout: &Layout, programs: &Programs, mode: Mode) -> anyhow::Resu
     if mode == Mode::Check {
         anyhow::bail!("pause is not built: {}", super::NOT_BUILT);
     }
-    shell::mkdir(out.parent().unwrap_or(&layout.cache))?;
-    shell::output(Command::new("gcc").args([
+    files::mkdir(out.parent().unwrap_or(&layout.cache))?;
+    process::output(Command::new("gcc").args([
         "-Os",
         "-Wall",
         "-Werror",
@@ -396,7 +406,7 @@ fn build_pause(layout: &Layout, programs: &Programs, mode: Mode) -> anyhow::Resu
 fn libraries(rootfs: &Path, binary: &str) -> anyhow::Result<Vec<String>> {
     let mut ldd = Command::new("chroot");
     ldd.arg(rootfs).args(["ldd", binary]);
-    let out = match shell::output(&mut ldd) {
+    let out = match process::output(&mut ldd) {
         Ok(out) => out,
         // A static binary (busybox-static) links nothing.
         Err(e) if e.to_string().contains("not a dynamic executable") => return Ok(Vec::new()),
@@ -420,7 +430,7 @@ fn copy_from_rootfs(rootfs: &Path, path: &str, into: &Path) -> anyhow::Result<()
     if target.exists() {
         return Ok(());
     }
-    shell::mkdir(target.parent().unwrap_or(into))?;
+    files::mkdir(target.parent().unwrap_or(into))?;
     // Follow symlinks inside the rootfs: the image gets the file under the name asked for.
     let mut source = rootfs.join(path.trim_start_matches('/'));
     for _ in 0..10 {
@@ -444,7 +454,7 @@ fn copy_from_rootfs(rootfs: &Path, path: &str, into: &Path) -> anyhow::Result<()
 
 /// Copies one host file into the image tree at `target` (under `into`), creating its folder.
 fn copy_file(path: &Path, target: &Path, into: &Path) -> anyhow::Result<()> {
-    shell::mkdir(target.parent().unwrap_or(into))?;
+    files::mkdir(target.parent().unwrap_or(into))?;
     std::fs::copy(path, target).map_err(|e| {
         anyhow::anyhow!(
             "cannot copy {} to {}: {e}",
@@ -465,18 +475,18 @@ fn copy_with_libraries(rootfs: &Path, path: &str, into: &Path) -> anyhow::Result
 
 /// Lays out the image's files under `into`.
 fn assemble(spec: &Spec, rootfs: &Path, into: &Path) -> anyhow::Result<()> {
-    shell::remove_tree(into)?;
-    shell::mkdir(into)?;
+    files::remove_tree(into)?;
+    files::mkdir(into)?;
     for (source, at) in &spec.files {
         let target = into.join(at.trim_start_matches('/'));
         match source {
             Source::Host(path) => {
                 copy_file(path, &target, into)?;
-                shell::chmod_x(&target)?;
+                files::chmod_x(&target)?;
             }
             Source::Data(path) => {
                 copy_file(path, &target, into)?;
-                shell::chmod(&target, 0o444)?;
+                files::chmod(&target, 0o444)?;
             }
             Source::Rootfs(path) => copy_with_libraries(rootfs, path, into)?,
             Source::RootfsDir(dir) => {
@@ -492,20 +502,20 @@ fn assemble(spec: &Spec, rootfs: &Path, into: &Path) -> anyhow::Result<()> {
     }
     for (link, target) in &spec.links {
         let path = into.join(link.trim_start_matches('/'));
-        shell::mkdir(path.parent().unwrap_or(into))?;
+        files::mkdir(path.parent().unwrap_or(into))?;
         let _ = std::fs::remove_file(&path);
         std::os::unix::fs::symlink(target, &path)
             .map_err(|e| anyhow::anyhow!("cannot link {}: {e}", path.display()))?;
     }
     for dir in &spec.dirs {
-        shell::mkdir(&into.join(dir.trim_start_matches('/')))?;
+        files::mkdir(&into.join(dir.trim_start_matches('/')))?;
     }
-    shell::mkdir(&into.join("tmp"))?;
+    files::mkdir(&into.join("tmp"))?;
     Ok(())
 }
 
 fn spec_key(spec: &Spec, rootfs: &Rootfs) -> anyhow::Result<String> {
-    let mut key = shell::Key::default()
+    let mut key = files::Key::default()
         .text(&spec.reference.to_string())
         .text(&format!(
             "{:?} {:?} {:?} {:?}",
@@ -527,19 +537,15 @@ fn spec_key(spec: &Spec, rootfs: &Rootfs) -> anyhow::Result<String> {
 
 /// The content key label of an image in the kit's engine, if the image exists.
 pub fn image_key(layout: &Layout, reference: &str) -> Option<String> {
-    let out = engine::docker_cmd(layout)
-        .args([
-            "image",
-            "inspect",
-            "--format",
-            &format!("{{{{ index .Config.Labels \"{KEY_LABEL}\" }}}}"),
-            reference,
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    process::output(engine::docker_cmd(layout).args([
+        "image",
+        "inspect",
+        "--format",
+        &format!("{{{{ index .Config.Labels \"{KEY_LABEL}\" }}}}"),
+        reference,
+    ]))
+    .ok()
+    .map(|out| out.trim().to_string())
 }
 
 fn build_one(layout: &Layout, spec: &Spec, rootfs: &Rootfs, mode: Mode) -> anyhow::Result<String> {
@@ -573,8 +579,8 @@ fn build_one(layout: &Layout, spec: &Spec, rootfs: &Rootfs, mode: Mode) -> anyho
         .arg("-C")
         .arg(&context)
         .args(["-cf", "-", "."]);
-    shell::pipe(tar, import)?;
-    shell::remove_tree(&context)?;
+    process::pipe(tar, import)?;
+    files::remove_tree(&context)?;
     Ok(key)
 }
 
@@ -586,7 +592,7 @@ pub fn ensure(
     mode: Mode,
 ) -> anyhow::Result<Built> {
     let pause = build_pause(layout, programs, mode)?;
-    let mut combined = shell::Key::default();
+    let mut combined = files::Key::default();
     let mut node_images = Vec::new();
     for spec in specs(programs, pause)? {
         let key = build_one(layout, &spec, rootfs, mode)?;
@@ -631,6 +637,13 @@ mod tests {
             "{tag}"
         );
         assert!(tag.ends_with("-0123456789abcdef"), "{tag}");
+    }
+
+    #[test]
+    fn the_busybox_image_offers_no_crashing_wget() {
+        let links: Vec<String> = busybox_spec().links.into_iter().map(|(at, _)| at).collect();
+        assert!(links.contains(&"/bin/sh".to_string()), "{links:?}");
+        assert!(!links.iter().any(|l| l.ends_with("/wget")), "{links:?}");
     }
 
     #[test]

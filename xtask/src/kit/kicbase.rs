@@ -5,14 +5,15 @@
 //! volume from the image, so both nodes start with every image (minikube's image cache reaches
 //! only the first node).
 
+use crate::{files, process};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::images::{Built, KEY_LABEL, image_key};
 use super::programs::Programs;
 use super::rootfs::Rootfs;
-use super::{Layout, Mode, engine, shell};
+use super::{Layout, Mode, engine};
 
 const REPOSITORY: &str = "kscale.local/kit/kicbase";
 
@@ -49,7 +50,7 @@ const KICBASE_FILES: &[(&str, &str)] = &[
 const SETUP: &str = include_str!("../../kit/node-setup.sh");
 
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
-    shell::mkdir(to.parent().unwrap_or(to))?;
+    files::mkdir(to.parent().unwrap_or(to))?;
     std::fs::copy(from, to)
         .map_err(|e| anyhow::anyhow!("cannot copy {} to {}: {e}", from.display(), to.display()))?;
     Ok(())
@@ -59,18 +60,18 @@ fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// (the same Debian release as the nodes'), so the store's format is the nodes' own.
 fn bake_images(layout: &Layout, built: &Built, root: &Path) -> anyhow::Result<()> {
     let dir = layout.state.join("bake");
-    shell::remove_tree(&dir)?;
-    shell::mkdir(&dir)?;
+    files::remove_tree(&dir)?;
+    files::mkdir(&dir)?;
     let archive = dir.join("images.tar");
     let mut save = engine::docker_cmd(layout);
     save.args(["save", "-o", &archive.to_string_lossy()]);
     for image in &built.node_images {
         save.arg(image.to_string());
     }
-    shell::run(&mut save)?;
+    process::run(&mut save)?;
     let socket = dir.join("containerd.sock");
     let config = dir.join("config.toml");
-    shell::write(
+    files::write(
         &config,
         format!(
             "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{}\"\n",
@@ -79,18 +80,12 @@ fn bake_images(layout: &Layout, built: &Built, root: &Path) -> anyhow::Result<()
             socket.display()
         ),
     )?;
-    let log = std::fs::File::create(dir.join("containerd.log"))
-        .map_err(|e| anyhow::anyhow!("cannot create the containerd log: {e}"))?;
-    let mut containerd = Command::new("containerd")
-        .arg("--config")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| {
-            anyhow::anyhow!("cannot start containerd: {e} (install Debian's containerd)")
-        })?;
+    let mut containerd = process::spawn_logged(
+        Command::new("containerd").arg("--config").arg(&config),
+        &dir.join("containerd.log"),
+        process::Group::Shared,
+        Some("install Debian's containerd"),
+    )?;
     let result = (|| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !socket.exists() {
@@ -99,7 +94,7 @@ fn bake_images(layout: &Layout, built: &Built, root: &Path) -> anyhow::Result<()
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        shell::run(
+        process::run(
             Command::new("ctr")
                 .arg("--address")
                 .arg(&socket)
@@ -107,12 +102,10 @@ fn bake_images(layout: &Layout, built: &Built, root: &Path) -> anyhow::Result<()
                 .arg(&archive),
         )
     })();
-    let _ = Command::new("kill")
-        .args(["-TERM", &containerd.id().to_string()])
-        .status();
+    let _ = process::signal(containerd.id(), "-TERM", false);
     let _ = containerd.wait();
     result?;
-    shell::remove_tree(&dir)
+    files::remove_tree(&dir)
 }
 
 /// Builds the base image unless one with the same key exists; returns its reference.
@@ -129,7 +122,7 @@ pub fn ensure(
     let crictl = programs.path("critools", "crictl")?;
     let cni_flannel = programs.path("cniplugins", "flannel")?;
     let wrapper = engine::runc_wrapper("/usr/sbin/runc.real");
-    let mut key = shell::Key::default()
+    let mut key = files::Key::default()
         .text(&rootfs.key)
         .text(&built.key)
         .text(SETUP)
@@ -148,18 +141,18 @@ pub fn ensure(
         anyhow::bail!("the node base image is not built: {}", super::NOT_BUILT);
     }
     let work = layout.state.join("kicbase");
-    shell::remove_tree(&work)?;
-    shell::run(Command::new("cp").args(["-a"]).arg(&rootfs.dir).arg(&work))?;
+    files::remove_tree(&work)?;
+    process::run(Command::new("cp").args(["-a"]).arg(&rootfs.dir).arg(&work))?;
     for (file, at) in KICBASE_FILES {
         copy(&kicbase_dir.join(file), &work.join(at))?;
         if !at.ends_with(".service") && !at.ends_with(".toml") && !at.ends_with(".conf") {
-            shell::chmod_x(&work.join(at))?;
+            files::chmod_x(&work.join(at))?;
         }
     }
     copy(&crictl, &work.join("usr/bin/crictl"))?;
-    shell::chmod_x(&work.join("usr/bin/crictl"))?;
-    shell::write(&work.join("kit-setup.sh"), SETUP)?;
-    shell::run(
+    files::chmod_x(&work.join("usr/bin/crictl"))?;
+    files::write(&work.join("kit-setup.sh"), SETUP)?;
+    process::run(
         Command::new("chroot")
             .arg(&work)
             .args(["/bin/sh", "/kit-setup.sh"]),
@@ -167,9 +160,9 @@ pub fn ensure(
     std::fs::remove_file(work.join("kit-setup.sh"))
         .map_err(|e| anyhow::anyhow!("cannot remove the setup script: {e}"))?;
     copy(&cni_flannel, &work.join("opt/cni/bin/flannel"))?;
-    shell::chmod_x(&work.join("opt/cni/bin/flannel"))?;
-    shell::write(&work.join("usr/sbin/runc"), &wrapper)?;
-    shell::chmod_x(&work.join("usr/sbin/runc"))?;
+    files::chmod_x(&work.join("opt/cni/bin/flannel"))?;
+    files::write(&work.join("usr/sbin/runc"), &wrapper)?;
+    files::chmod_x(&work.join("usr/sbin/runc"))?;
     bake_images(layout, built, &work.join("var/lib/containerd"))?;
     // `docker import` of Debian's engine accepts no STOPSIGNAL change, so the rootfs is imported
     // first and a one-line Dockerfile adds the rest (the classic builder needs no registry).
@@ -180,9 +173,9 @@ pub fn ensure(
     tar.args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C"])
         .arg(&work)
         .args(["-cf", "-", "."]);
-    shell::pipe(tar, import)?;
+    process::pipe(tar, import)?;
     let context = layout.state.join("kicbase-config");
-    shell::write(
+    files::write(
         &context.join("Dockerfile"),
         format!(
             "FROM {rootfs_ref}\nENV container=docker\nEXPOSE 22\n\
@@ -191,16 +184,16 @@ pub fn ensure(
              ENTRYPOINT [\"/usr/local/bin/entrypoint\", \"/sbin/init\"]\n"
         ),
     )?;
-    shell::run(
+    process::run(
         engine::docker_cmd(layout)
             .env("DOCKER_BUILDKIT", "0")
             .args(["build", "-q", "-t", &reference])
             .arg(&context),
     )?;
-    shell::remove_tree(&context)?;
-    shell::remove_tree(&work)?;
+    files::remove_tree(&context)?;
+    files::remove_tree(&work)?;
     // Older base images only take space (about 1.5 GB each).
-    let listed = shell::output(engine::docker_cmd(layout).args([
+    let listed = process::output(engine::docker_cmd(layout).args([
         "image",
         "ls",
         "--format",
@@ -208,7 +201,7 @@ pub fn ensure(
     ]))?;
     let ours = |l: &&str| l.starts_with(REPOSITORY) && !l.ends_with(&format!(":{key}"));
     for old in listed.lines().filter(ours) {
-        let _ = shell::output(engine::docker_cmd(layout).args(["image", "rm", old]));
+        let _ = process::output(engine::docker_cmd(layout).args(["image", "rm", old]));
     }
     Ok(reference)
 }

@@ -20,12 +20,12 @@ mod images;
 mod kicbase;
 mod programs;
 mod rootfs;
-mod shell;
 
+use crate::files;
 use std::path::PathBuf;
 use std::time::Instant;
 
-pub use programs::{KUBERNETES_VERSION, modules as go_modules};
+use crate::upstream::modules::KUBERNETES_VERSION;
 
 const USAGE: &str = "\
 usage: cargo xtask kit <command>
@@ -95,6 +95,15 @@ impl Layout {
     }
 }
 
+/// Debian packages the kit runs on the host, each with a program that proves it is installed.
+const HOST_PACKAGES: &[(&str, &str)] = &[
+    ("debootstrap", "debootstrap"),
+    ("dockerd", "docker.io"),
+    ("jq", "jq"),
+    ("iptables", "iptables"),
+    ("gcc", "gcc"),
+];
+
 /// `minikube start` flags the kit needs beyond the base image, runtime, version and CNI.
 const EXTRA_START_FLAGS: [&str; 3] = [
     // The preload tarball would be downloaded; the images are in the base image instead.
@@ -114,7 +123,8 @@ pub struct Kit {
     pub base_image: String,
     /// The metrics-server image (for `minikube addons enable metrics-server --images=...`).
     pub metrics_server_image: images::Reference,
-    /// A busybox image built here, for tests that need a shell, DNS and HTTP inside pods.
+    /// A busybox image built here, for tests that need a shell, DNS and HTTP (`nc`, `httpd`;
+    /// not `wget`, see `images::BUSYBOX_APPLETS`) inside pods.
     pub busybox_image: images::Reference,
     /// llama.cpp's `llama-server` with the tiny model at [`images::LLAMA_MODEL_PATH`].
     pub llama_image: images::Reference,
@@ -187,7 +197,7 @@ pub fn build(layout: &Layout, mode: Mode) -> anyhow::Result<Kit> {
     };
     let t = Instant::now();
     if mode == Mode::Build {
-        shell::ensure_host_packages()?;
+        crate::deps::ensure_packages(HOST_PACKAGES)?;
     }
     step("host packages", t);
     let t = Instant::now();
@@ -366,8 +376,8 @@ pub fn kit(args: &[String]) -> anyhow::Result<()> {
         },
         Some("clean") => {
             engine::down(&layout)?;
-            shell::remove_tree(&layout.cache)?;
-            shell::remove_tree(&layout.state)?;
+            files::remove_tree(&layout.cache)?;
+            files::remove_tree(&layout.state)?;
             eprintln!("kit: removed {}", layout.cache.display());
             Ok(())
         }

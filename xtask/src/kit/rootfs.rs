@@ -6,10 +6,11 @@
 //! which bookworm lacks and which needs unstable's libc): the kit's llama.cpp image is cut from
 //! it. Each rootfs has its own cache folder, since a build removes older builds of its folder.
 
+use crate::{files, process};
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::{Layout, Mode, shell};
+use super::{Layout, Mode};
 
 const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
@@ -93,7 +94,7 @@ const LLAMA: Recipe = Recipe {
 
 impl Recipe {
     fn key(&self) -> String {
-        let mut key = shell::Key::default()
+        let mut key = files::Key::default()
             .text(self.suite)
             .text(MIRROR)
             .text(&self.packages.join(","));
@@ -127,9 +128,9 @@ impl Recipe {
         }
         let folder = layout.cache.join(self.folder);
         let partial = folder.join(format!(".{key}.partial"));
-        shell::remove_tree(&partial)?;
-        shell::mkdir(&partial)?;
-        let debootstrap = shell::run(Command::new("debootstrap").args([
+        files::remove_tree(&partial)?;
+        files::mkdir(&partial)?;
+        let debootstrap = process::run(Command::new("debootstrap").args([
             "--variant=minbase",
             &format!("--include={}", self.packages.join(",")),
             self.suite,
@@ -147,7 +148,7 @@ impl Recipe {
             });
         }
         if let Some((package, version)) = self.pin {
-            let installed = shell::output(Command::new("chroot").arg(&partial).args([
+            let installed = process::output(Command::new("chroot").arg(&partial).args([
                 "dpkg-query",
                 "--show",
                 "--showformat=${Version}",

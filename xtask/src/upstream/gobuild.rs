@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use crate::process;
+
 /// One pinned wrapper module and the programs it builds.
 #[derive(Debug, Clone)]
 pub struct GoModule {
@@ -148,21 +150,19 @@ pub fn kubernetes_version_ldflags(version: &str) -> String {
         .join(" ")
 }
 
+/// What every `go` command needs: the install when it cannot start.
+const INSTALL_GO: &str =
+    "the upstream programs are built from Go modules; install Go 1.26 or newer";
+
 /// `go version` of the local Go.
 pub fn go_version() -> anyhow::Result<String> {
-    let out = Command::new("go").arg("version").output().map_err(|e| {
-        anyhow::anyhow!(
-            "cannot run `go version` ({e}): the upstream programs are built from Go modules; install Go 1.26 or newer"
-        )
-    })?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`go version` failed with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let options = process::Options {
+        missing: Some(INSTALL_GO),
+        ..process::Options::default()
+    };
+    Ok(process::exec(Command::new("go").arg("version"), options)?
+        .trim()
+        .to_string())
 }
 
 /// The Go caches and binaries shared by the kit and the control plane (they pin the same
@@ -198,31 +198,20 @@ impl GoCache {
         for (k, v) in module.env {
             cmd.env(k, v);
         }
-        let shown: Vec<String> = args
-            .iter()
-            .map(|a| {
-                if a.contains(' ') {
-                    format!("'{a}'")
-                } else {
-                    a.to_string()
-                }
-            })
-            .collect();
-        eprintln!("$ (cd {} && go {})", dir.display(), shown.join(" "));
-        let status = cmd.status().map_err(|e| {
-            anyhow::anyhow!(
-                "cannot start `go {}` ({e}): install Go 1.26 or newer",
-                shown.join(" ")
-            )
-        })?;
-        if !status.success() {
-            anyhow::bail!(
-                "`go {}` in {} failed with {status} (the Go module proxy must be reachable for a cold build)",
-                shown.join(" "),
-                dir.display()
-            );
-        }
-        Ok(())
+        // The echo and the error name the module's folder: every module runs the same commands.
+        eprint!("(in {}) ", dir.display());
+        let hint = format!(
+            "in {}; the Go module proxy must be reachable for a cold build",
+            dir.display()
+        );
+        process::run_with(
+            &mut cmd,
+            process::Options {
+                missing: Some(INSTALL_GO),
+                hint: Some(&hint),
+                ..process::Options::default()
+            },
+        )
     }
 
     /// The folder a module's programs land in for `go_version`.

