@@ -150,7 +150,9 @@ impl Supervisor<'_> {
         };
         let log = self.logs.join(format!("{}.log", pod.name));
         let child = process::spawn_logged(
+            // As in a pod, the server sees its spec's environment and nothing of the machine's.
             Command::new(&self.spec.server)
+                .env_clear()
                 .envs(pod.env.iter().map(|(k, v)| (k, v)))
                 .args(&self.spec.server_args)
                 .args(["--bind", &address, "--port", &port.to_string()]),
