@@ -231,6 +231,10 @@ pub fn down() -> anyhow::Result<()> {
 
 /// Entry point of `cargo xtask controlplane ...`.
 pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
+    // A pod's process: it sees only its pod's environment, so it needs no layout.
+    if args.first().map(String::as_str) == Some("exposition-double") {
+        return exposition_double::run(&args[1..]);
+    }
     let layout = Layout::from_env()?;
     match args.first().map(String::as_str) {
         Some("up") => {
@@ -269,7 +273,6 @@ pub fn controlplane(args: &[String]) -> anyhow::Result<()> {
                 &layout.logs().join("pods"),
             )
         }
-        Some("exposition-double") => exposition_double::run(&args[1..]),
         Some("env") => {
             let json = crate::kit::env_format_is_json(&args[1..])?;
             let vars = [

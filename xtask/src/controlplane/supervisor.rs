@@ -150,9 +150,15 @@ impl Supervisor<'_> {
         };
         let log = self.logs.join(format!("{}.log", pod.name));
         let child = process::spawn_logged(
-            // As in a pod, the server sees its spec's environment and nothing of the machine's.
+            // As in a pod, the server sees its spec's environment and, like a container's
+            // image, PATH and HOME; nothing else of the machine's.
             Command::new(&self.spec.server)
                 .env_clear()
+                .envs(
+                    ["PATH", "HOME"]
+                        .iter()
+                        .filter_map(|k| std::env::var_os(k).map(|v| (*k, v))),
+                )
                 .envs(pod.env.iter().map(|(k, v)| (k, v)))
                 .args(&self.spec.server_args)
                 .args(["--bind", &address, "--port", &port.to_string()]),
