@@ -147,6 +147,7 @@ pub fn app_objects(files: &[RenderedFile]) -> Vec<&RenderedFile> {
         file::GRAFANA_DASHBOARD,
         file::DEPLOYMENT,
         file::SERVICE,
+        file::PDB,
         file::HPA,
     ];
     let mut objs: Vec<&RenderedFile> = files

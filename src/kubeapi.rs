@@ -590,6 +590,12 @@ mod tests {
                     "horizontalpodautoscalers",
                     true
                 ),
+                (
+                    "policy/v1",
+                    "PodDisruptionBudget",
+                    "poddisruptionbudgets",
+                    true
+                ),
             ]
         );
         let gvk = GroupVersionKind::gvk("batch", "v1", "Job");

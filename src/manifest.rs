@@ -45,9 +45,10 @@ impl ObjectKind {
 }
 
 /// Every kind kscale renders and applies.
-pub(crate) fn object_kinds() -> [ObjectKind; 6] {
+pub(crate) fn object_kinds() -> [ObjectKind; 7] {
     use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
     use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     [
         ObjectKind::of::<Deployment>(),
         ObjectKind::of::<Service>(),
@@ -55,6 +56,7 @@ pub(crate) fn object_kinds() -> [ObjectKind; 6] {
         ObjectKind::of::<ConfigMap>(),
         ObjectKind::of::<Namespace>(),
         ObjectKind::of::<HorizontalPodAutoscaler>(),
+        ObjectKind::of::<PodDisruptionBudget>(),
     ]
 }
 

@@ -40,6 +40,8 @@ templates! {
     SERVICE = "service.yaml";
     /// The HorizontalPodAutoscaler.
     HPA = "hpa.yaml";
+    /// The PodDisruptionBudget: drains take the app's pods one at a time.
+    PDB = "pdb.yaml";
     /// The scrape job, as Prometheus reads it.
     SCRAPE_CONFIG = "scrape-config.yaml";
     /// The Secret carrying the scrape job to kube-prometheus-stack.
@@ -356,6 +358,7 @@ pub fn render_all(
         (file::SCRAPE_CONFIG_SECRET, FileKind::Object),
         (file::DEPLOYMENT, FileKind::Object),
         (file::SERVICE, FileKind::Object),
+        (file::PDB, FileKind::Object),
         (file::HPA, FileKind::Object),
         (file::PROMETHEUS_VALUES, FileKind::HelmValues),
         (file::PROMETHEUS_ADAPTER, FileKind::HelmValues),
@@ -363,7 +366,7 @@ pub fn render_all(
     ];
     // Grafana's sidecar is what loads the dashboard ConfigMap: without Grafana nothing reads it.
     if cfg.monitoring.grafana {
-        plan.insert(5, (file::GRAFANA_DASHBOARD, FileKind::Object));
+        plan.insert(6, (file::GRAFANA_DASHBOARD, FileKind::Object));
     }
     // `default` always exists and is not kscale's to create or delete.
     if cfg.app.namespace != "default" {

@@ -109,6 +109,7 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
     let step = s.ui.step("remove the HPA, the app and the scrape job");
     for name in [
         file::HPA,
+        file::PDB,
         file::SERVICE,
         file::DEPLOYMENT,
         file::GRAFANA_DASHBOARD,

@@ -160,6 +160,7 @@ fn step_every_server_applies_strictly(h: &Harness) {
             file::SCRAPE_CONFIG_SECRET,
             file::DEPLOYMENT,
             file::SERVICE,
+            file::PDB,
             file::HPA,
         ] {
             let (out, said) = strict_dry_run(h, &dir.join(name));

@@ -19,6 +19,7 @@ fn teardown_yes_removes_everything_in_order() {
         mutating_requests(&env),
         [
             "DELETE /apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/inference",
+            "DELETE /apis/policy/v1/namespaces/default/poddisruptionbudgets/inference",
             "DELETE /api/v1/namespaces/default/services/inference",
             "DELETE /apis/apps/v1/namespaces/default/deployments/inference",
             "DELETE /api/v1/namespaces/monitoring/configmaps/kscale-inference-dashboard",

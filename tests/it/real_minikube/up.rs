@@ -147,7 +147,9 @@ impl E2e {
 
     /// (desired replicas of the HPA, ready pods of the app, nodes of ready pods), in one
     /// `kubectl` call so the samples stay close together on a busy machine.
-    fn scale_state(&self) -> Option<(i64, i64, Vec<String>)> {
+    /// (the HPA's desired replicas, ready pods, their nodes, the PodDisruptionBudget's
+    /// `disruptionsAllowed`) from one read.
+    fn scale_state(&self) -> Option<(i64, i64, Vec<String>, Option<i64>)> {
         let out = self.kit.try_ok(
             "kubectl",
             &[
@@ -156,7 +158,7 @@ impl E2e {
                 "-n",
                 "default",
                 "get",
-                "hpa,pods",
+                "hpa,pods,pdb",
                 "-o",
                 "json",
             ],
@@ -185,7 +187,11 @@ impl E2e {
             .collect();
         nodes.sort();
         nodes.dedup();
-        Some((desired, ready.len() as i64, nodes))
+        let allowed = items
+            .iter()
+            .find(|i| i["kind"] == "PodDisruptionBudget")
+            .and_then(|b| b["status"]["disruptionsAllowed"].as_i64());
+        Some((desired, ready.len() as i64, nodes, allowed))
     }
 
     /// Nothing of the profile is left: not in `minikube profile list`, and no container,
@@ -461,7 +467,7 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
     );
     let duration = format!("{}s", plan.seconds);
     let started = unix_now();
-    let (load, watch, states) = std::thread::scope(|scope| {
+    let (load, watch, (states, budget)) = std::thread::scope(|scope| {
         let watch = scope.spawn(|| {
             e2e.kscale(
                 &[
@@ -499,11 +505,16 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
             ]);
             e2e.kscale(&args, Duration::from_secs(600))
         });
-        // The test's own view: (seconds since the step, desired, ready, nodes), every 2 s.
+        // The test's own view: (seconds since the step, desired, ready, nodes), every 2 s; and
+        // what the PodDisruptionBudget allowed at each moment with several ready pods.
         let mut states = Vec::new();
+        let mut budget = Vec::new();
         while !load.is_finished() {
             let at = unix_now() - started;
-            if let Some((desired, ready, nodes)) = e2e.scale_state() {
+            if let Some((desired, ready, nodes, allowed)) = e2e.scale_state() {
+                if ready >= 2 {
+                    budget.push((ready, allowed));
+                }
                 states.push((at, desired, ready, nodes));
             }
             std::thread::sleep(Duration::from_secs(2));
@@ -511,7 +522,7 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
         (
             load.join().expect("load thread"),
             watch.join().expect("watch thread"),
-            states,
+            (states, budget),
         )
     });
     assert!(load.ok, "kscale load failed:\n{}", load.text());
@@ -561,6 +572,16 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
     if let Some(ready) = first_new_ready {
         figures.set(&format!("{label}first_new_pod_ready_seconds"), ready);
     }
+    // With several pods serving, a drain may take exactly one of them at a time (the budget's
+    // controller lags a pod's readiness by a moment, so some sample, not every one, shows it).
+    assert!(
+        budget.iter().any(|(_, allowed)| *allowed == Some(1)),
+        "the PodDisruptionBudget never allowed one disruption with several ready pods: {budget:?}"
+    );
+    assert!(
+        budget.iter().all(|(_, allowed)| allowed.is_some_and(|a| a <= 1)),
+        "the PodDisruptionBudget allowed more than one disruption at a time: {budget:?}"
+    );
     // "3 pods" and "both nodes" from the same sample.
     assert!(
         states.iter().any(|s| s.2 >= 3 && s.3.len() == 2),
@@ -579,7 +600,9 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
     );
     // Back to 1 on the pods, not only in the HPA's desired count.
     let one_pod = poll("back to one ready pod", Duration::from_secs(180), || {
-        e2e.scale_state().filter(|s| s.0 == 1 && s.1 == 1)
+        e2e.scale_state()
+            .filter(|s| s.0 == 1 && s.1 == 1)
+            .map(|s| (s.0, s.1, s.2))
     });
     eprintln!("load step: back to one pod: {one_pod:?}");
 
