@@ -105,9 +105,12 @@ impl MetricConfig {
         let preset = app.server.preset();
         let base = match profile {
             MetricProfile::MeanDuration => Self::default(),
-            // Gauges need no rate window: short scrapes and relists make the signal quick.
+            // Gauges need no rate window: short scrapes and relists make the signal quick. A 2 s
+            // scrape plus the 2 s HPA sync of kscale's clusters puts a decision about 2 s
+            // after a load step (5 s measured 6.4 s on the real minikube); the cost is one
+            // small scrape per pod every 2 s.
             MetricProfile::Concurrency | MetricProfile::Queue => Self {
-                scrape_interval_seconds: 5,
+                scrape_interval_seconds: 2,
                 rate_window_seconds: 20,
                 relist_interval_seconds: 15,
                 ..Self::default()

@@ -62,11 +62,19 @@ fn pods_spread_over_the_nodes_and_drains_take_them_one_at_a_time() {
     let d: Deployment = typed(&files, file::DEPLOYMENT);
     let pod = d.spec.expect("spec").template;
     let pod_labels = pod.metadata.expect("metadata").labels.expect("labels");
-    let spread = pod.spec.expect("pod spec").topology_spread_constraints.expect("spread");
+    let spread = pod
+        .spec
+        .expect("pod spec")
+        .topology_spread_constraints
+        .expect("spread");
     assert_eq!(spread.len(), 1, "{spread:?}");
     let s = &spread[0];
     assert_eq!(
-        (s.max_skew, s.topology_key.as_str(), s.when_unsatisfiable.as_str()),
+        (
+            s.max_skew,
+            s.topology_key.as_str(),
+            s.when_unsatisfiable.as_str()
+        ),
         (1, "kubernetes.io/hostname", "ScheduleAnyway")
     );
     let selected = s
@@ -74,19 +82,34 @@ fn pods_spread_over_the_nodes_and_drains_take_them_one_at_a_time() {
         .as_ref()
         .and_then(|l| l.match_labels.clone())
         .expect("the spread counts the app's pods");
-    assert!(selected.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "{selected:?}");
-    assert_eq!(s.match_label_keys.as_deref(), Some(&["pod-template-hash".to_string()][..]));
+    assert!(
+        selected.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "{selected:?}"
+    );
+    assert_eq!(
+        s.match_label_keys.as_deref(),
+        Some(&["pod-template-hash".to_string()][..])
+    );
 
     let pdb: PodDisruptionBudget = typed(&files, file::PDB);
     let spec = pdb.spec.expect("spec");
     assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
-    assert_eq!(spec.min_available, None, "a single replica must stay drainable");
-    assert_eq!(spec.unhealthy_pod_eviction_policy.as_deref(), Some("AlwaysAllow"));
+    assert_eq!(
+        spec.min_available, None,
+        "a single replica must stay drainable"
+    );
+    assert_eq!(
+        spec.unhealthy_pod_eviction_policy.as_deref(),
+        Some("AlwaysAllow")
+    );
     let selected = spec
         .selector
         .and_then(|l| l.match_labels)
         .expect("the budget selects the app's pods");
-    assert!(selected.iter().all(|(k, v)| pod_labels.get(k) == Some(v)), "{selected:?}");
+    assert!(
+        selected.iter().all(|(k, v)| pod_labels.get(k) == Some(v)),
+        "{selected:?}"
+    );
     assert_eq!(pdb.metadata.namespace.as_deref(), Some("default"));
 }
 

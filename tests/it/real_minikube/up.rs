@@ -579,7 +579,9 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
         "the PodDisruptionBudget never allowed one disruption with several ready pods: {budget:?}"
     );
     assert!(
-        budget.iter().all(|(_, allowed)| allowed.is_some_and(|a| a <= 1)),
+        budget
+            .iter()
+            .all(|(_, allowed)| allowed.is_some_and(|a| a <= 1)),
         "the PodDisruptionBudget allowed more than one disruption at a time: {budget:?}"
     );
     // "3 pods" and "both nodes" from the same sample.
