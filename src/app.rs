@@ -429,7 +429,7 @@ pub async fn apply_and_roll_out(
     let mut applied = Vec::new();
     let step =
         s.ui.step("apply app objects (server-side, field manager kscale)");
-    let applier = client.map(|c| kubeapi::Applier::new(c, s.api_deadline()));
+    let applier = client.map(|c| s.applier(c));
     for f in app_objects(files) {
         let obj = manifest::object_from_yaml(&f.content)
             .with_context(|| format!("rendered {}", f.name))?;

@@ -74,9 +74,12 @@ impl Session {
         }
     }
 
-    /// The deadline of each apply or delete through the API (`timeouts.api_seconds`).
-    pub fn api_deadline(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.cfg.timeouts.api_seconds)
+    /// Applies and deletes through `client`, each call within `timeouts.api_seconds`.
+    pub fn applier<'c>(&self, client: &'c kube::Client) -> crate::kubeapi::Applier<'c> {
+        crate::kubeapi::Applier::new(
+            client,
+            std::time::Duration::from_secs(self.cfg.timeouts.api_seconds),
+        )
     }
 
     /// A Kubernetes client for the session's context.

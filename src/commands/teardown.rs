@@ -4,7 +4,6 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use crate::cli::TeardownArgs;
-use crate::kubeapi;
 use crate::manifest;
 use crate::monitoring;
 use crate::preflight::{self, Tool};
@@ -105,6 +104,7 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
     } else {
         Some(s.client().await?)
     };
+    let applier = client.as_ref().map(|c| s.applier(c));
     let files = s.render("kscale-server:teardown")?;
     let step = s.ui.step("remove the HPA, the app and the scrape job");
     for name in [
@@ -120,13 +120,10 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
         };
         let obj = manifest::object_from_yaml(&f.content)?;
         let what = manifest::describe(&obj);
-        match &client {
+        match &applier {
             None => s.ui.plan(&format!("delete {what}")),
-            Some(c) => {
-                if kubeapi::Applier::new(c, s.api_deadline())
-                    .delete(&obj)
-                    .await?
-                {
+            Some(a) => {
+                if a.delete(&obj).await? {
                     report.removed.push(what);
                 } else {
                     report.absent.push(what);
@@ -156,13 +153,10 @@ pub async fn run(s: &Session, args: &TeardownArgs) -> anyhow::Result<TeardownRep
         .filter(|f| f.name == file::MONITORING_NAMESPACE || f.name == file::APP_NAMESPACE)
     {
         let obj = manifest::object_from_yaml(&f.content)?;
-        match &client {
+        match &applier {
             None => s.ui.plan(&format!("delete {}", manifest::describe(&obj))),
-            Some(c) => {
-                if kubeapi::Applier::new(c, s.api_deadline())
-                    .delete(&obj)
-                    .await?
-                {
+            Some(a) => {
+                if a.delete(&obj).await? {
                     report.removed.push(manifest::describe(&obj));
                 } else {
                     report.absent.push(manifest::describe(&obj));

@@ -3,7 +3,6 @@
 use super::deploy::Adapter;
 use crate::cli::UpArgs;
 use crate::cluster::{self, ClusterAction};
-use crate::kubeapi;
 use crate::manifest;
 use crate::monitoring::{self, IfMissing, ReleaseAction};
 use crate::preflight::{self, Tool, Versions};
@@ -75,9 +74,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         .unwrap_or_else(|| "kscale-server:pending".into());
     let files = s.render(&image_hint)?;
     let step = s.ui.step("monitoring namespace and scrape job");
-    let applier = client
-        .as_ref()
-        .map(|c| kubeapi::Applier::new(c, s.api_deadline()));
+    let applier = client.as_ref().map(|c| s.applier(c));
     for name in [
         crate::render::file::MONITORING_NAMESPACE,
         crate::render::file::SCRAPE_CONFIG_SECRET,
