@@ -1,5 +1,6 @@
 //! The local cluster: the minikube profile (created, reused or started, never silently changed)
-//! and metrics-server, waited for until the resource metrics API really serves.
+//! and metrics-server, enabled early and waited for (until the resource metrics API really
+//! serves) late.
 
 use std::time::Duration;
 
@@ -73,24 +74,25 @@ pub fn ensure(s: &Session) -> anyhow::Result<ClusterAction> {
     }
 }
 
-/// Enables the metrics-server addon and waits until `metrics.k8s.io` serves node metrics: the
-/// addon command returns long before the API answers.
-pub async fn ensure_metrics_server(
-    s: &Session,
-    client: Option<&kube::Client>,
-) -> anyhow::Result<()> {
+/// Enables the metrics-server addon. The addon command returns long before the resource
+/// metrics API answers (about a minute on a fresh cluster), so `up` goes on with the rest and
+/// waits for it later with [`wait_metrics_server`].
+pub fn enable_metrics_server(s: &Session) -> anyhow::Result<()> {
     let mk = Minikube::new(&s.runner, &s.cfg.cluster.profile);
     let step = s.ui.step("metrics-server addon");
-    let enabled = blocking(|| mk.addon_enabled("metrics-server"))?;
-    if enabled != Some(true) {
-        let flags = crate::config::sources::metrics_server_addon_flags(&s.cfg);
-        blocking(|| mk.enable_addon("metrics-server", &flags))?;
-    }
-    let Some(client) = client else {
-        step.done("enabled (dry-run: no wait)");
+    if blocking(|| mk.addon_enabled("metrics-server"))? == Some(true) {
+        step.done("already enabled");
         return Ok(());
-    };
-    step.progress("waiting for the resource metrics API");
+    }
+    let flags = crate::config::sources::metrics_server_addon_flags(&s.cfg);
+    blocking(|| mk.enable_addon("metrics-server", &flags))?;
+    step.done("enabled");
+    Ok(())
+}
+
+/// Waits until `metrics.k8s.io` serves node metrics, within `timeouts.metrics_server_seconds`.
+pub async fn wait_metrics_server(s: &Session, client: &kube::Client) -> anyhow::Result<()> {
+    let step = s.ui.step("resource metrics API (metrics.k8s.io)");
     let deadline = Duration::from_secs(s.cfg.timeouts.metrics_server_seconds);
     if let Err(e) = kubeapi::wait_until(
         "the resource metrics API (metrics.k8s.io)",
@@ -103,10 +105,6 @@ pub async fn ensure_metrics_server(
         step.fail("not serving");
         return Err(e.context("hint: metrics-server often needs 1-3 minutes after the addon is enabled; check `kubectl -n kube-system logs deploy/metrics-server`"));
     }
-    step.done(if enabled == Some(true) {
-        "already enabled, serving"
-    } else {
-        "enabled, serving"
-    });
+    step.done("serving");
     Ok(())
 }

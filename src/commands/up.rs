@@ -66,7 +66,7 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         Some(s.client().await?)
     };
     if s.minikube {
-        cluster::ensure_metrics_server(s, client.as_ref()).await?;
+        cluster::enable_metrics_server(s)?;
     }
 
     // The scrape job Secret must exist before the Prometheus it configures.
@@ -115,6 +115,11 @@ pub async fn run(s: &Session, args: &UpArgs) -> anyhow::Result<UpReport> {
         Adapter::SyncedByCaller,
     )
     .await?;
+
+    // metrics-server has been starting since it was enabled; nothing before needed it.
+    if let (true, Some(c)) = (s.minikube, &client) {
+        cluster::wait_metrics_server(s, c).await?;
+    }
 
     // Last, prove the chain end to end. Right after a deploy the adapter has not listed the new
     // series yet, so the check retries until its deadline.

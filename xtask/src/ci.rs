@@ -74,29 +74,44 @@ pub fn ci(_args: &[String]) -> anyhow::Result<()> {
 /// Runs the cluster tests whose names contain `filter` (within [`CLUSTER_TESTS`]). Real clusters
 /// take both cores while they start: these tests run alone, one at a time.
 pub fn run_cluster_tests(filter: &str) -> anyhow::Result<Tally> {
-    test_and_tally(&[
-        "test",
-        "--locked",
-        "--package",
-        "kscale",
-        "--test",
-        "it",
-        "--no-fail-fast",
-        "--",
-        filter,
-        "--test-threads=1",
-    ])
+    run_cluster_tests_with(filter, &[])
+}
+
+/// [`run_cluster_tests`] with extra environment variables for the tests (the benchmarks' knobs).
+pub fn run_cluster_tests_with(filter: &str, envs: &[(&str, &str)]) -> anyhow::Result<Tally> {
+    test_and_tally_with(
+        &[
+            "test",
+            "--locked",
+            "--package",
+            "kscale",
+            "--test",
+            "it",
+            "--no-fail-fast",
+            "--",
+            filter,
+            "--test-threads=1",
+        ],
+        envs,
+    )
 }
 
 /// Runs `cargo <args>`, echoing its output, and adds up every `test result:` line. `CI` is set,
 /// so a test whose tools are missing fails here instead of skipping (tests/it/support/needs.rs).
 fn test_and_tally(args: &[&str]) -> anyhow::Result<Tally> {
-    eprintln!("$ CI=1 cargo {}", args.join(" "));
+    test_and_tally_with(args, &[])
+}
+
+/// [`test_and_tally`] with extra environment variables.
+fn test_and_tally_with(args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<Tally> {
+    let shown: String = envs.iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    eprintln!("$ CI=1 {shown}cargo {}", args.join(" "));
     let mut tally = Tally::default();
     let status = process::lines(
         Command::new("cargo")
             .args(args)
             .env("CI", std::env::var_os("CI").unwrap_or_else(|| "1".into()))
+            .envs(envs.iter().copied())
             .current_dir(project_root()),
         |line| {
             println!("{line}");

@@ -1,5 +1,6 @@
 //! `cargo xtask`: developer automation. `cargo xtask ci` is the test command of the project.
 
+mod bench_faults;
 mod bench_minikube;
 mod bench_server;
 mod ci;
@@ -21,7 +22,8 @@ tasks:
   kit            build|status|env|engine|clean: real minikube offline (run `cargo xtask kit help`)
   deps           install what the tests need (prometheus, promtool, wrk) when missing
   bench-server   benchmark the release kscale-server with wrk and print a table [--seconds N]
-  bench-minikube the real `kscale up` on the offline minikube kit, timed against its goals (~20 min)
+  bench-minikube the real `kscale up` on the offline minikube kit, timed against its goals (~25 min)
+  bench-faults   the same run with six faults during a steady load, as a table against the goals
 ";
 
 fn main() -> ExitCode {
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
         Some("deps") => deps::ensure_test_deps(),
         Some("bench-server") => bench_server::bench_server(&args[1..]),
         Some("bench-minikube") => bench_minikube::bench_minikube(&args[1..]),
+        Some("bench-faults") => bench_faults::bench_faults(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

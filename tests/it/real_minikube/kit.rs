@@ -94,6 +94,12 @@ impl Kit {
         args: &[&str],
         deadline: Duration,
     ) -> (bool, String, String) {
+        let (status, out, err) = self.spawn(program, args).wait(deadline);
+        (status == Some(0), out, err)
+    }
+
+    /// Starts `program` with its output collected, to be waited for or interrupted later.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Background {
         let mut child = self
             .command(program, args)
             .stdout(Stdio::piped())
@@ -112,29 +118,10 @@ impl Kit {
             let _ = stderr.read_to_string(&mut s);
             s
         });
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break Some(status);
-            }
-            if started.elapsed() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let (out, err) = (
-            out.join().unwrap_or_default(),
-            err.join().unwrap_or_default(),
-        );
-        match status {
-            Some(status) => (status.success(), out, err),
-            None => (
-                false,
-                out,
-                format!("{err}\n(killed after {:.0} s)", deadline.as_secs_f64()),
-            ),
+        Background {
+            child,
+            out: Some(out),
+            err: Some(err),
         }
     }
 
@@ -281,4 +268,65 @@ impl Drop for DeleteOnDrop<'_> {
 
 fn words(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
+}
+
+/// A command started by [`Kit::spawn`]; killed when dropped unwaited (a test that panics does
+/// not leave it running).
+pub struct Background {
+    child: std::process::Child,
+    out: Option<std::thread::JoinHandle<String>>,
+    err: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if !self.is_finished() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Background {
+    /// Whether it has exited.
+    pub fn is_finished(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Sends SIGINT, as Ctrl-C in a terminal would, then waits as [`Background::wait`] does.
+    pub fn interrupt(self, deadline: Duration) -> (Option<i32>, String, String) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        }
+        self.wait(deadline)
+    }
+
+    /// Waits until it exits, killing it past `deadline`; (exit code, stdout, stderr), the code
+    /// `None` when it was killed or ended by a signal.
+    pub fn wait(mut self, deadline: Duration) -> (Option<i32>, String, String) {
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break Some(status);
+            }
+            if started.elapsed() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let collected = |h: Option<std::thread::JoinHandle<String>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        let (out, err) = (collected(self.out.take()), collected(self.err.take()));
+        match status {
+            Some(status) => (status.code(), out, err),
+            None => (
+                None,
+                out,
+                format!("{err}\n(killed after {:.0} s)", deadline.as_secs_f64()),
+            ),
+        }
+    }
 }

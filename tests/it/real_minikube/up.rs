@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use super::kit::{Kit, poll};
 
+mod faults;
+
 /// The minikube profile of this test.
 const PROFILE: &str = "kscale-e2e";
 
@@ -80,13 +82,18 @@ impl E2e {
         .collect()
     }
 
-    fn kscale(&self, args: &[&str], deadline: Duration) -> Run {
+    /// `args` with the run's `--set`s after the subcommand (they are accepted everywhere).
+    fn with_sets(&self, args: &[&str]) -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        // Global flags and `--set` go after the subcommand (they are accepted everywhere).
         let at = all.len().min(1);
         for (i, s) in self.sets().into_iter().enumerate() {
             all.insert(at + i, s);
         }
+        all
+    }
+
+    fn kscale(&self, args: &[&str], deadline: Duration) -> Run {
+        let all = self.with_sets(args);
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let started = Instant::now();
         let (ok, stdout, stderr) =
@@ -98,6 +105,13 @@ impl E2e {
             stderr,
             took: started.elapsed(),
         }
+    }
+
+    /// `kscale` started in the background (stopped with `Background::interrupt`).
+    fn kscale_background(&self, args: &[&str]) -> super::kit::Background {
+        let all = self.with_sets(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.kit.spawn(crate::support::process::KSCALE, &refs)
     }
 
     fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
@@ -145,11 +159,28 @@ impl E2e {
         )
     }
 
-    /// (desired replicas of the HPA, ready pods of the app, nodes of ready pods), in one
-    /// `kubectl` call so the samples stay close together on a busy machine.
-    /// (the HPA's desired replicas, ready pods, their nodes, the PodDisruptionBudget's
-    /// `disruptionsAllowed`) from one read.
-    fn scale_state(&self) -> Option<(i64, i64, Vec<String>, Option<i64>)> {
+    /// `kubectl scale` of prometheus-adapter's Deployment to `replicas`.
+    fn scale_adapter(&self, replicas: &str) {
+        self.kit.ok(
+            "kubectl",
+            &[
+                "--context",
+                PROFILE,
+                "-n",
+                "monitoring",
+                "scale",
+                "deployment",
+                "prometheus-adapter",
+                "--replicas",
+                replicas,
+            ],
+            Duration::from_secs(60),
+        );
+    }
+
+    /// `kubectl get -o json` in the default namespace, once; `None` when it fails (the API
+    /// server may be busy or restarting).
+    fn try_get(&self, what: &str) -> Option<serde_json::Value> {
         let out = self.kit.try_ok(
             "kubectl",
             &[
@@ -158,12 +189,19 @@ impl E2e {
                 "-n",
                 "default",
                 "get",
-                "hpa,pods,pdb",
+                what,
                 "-o",
                 "json",
             ],
         )?;
-        let list: serde_json::Value = serde_json::from_str(&out).ok()?;
+        serde_json::from_str(&out).ok()
+    }
+
+    /// (the HPA's desired replicas, ready pods of the app, their nodes, the
+    /// PodDisruptionBudget's `disruptionsAllowed`), in one `kubectl` call so the samples stay
+    /// close together on a busy machine.
+    fn scale_state(&self) -> Option<(i64, i64, Vec<String>, Option<i64>)> {
+        let list = self.try_get("hpa,pods,pdb")?;
         let items = list["items"].as_array()?;
         let desired = items
             .iter()
@@ -173,13 +211,7 @@ impl E2e {
         let ready: Vec<&serde_json::Value> = items
             .iter()
             .filter(|i| i["kind"] == "Pod" && i["metadata"]["labels"]["app"] == "inference")
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .filter(|p| {
-                p["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-            })
+            .filter(|p| ready(p))
             .collect();
         let mut nodes: Vec<String> = ready
             .iter()
@@ -205,6 +237,15 @@ impl E2e {
         let left = self.kit.leftovers(PROFILE);
         assert!(left.is_empty(), "kscale teardown left: {left:?}");
     }
+}
+
+/// Whether a pod is Ready and not being deleted.
+fn ready(pod: &serde_json::Value) -> bool {
+    pod["metadata"]["deletionTimestamp"].is_null()
+        && pod["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// A copy of the repository's tracked files with the build cache of the host-built image, so a
@@ -334,6 +375,9 @@ fn kscale_up_on_real_minikube() {
     // 4 and 5. A load step through the NodePort, watched and recorded.
     load_step(&e2e, &mut figures, &KSCALE_LOAD);
 
+    // 5b. Faults during a steady load: a pod killed, the second node drained.
+    faults::fault_run(&e2e, &mut figures);
+
     // 7. Failure paths on the real cluster.
     adapter_gone(&e2e);
     image_cannot_start(&e2e);
@@ -389,7 +433,10 @@ const KSCALE_LOAD: LoadPlan = LoadPlan {
 };
 
 /// Completions of 256 tokens (about a second each on one slot of the tiny model): four clients
-/// keep three waiting on one pod.
+/// keep three waiting on one pod; then the load goes off. Not down to one client as for
+/// kscale-server: one client is exactly the target of one pod, and requests shorter than the 2 s
+/// scrape are now and then counted on two pods at once (each pod's gauge is read at another
+/// instant), so the HPA rightly wavers between one pod and two (a CI run held two for 150 s).
 const LLAMACPP_LOAD: LoadPlan = LoadPlan {
     label: "llamacpp_",
     args: &[
@@ -400,9 +447,9 @@ const LLAMACPP_LOAD: LoadPlan = LoadPlan {
         "--max-tokens",
         "256",
         "--steps",
-        "0s:4,120s:1",
+        "0s:4,120s:0",
     ],
-    seconds: 270,
+    seconds: 240,
     pods_in_answers: false,
 };
 
@@ -630,23 +677,7 @@ fn load_step(e2e: &E2e, figures: &mut Figures, plan: &LoadPlan) {
 /// prometheus-adapter scaled to 0: `kscale metrics` fails at stage 4 (the APIService) with the
 /// adapter's hint; scaled back, it passes again.
 fn adapter_gone(e2e: &E2e) {
-    let scale = |n: &str| {
-        e2e.kit.ok(
-            "kubectl",
-            &[
-                "--context",
-                PROFILE,
-                "-n",
-                "monitoring",
-                "scale",
-                "deployment",
-                "prometheus-adapter",
-                "--replicas",
-                n,
-            ],
-            Duration::from_secs(60),
-        )
-    };
+    let scale = |n: &str| e2e.scale_adapter(n);
     scale("0");
     let failed = poll(
         "kscale metrics fails without the adapter",
