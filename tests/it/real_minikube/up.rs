@@ -376,7 +376,7 @@ fn kscale_up_on_real_minikube() {
     load_step(&e2e, &mut figures, &KSCALE_LOAD);
 
     // 5b. Faults during a steady load: a pod killed, the second node drained.
-    faults::fault_run(&e2e, &mut figures);
+    let fault_goals_missed = faults::fault_run(&e2e, &mut figures);
 
     // 7. Failure paths on the real cluster.
     adapter_gone(&e2e);
@@ -391,6 +391,11 @@ fn kscale_up_on_real_minikube() {
     eprintln!("kscale teardown: {:.0} s", down.took.as_secs_f64());
     figures.set("teardown_seconds", down.took.as_secs_f64());
     e2e.assert_nothing_left();
+    assert!(
+        fault_goals_missed.is_empty(),
+        "fault goals missed (target/minikube-e2e/faults.json):\n{}",
+        fault_goals_missed.join("\n")
+    );
     figures.write(&out_dir().join(FIGURES));
 }
 

@@ -108,11 +108,13 @@ fn second_node() -> String {
 struct Fault {
     key: &'static str,
     title: &'static str,
-    /// Unix seconds: the fault's start and its end (for a kill, once the pod is ready again).
+    /// Unix seconds: the fault's start, its end (for a kill, once the pod is ready again), and
+    /// the moment `kscale metrics` passed all six stages again.
     started: f64,
     ended: f64,
-    /// Requests completed (answered or failed) from the start until 12 s after the end (a
-    /// request in flight at the end completes within one 10 s inference), and those failed.
+    recovered: f64,
+    /// Requests completed (answered or failed) from the start until 12 s after the recovery
+    /// (a request in flight then completes within one 10 s inference), and those failed.
     requests: u64,
     failed: u64,
     /// Requests the killed pods held (in flight and queued) just before the kill.
@@ -290,6 +292,7 @@ fn observe(e2e: &E2e, kind: Kind) -> Fault {
         desired_high: high,
         hpa_reasons: reasons,
         metrics_said: said.unwrap_or_else(|| "6/6".into()),
+        recovered: unix_now(),
         recovery_seconds: back.elapsed().as_secs_f64(),
         missed: Vec::new(),
     }
@@ -545,9 +548,10 @@ fn requests_between(csv: &str, from: f64, to: f64) -> (u64, u64) {
     (answered + failed, failed)
 }
 
-/// The fault run: a steady load, the planned faults one after the other, the goals checked;
-/// `faults.json` and a table for a person.
-pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) {
+/// The fault run: a steady load, the planned faults one after the other; `faults.json` and a
+/// table for a person. Returns the goals missed, which the caller asserts once the teardown
+/// after the faults has been checked too.
+pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
     let load_csv = out_dir().join("faults_load.csv");
     let _ = std::fs::remove_file(&load_csv);
     let _ = std::fs::remove_file(out_dir().join(FAULTS));
@@ -589,7 +593,7 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) {
     eprintln!("faults: the load's report: {report}");
     let csv = std::fs::read_to_string(&load_csv).expect("the load's record");
     for f in &mut faults {
-        (f.requests, f.failed) = requests_between(&csv, f.started, f.ended + 12.0);
+        (f.requests, f.failed) = requests_between(&csv, f.started, f.recovered + 12.0);
         f.missed = f.missed_goals();
     }
 
@@ -624,11 +628,22 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) {
     .expect("write faults.json");
     for f in &faults {
         assert!(f.requests > 0, "no request completed during {f:?}");
-        assert!(
-            f.missed.is_empty(),
-            "{}: {}: {f:?}",
-            f.title,
-            f.missed.join("; ")
-        );
     }
+    let mut missed: Vec<String> = faults
+        .iter()
+        .flat_map(|f| f.missed.iter().map(move |m| format!("{}: {m}", f.title)))
+        .collect();
+    // Every failure of the run happened during a fault or its recovery.
+    let failed_in_all: u64 = report["errors"]
+        .as_object()
+        .map(|e| e.values().filter_map(serde_json::Value::as_u64).sum())
+        .unwrap_or(0);
+    let attributed: u64 = faults.iter().map(|f| f.failed).sum();
+    if failed_in_all > attributed {
+        missed.push(format!(
+            "{} request(s) failed outside every fault and its recovery",
+            failed_in_all - attributed
+        ));
+    }
+    missed
 }
