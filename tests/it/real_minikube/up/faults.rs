@@ -12,6 +12,10 @@ use super::{E2e, Figures, PROFILE, out_dir, poll, ready, unix_now};
 /// HPA holds three pods (four now and then), which the spread puts on both nodes.
 const CLIENTS: u64 = 3;
 
+/// Seconds a fault's window runs past its recovery: a request in flight then completes within
+/// one 10 s inference.
+const WINDOW_AFTER_RECOVERY: f64 = 12.0;
+
 /// Where the run writes its faults, one JSON object each, for `cargo xtask bench-faults`.
 const FAULTS: &str = "faults.json";
 
@@ -571,8 +575,15 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
         "--output",
         "json",
     ]);
-    let mut faults = Vec::new();
+    let mut faults: Vec<Fault> = Vec::new();
     for kind in Kind::planned() {
+        // The previous fault's window runs 12 s past its recovery: the next starts after it.
+        if let Some(previous) = faults.last() {
+            let wait = previous.recovered + WINDOW_AFTER_RECOVERY - unix_now();
+            if wait > 0.0 {
+                std::thread::sleep(Duration::from_secs_f64(wait));
+            }
+        }
         steady(e2e, kind.hits_the_second_node());
         let fault = observe(e2e, *kind);
         eprintln!("faults: {fault:?}");
@@ -593,7 +604,8 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
     eprintln!("faults: the load's report: {report}");
     let csv = std::fs::read_to_string(&load_csv).expect("the load's record");
     for f in &mut faults {
-        (f.requests, f.failed) = requests_between(&csv, f.started, f.recovered + 12.0);
+        (f.requests, f.failed) =
+            requests_between(&csv, f.started, f.recovered + WINDOW_AFTER_RECOVERY);
         f.missed = f.missed_goals();
     }
 
