@@ -212,6 +212,13 @@ pub struct LoadArgs {
     /// allows). kube-proxy balances connections, not requests: new connections reach new pods.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub reconnect_every: u64,
+    /// Try a refused connection again up to N times, 100 ms apart, within --timeout: the
+    /// request never reached a server, so a retry is safe (HTTP clients such as OpenAI's SDK
+    /// retry connection errors twice by default). 0 counts every refusal as a failure. Retries
+    /// are counted in the report.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retry_refused: u32,
     /// Give up on a request (connection included) after this long; it counts as a timeout.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     pub timeout: Duration,

@@ -339,15 +339,30 @@ where
     })
 }
 
+/// Connections opened and refused connections retried, over a whole run.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// TCP connections opened.
+    pub opened: std::sync::atomic::AtomicU64,
+    /// Refused connections tried again (`--retry-refused`).
+    pub refusals_retried: std::sync::atomic::AtomicU64,
+}
+
+/// Pause before connecting again after a refusal: long enough for kube-proxy to pick an
+/// endpoint afresh, short beside an inference.
+pub const REFUSED_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 /// The client side of one request, started at `started`: reuse `slot`'s connection when
-/// allowed, else open one; send; keep the connection in `slot` when it may carry more. Counts
-/// connections opened in `opened`.
+/// allowed, else open one (a refused connection tried again up to `retry_refused` times:
+/// the request never reached a server, so a retry is safe); send; keep the connection in
+/// `slot` when it may carry more.
 pub async fn request(
     slot: &mut Option<Conn>,
     target: &Target,
     timeout: Duration,
     reconnect_every: u64,
-    opened: &std::sync::atomic::AtomicU64,
+    retry_refused: u32,
+    counters: &Counters,
     started: Instant,
 ) -> Outcome {
     let deadline = started + timeout;
@@ -359,13 +374,27 @@ pub async fn request(
                 .is_some_and(|c| c.is_open() && (reconnect_every == 0 || c.used < reconnect_every));
             if !reuse {
                 *slot = None;
-                match connect(target).await {
-                    Ok(c) => {
-                        opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        *slot = Some(c);
+                let mut refusals = 0;
+                let c = loop {
+                    match connect(target).await {
+                        Ok(c) => break c,
+                        Err(Outcome::Failed {
+                            kind: ErrorKind::Refused,
+                            ..
+                        }) if refusals < retry_refused => {
+                            refusals += 1;
+                            counters
+                                .refusals_retried
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tokio::time::sleep(REFUSED_RETRY_PAUSE).await;
+                        }
+                        Err(outcome) => return outcome,
                     }
-                    Err(outcome) => return outcome,
-                }
+                };
+                counters
+                    .opened
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *slot = Some(c);
             }
             let Some(conn) = slot.as_mut() else {
                 continue;

@@ -50,6 +50,7 @@ impl LoadArgs {
             duration: Duration::from_secs(60),
             max_requests: None,
             reconnect_every: 0,
+            retry_refused: 0,
             timeout: Duration::from_secs(120),
             max_in_flight: 1024,
             api: None,
@@ -149,7 +150,8 @@ struct Shared {
     target: Target,
     stats: Mutex<Stats>,
     in_flight: AtomicU64,
-    opened: AtomicU64,
+    counters: conn::Counters,
+    retry_refused: u32,
     issued: AtomicU64,
     max_requests: u64,
     sending: AtomicBool,
@@ -200,7 +202,8 @@ impl Shared {
             &self.target,
             self.timeout,
             self.reconnect_every,
-            &self.opened,
+            self.retry_refused,
+            &self.counters,
             started,
         )
         .await;
@@ -299,7 +302,8 @@ pub async fn generate(
         target: target.clone(),
         stats: Mutex::new(Stats::default()),
         in_flight: AtomicU64::new(0),
-        opened: AtomicU64::new(0),
+        counters: conn::Counters::default(),
+        retry_refused: args.retry_refused,
         issued: AtomicU64::new(0),
         max_requests: args.max_requests.unwrap_or(u64::MAX),
         sending: AtomicBool::new(args.max_requests != Some(0)),
@@ -497,7 +501,7 @@ pub async fn generate(
         stopped_by,
         elapsed,
         unfinished,
-        shared.opened.load(Ordering::SeqCst),
+        &shared.counters,
     ))
 }
 

@@ -392,6 +392,9 @@ pub struct LoadReport {
     pub mean_server_inference_ms: Option<f64>,
     /// TCP connections opened.
     pub connections_opened: u64,
+    /// Refused connections tried again (`--retry-refused`); not failures unless every try was
+    /// refused.
+    pub refusals_retried: u64,
     /// Arrivals skipped because the client was at `--max-in-flight` (rate profile).
     pub client_limited: u64,
     /// Examples of failures of kind `other` and `bad_answer`.
@@ -407,7 +410,7 @@ impl LoadReport {
         stopped_by: StopReason,
         elapsed: Duration,
         unfinished: u64,
-        connections_opened: u64,
+        counters: &super::conn::Counters,
     ) -> Self {
         let (queue, inference) = stats.server_times();
         let elapsed_seconds = elapsed.as_secs_f64();
@@ -439,7 +442,10 @@ impl LoadReport {
             stream_events: stream.then_some(stats.stream_events),
             mean_server_queue_ms: queue,
             mean_server_inference_ms: inference,
-            connections_opened,
+            connections_opened: counters.opened.load(std::sync::atomic::Ordering::SeqCst),
+            refusals_retried: counters
+                .refusals_retried
+                .load(std::sync::atomic::Ordering::SeqCst),
             client_limited: stats.client_limited,
             other_error_examples: stats.other_examples.clone(),
         }
@@ -542,6 +548,13 @@ impl LoadReport {
             let _ = writeln!(s, "  ok answers per pod: {}", pods.join(", "));
         }
         let _ = writeln!(s, "  connections opened: {}", self.connections_opened);
+        if self.refusals_retried > 0 {
+            let _ = writeln!(
+                s,
+                "  refused connections tried again: {}",
+                self.refusals_retried
+            );
+        }
         if self.client_limited > 0 {
             let _ = writeln!(
                 s,
@@ -609,8 +622,13 @@ mod tests {
             StopReason::Duration,
             Duration::from_secs(2),
             0,
-            3,
+            &crate::load::conn::Counters {
+                opened: 3.into(),
+                refusals_retried: 2.into(),
+            },
         );
+        assert_eq!((r.connections_opened, r.refusals_retried), (3, 2));
+        assert!(r.to_text().contains("refused connections tried again: 2"));
         assert_eq!(r.ok, 2);
         assert_eq!(r.errors.total(), 2);
         assert_eq!(r.status_counts.get("503"), Some(&1));
@@ -670,7 +688,7 @@ mod tests {
             StopReason::MaxRequests,
             Duration::from_secs(2),
             0,
-            1,
+            &Default::default(),
         );
         let t = r.ttft_seconds.as_ref().unwrap();
         assert_eq!(t.count, 2);

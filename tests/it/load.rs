@@ -216,6 +216,14 @@ fn a_closed_port_is_refused() {
     assert_eq!(report.sent, 3);
     assert_eq!(report.errors.refused, 3, "{report:#?}");
     assert_eq!(report.ok, 0);
+    assert_eq!(report.refusals_retried, 0, "{report:#?}");
+
+    // With retries, each request is tried three times before it counts as refused, once.
+    a.retry_refused = 2;
+    let report = load(&a, &format!("http://127.0.0.1:{port}"));
+    assert_eq!((report.sent, report.errors.refused), (3, 3), "{report:#?}");
+    assert_eq!(report.refusals_retried, 6, "{report:#?}");
+    assert_eq!(report.connections_opened, 0, "{report:#?}");
 }
 
 #[test]

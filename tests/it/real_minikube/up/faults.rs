@@ -570,6 +570,10 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
         "40m",
         "--reconnect-every",
         "1",
+        // As HTTP clients do (OpenAI's SDK retries connection errors twice): a connection
+        // kube-proxy sends to a pod killed a moment ago is refused before any request is made.
+        "--retry-refused",
+        "2",
         "--record",
         &load_csv_s,
         "--output",
