@@ -1,9 +1,10 @@
 //! The real `kscale up` on real minikube, as a user of an offline machine runs it: the kit's
 //! settings from `cargo xtask kit env` (its tools first on PATH, `KSCALE_CLUSTER_*`), the pinned
 //! charts from `../shared/charts`, a host-built server image, Grafana off. Every step goes
-//! through the `kscale` binary; `kubectl`, `helm` and `docker` only look.
+//! through the `kscale` binary; `kubectl`, `helm` and `docker` only look, except in the fault
+//! run (`up/faults.rs`), which makes its faults with them.
 //!
-//! The metric is the fast profile (`concurrency`, 5 s scrapes) with a 30 s scale-down window, so
+//! The metric is the fast profile (`concurrency`, 2 s scrapes) with a 30 s scale-down window, so
 //! a load step shows a scale-up and a scale-down within minutes.
 
 use std::path::{Path, PathBuf};
