@@ -160,23 +160,24 @@ impl E2e {
         )
     }
 
+    /// `kubectl --context PROFILE ARGS` (60 s at most); its stdout, or a panic naming it.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let mut all = vec!["--context", PROFILE];
+        all.extend_from_slice(args);
+        self.kit.ok("kubectl", &all, Duration::from_secs(60))
+    }
+
     /// `kubectl scale` of prometheus-adapter's Deployment to `replicas`.
     fn scale_adapter(&self, replicas: &str) {
-        self.kit.ok(
-            "kubectl",
-            &[
-                "--context",
-                PROFILE,
-                "-n",
-                "monitoring",
-                "scale",
-                "deployment",
-                "prometheus-adapter",
-                "--replicas",
-                replicas,
-            ],
-            Duration::from_secs(60),
-        );
+        self.kubectl(&[
+            "-n",
+            "monitoring",
+            "scale",
+            "deployment",
+            "prometheus-adapter",
+            "--replicas",
+            replicas,
+        ]);
     }
 
     /// `kubectl get -o json` in the default namespace, once; `None` when it fails (the API

@@ -302,27 +302,15 @@ fn observe(e2e: &E2e, kind: Kind) -> Fault {
     }
 }
 
-fn kubectl(e2e: &E2e, args: &[&str]) -> String {
-    let mut all = vec!["--context", PROFILE];
-    all.extend_from_slice(args);
-    e2e.kit.ok("kubectl", &all, Duration::from_secs(60))
-}
-
-/// The requests a pod holds now (in flight plus queued), read from its own `/metrics` through
-/// the API server's pod proxy (which takes a port number: a port's name is not resolved).
-fn held_by(e2e: &E2e, pod: &str) -> u64 {
-    let spec = e2e.kubectl_json(&["-n", "default", "get", "pod", pod]);
-    let port = spec["spec"]["containers"][0]["ports"][0]["containerPort"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{pod} declares no port: {spec}"));
-    let text = kubectl(
-        e2e,
-        &[
-            "get",
-            "--raw",
-            &format!("/api/v1/namespaces/default/pods/{pod}:{port}/proxy/metrics"),
-        ],
-    );
+/// The requests a pod holds now (in flight plus queued), read from its own `/metrics` on
+/// `port` through the API server's pod proxy (which takes a port number: a port's name is not
+/// resolved).
+fn held_by(e2e: &E2e, (pod, port): &(String, i64)) -> u64 {
+    let text = e2e.kubectl(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/pods/{pod}:{port}/proxy/metrics"),
+    ]);
     text.lines()
         .filter(|l| {
             l.starts_with("inference_requests_in_flight ")
@@ -332,8 +320,8 @@ fn held_by(e2e: &E2e, pod: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// The ready app pods on `node`.
-fn serving_pods_on(e2e: &E2e, node: &str) -> Vec<String> {
+/// The ready app pods on `node`: (name, the server's container port).
+fn serving_pods_on(e2e: &E2e, node: &str) -> Vec<(String, i64)> {
     let pods = e2e.kubectl_json(&[
         "-n",
         "default",
@@ -349,7 +337,12 @@ fn serving_pods_on(e2e: &E2e, node: &str) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|p| ready(p))
-        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .filter_map(|p| {
+            Some((
+                p["metadata"]["name"].as_str()?.to_string(),
+                p["spec"]["containers"][0]["ports"][0]["containerPort"].as_i64()?,
+            ))
+        })
         .collect()
 }
 
@@ -367,7 +360,7 @@ fn kill_pod(e2e: &E2e) -> u64 {
                 .into_iter()
                 .map(|pod| {
                     let held = held_by(e2e, &pod);
-                    (pod, held)
+                    (pod.0, held)
                 })
                 .find(|(_, held)| *held > 0)
         },
@@ -399,25 +392,23 @@ fn kill_pod(e2e: &E2e) -> u64 {
 /// uncordon.
 fn drain_node(e2e: &E2e) -> u64 {
     let node = second_node();
-    let (code, out, err) = e2e
-        .kit
-        .spawn(
-            "kubectl",
-            &[
-                "--context",
-                PROFILE,
-                "drain",
-                &node,
-                "--ignore-daemonsets",
-                "--delete-emptydir-data",
-                "--timeout",
-                "180s",
-            ],
-        )
-        .wait(Duration::from_secs(200));
+    let (drained, out, err) = e2e.kit.bounded(
+        "kubectl",
+        &[
+            "--context",
+            PROFILE,
+            "drain",
+            &node,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout",
+            "180s",
+        ],
+        Duration::from_secs(200),
+    );
     // Uncordoned whatever happened, so the rest of the run has both nodes.
-    kubectl(e2e, &["uncordon", &node]);
-    assert_eq!(code, Some(0), "kubectl drain failed:\n{out}\n{err}");
+    e2e.kubectl(&["uncordon", &node]);
+    assert!(drained, "kubectl drain failed:\n{out}\n{err}");
     0
 }
 
@@ -463,10 +454,7 @@ fn prometheus_pod(e2e: &E2e) -> Option<(String, String, bool)> {
 /// fault lasts until the new pod is ready.
 fn delete_prometheus(e2e: &E2e) -> u64 {
     let (name, uid, _) = prometheus_pod(e2e).expect("a Prometheus pod");
-    kubectl(
-        e2e,
-        &["-n", "monitoring", "delete", "pod", &name, "--wait=false"],
-    );
+    e2e.kubectl(&["-n", "monitoring", "delete", "pod", &name, "--wait=false"]);
     poll(
         "a new Prometheus pod is ready",
         Duration::from_secs(300),
@@ -524,32 +512,13 @@ fn restart_node(e2e: &E2e) -> u64 {
 }
 
 /// (completed, failed) requests between two Unix times, from the load's per-second record.
-fn requests_between(csv: &str, from: f64, to: f64) -> (u64, u64) {
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
-    let col = |name: &str| {
-        header
-            .iter()
-            .position(|h| *h == name)
-            .unwrap_or_else(|| panic!("no {name} column in the load record"))
-    };
-    let (at, ok, errors, shed) = (col("unix_seconds"), col("ok"), col("errors"), col("shed"));
-    let (mut answered, mut failed) = (0, 0);
-    for line in lines {
-        let cells: Vec<&str> = line.split(',').collect();
-        let value = |i: usize| {
-            cells
-                .get(i)
-                .and_then(|c| c.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let t: f64 = cells.get(at).and_then(|c| c.parse().ok()).unwrap_or(0.0);
-        if t >= from && t <= to {
-            answered += value(ok);
-            failed += value(errors) + value(shed);
-        }
-    }
-    (answered + failed, failed)
+fn requests_between(rows: &[kscale::timeline::TimelineRow], from: f64, to: f64) -> (u64, u64) {
+    rows.iter()
+        .filter(|r| r.unix_seconds.is_some_and(|t| t >= from && t <= to))
+        .fold((0, 0), |(completed, failed), r| {
+            let bad = r.errors.unwrap_or(0) + r.shed.unwrap_or(0);
+            (completed + r.ok.unwrap_or(0) + bad, failed + bad)
+        })
 }
 
 /// The fault run: a steady load, the planned faults one after the other; `faults.json` and a
@@ -606,10 +575,10 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
     let report: serde_json::Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("the load's report ({e}):\n{stdout}\n{stderr}"));
     eprintln!("faults: the load's report: {report}");
-    let csv = std::fs::read_to_string(&load_csv).expect("the load's record");
+    let rows = kscale::timeline::read_csv(&load_csv).expect("the load's record");
     for f in &mut faults {
         (f.requests, f.failed) =
-            requests_between(&csv, f.started, f.recovered + WINDOW_AFTER_RECOVERY);
+            requests_between(&rows, f.started, f.recovered + WINDOW_AFTER_RECOVERY);
         f.missed = f.missed_goals();
     }
 
