@@ -9,6 +9,7 @@ mod deps;
 mod files;
 mod kit;
 mod process;
+mod up;
 mod upstream;
 
 use std::process::ExitCode;
@@ -17,6 +18,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  up             the whole stack (`kscale up`): with this machine's Docker, minikube and helm, or
+                 on the offline kit (built once) when they are missing (run `cargo xtask up --help`)
+  kscale         any kscale command the same way (e.g. `cargo xtask kscale teardown`)
   ci             fmt check, clippy -D warnings and every test; installs what the tests need
   controlplane   up|down|status|build: a real Kubernetes control plane (run `cargo xtask controlplane help`)
   kit            build|status|env|engine|clean: real minikube offline (run `cargo xtask kit help`)
@@ -29,6 +33,8 @@ tasks:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("up") => up::up(&args[1..]),
+        Some("kscale") => up::kscale(&args[1..]),
         Some("ci") => ci::ci(&args[1..]),
         Some("controlplane") => controlplane::controlplane(&args[1..]),
         Some("kit") => kit::kit(&args[1..]),

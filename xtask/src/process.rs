@@ -176,6 +176,18 @@ pub fn run_with(cmd: &mut Command, options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs `cmd` attached to this terminal (stdin too: it may ask a question), echoing it first;
+/// fails with the command and its status (its stderr went to the terminal).
+pub fn run_attached(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = describe(cmd);
+    eprintln!("$ {shown}");
+    let status = cmd.status().map_err(|e| cannot_start(&shown, e, None))?;
+    if !status.success() {
+        anyhow::bail!("`{shown}` failed with {status}");
+    }
+    Ok(())
+}
+
 /// Runs `producer | consumer`, failing with whichever side failed. Both are taken by value:
 /// a command keeps its stdin handle until dropped, and a pipe end left open in this process
 /// would keep the producer blocked forever if the consumer stopped early.

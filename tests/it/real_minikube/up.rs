@@ -1,6 +1,7 @@
-//! The real `kscale up` on real minikube, as a user of an offline machine runs it: the kit's
-//! settings from `cargo xtask kit env` (its tools first on PATH, `KSCALE_CLUSTER_*`), the pinned
-//! charts from `../shared/charts`, a host-built server image, Grafana off. Every step goes
+//! The real `kscale up` on real minikube, as a user of an offline machine runs it (what `cargo
+//! xtask up` runs there): the kit's settings from `cargo xtask kit env` (its tools first on PATH,
+//! and the `KSCALE_*` settings for the kit: its base image, its chart values, a host-built server
+//! image, Grafana off) and the pinned charts from `../shared/charts`. Every step goes
 //! through the `kscale` binary; `kubectl`, `helm` and `docker` only look, except in the fault
 //! run (`up/faults.rs`), which makes its faults with them.
 //!
@@ -65,14 +66,9 @@ struct E2e {
 impl E2e {
     /// `--set` arguments of every kscale run here.
     fn sets(&self) -> Vec<String> {
-        let fixture =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kit/prometheus-values.yaml");
         [
             format!("cluster.profile={PROFILE}"),
             format!("monitoring.chart_source={}", self.charts.display()),
-            format!("monitoring.prometheus_values={}", fixture.display()),
-            "monitoring.grafana=false".into(),
-            "app.image_build=host".into(),
             "metric.profile=concurrency".into(),
             "hpa.max_replicas=4".into(),
             "hpa.scale_down.stabilization_window_seconds=30".into(),

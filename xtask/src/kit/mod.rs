@@ -93,6 +93,11 @@ impl Layout {
     pub fn cni_manifest(&self) -> PathBuf {
         self.cache.join("flannel.yaml")
     }
+
+    /// kube-prometheus-stack values the kit needs (`monitoring.prometheus_values`).
+    pub fn prometheus_values(&self) -> PathBuf {
+        self.cache.join("prometheus-values.yaml")
+    }
 }
 
 /// Debian packages the kit runs on the host, each with a program that proves it is installed.
@@ -145,18 +150,27 @@ impl Kit {
         .collect()
     }
 
-    /// kscale's `cluster.*` settings that make `kscale up` create its minikube on the kit.
+    /// kscale's settings (key, value) that make `kscale up` work on the kit and offline: its
+    /// minikube on the kit's base image, the kit's values for kube-prometheus-stack, no Grafana
+    /// (the kit builds no Grafana image) and the server image built on the host (the Dockerfile's
+    /// Rust base image cannot be pulled).
     pub fn kscale_settings(&self, layout: &Layout) -> Vec<(&'static str, String)> {
         vec![
-            ("base_image", self.base_image.clone()),
-            ("container_runtime", "containerd".into()),
-            ("kubernetes_version", KUBERNETES_VERSION.into()),
-            ("cni", layout.cni_manifest().display().to_string()),
-            ("start_flags", EXTRA_START_FLAGS.join(" ")),
+            ("cluster.base_image", self.base_image.clone()),
+            ("cluster.container_runtime", "containerd".into()),
+            ("cluster.kubernetes_version", KUBERNETES_VERSION.into()),
+            ("cluster.cni", layout.cni_manifest().display().to_string()),
+            ("cluster.start_flags", EXTRA_START_FLAGS.join(" ")),
             (
-                "metrics_server_image",
+                "cluster.metrics_server_image",
                 self.metrics_server_image.to_string(),
             ),
+            (
+                "monitoring.prometheus_values",
+                layout.prometheus_values().display().to_string(),
+            ),
+            ("monitoring.grafana", "false".into()),
+            ("app.image_build", "host".into()),
         ]
     }
 
@@ -256,7 +270,7 @@ pub fn down_after_tests() -> anyhow::Result<()> {
 }
 
 /// The kit's settings in the order `kit env` prints them: (name, value, quoted in the shell).
-fn env_vars(layout: &Layout, kit: &Kit) -> Vec<(String, String, bool)> {
+pub fn env_vars(layout: &Layout, kit: &Kit) -> Vec<(String, String, bool)> {
     let path = std::env::var("PATH").unwrap_or_default();
     let mut vars = vec![
         (
@@ -298,15 +312,16 @@ fn env_vars(layout: &Layout, kit: &Kit) -> Vec<(String, String, bool)> {
             false,
         ),
     ];
-    // kscale's own settings for the kit: `kscale up` in this shell creates its cluster on it.
+    // kscale's own settings for the kit: `kscale up` in this shell creates its stack on it.
     for (key, value) in kit.kscale_settings(layout) {
-        vars.push((
-            format!("KSCALE_CLUSTER_{}", key.to_uppercase()),
-            value,
-            true,
-        ));
+        vars.push((kscale_variable(key), value, true));
     }
     vars
+}
+
+/// The `KSCALE_*` variable of a kscale key (`cluster.cni` → `KSCALE_CLUSTER_CNI`).
+fn kscale_variable(key: &str) -> String {
+    format!("KSCALE_{}", key.replace('.', "_").to_uppercase())
 }
 
 /// Whether `env` was asked for `--format json` (one JSON object on stdout, for programs such as

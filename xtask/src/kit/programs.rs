@@ -115,5 +115,9 @@ pub fn install(layout: &Layout, programs: &Programs, images: &Built) -> anyhow::
     let manifest = include_str!("../../kit/flannel.yaml")
         .replace("@FLANNEL_IMAGE@", &images.flannel.to_string());
     files::write(&layout.cni_manifest(), manifest)?;
+    files::write(
+        &layout.prometheus_values(),
+        include_str!("../../kit/prometheus-values.yaml"),
+    )?;
     Ok(())
 }
