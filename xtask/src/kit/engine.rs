@@ -91,29 +91,64 @@ pub fn up(layout: &Layout) -> anyhow::Result<()> {
     )
 }
 
-/// Stops the engine (SIGTERM, then SIGKILL after 30 s); a no-op when it does not run.
-pub fn down(layout: &Layout) -> anyhow::Result<()> {
-    let Ok(pid) = std::fs::read_to_string(pid_file(layout)) else {
-        return Ok(());
-    };
-    let pid = pid.trim();
-    if pid.is_empty() {
-        return Ok(());
-    }
-    let alive = |pid: &str| std::path::Path::new(&format!("/proc/{pid}")).exists();
-    if let Ok(number) = pid.parse::<u32>()
+/// Whether `cmdline` (a `/proc/PID/cmdline`: arguments separated by NUL) is a `dockerd`
+/// serving `host`.
+fn is_engine_on(cmdline: &[u8], host: &str) -> bool {
+    let mut args = cmdline
+        .split(|b| *b == 0)
+        .map(String::from_utf8_lossy)
+        .filter(|a| !a.is_empty());
+    let is_dockerd = args
+        .next()
+        .is_some_and(|program| program.rsplit('/').next() == Some("dockerd"));
+    let wanted = format!("--host={host}");
+    is_dockerd && args.any(|a| a == wanted)
+}
+
+/// The engine's pid: its pid file's, else that of the `dockerd` whose command line names the
+/// kit's socket (the pid file is gone when the engine was stopped by hand, or the state folder
+/// cleaned, while a dockerd still serves the socket).
+fn engine_pid(layout: &Layout) -> Option<u32> {
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    if let Ok(text) = std::fs::read_to_string(pid_file(layout))
+        && let Ok(pid) = text.trim().parse::<u32>()
         && alive(pid)
     {
-        let _ = process::signal(number, "-TERM", false);
+        return Some(pid);
+    }
+    let host = layout.docker_host();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| is_engine_on(&cmdline, &host))
+        })
+}
+
+/// Stops the engine (SIGTERM, then SIGKILL after 30 s); a no-op when it does not run.
+pub fn down(layout: &Layout) -> anyhow::Result<()> {
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    if let Some(pid) = engine_pid(layout) {
+        let _ = process::signal(pid, "-TERM", false);
         let deadline = Instant::now() + Duration::from_secs(30);
         while alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
         if alive(pid) {
-            let _ = process::signal(number, "-KILL", false);
+            let _ = process::signal(pid, "-KILL", false);
         }
     }
     let _ = std::fs::remove_file(pid_file(layout));
+    if running(layout) {
+        anyhow::bail!(
+            "an engine still answers on {} and no dockerd with that socket was found: stop it \
+             by hand (`DOCKER_HOST={} docker info` shows it)",
+            layout.docker_host(),
+            layout.docker_host()
+        );
+    }
     Ok(())
 }
 
@@ -184,6 +219,19 @@ mod tests {
         } else {
             assert_eq!(seen, spec);
         }
+    }
+
+    #[test]
+    fn the_engine_is_found_by_its_socket() {
+        let host = "unix:///tmp/kscale-kit/docker.sock";
+        let ours =
+            b"/usr/sbin/dockerd\0--data-root=/d\0--host=unix:///tmp/kscale-kit/docker.sock\0";
+        assert!(is_engine_on(ours, host));
+        let other = b"dockerd\0--host=unix:///var/run/docker.sock\0";
+        assert!(!is_engine_on(other, host));
+        let not_dockerd = b"/bin/sh\0-c\0dockerd --host=unix:///tmp/kscale-kit/docker.sock\0";
+        assert!(!is_engine_on(not_dockerd, host));
+        assert!(!is_engine_on(b"", host));
     }
 
     #[test]
