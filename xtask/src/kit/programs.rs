@@ -43,9 +43,22 @@ pub fn ensure(mode: Mode) -> anyhow::Result<Programs> {
     let cache = gobuild::shared_cache()?;
     let go_version = gobuild::go_version()?;
     let mut dirs = Vec::new();
-    for module in modules::kit() {
+    let all = modules::kit();
+    let count = all.len();
+    for (n, module) in all.into_iter().enumerate() {
         let dir = match mode {
-            Mode::Build => cache.build(&module, &go_version, |_| Ok(()), |_| true)?,
+            Mode::Build => {
+                let built = cache.bin_dir(&module, &go_version)?;
+                if !module.programs.iter().all(|(_, p)| built.join(p).is_file()) {
+                    // A cold module takes minutes: say which one, and how far along the kit is.
+                    eprintln!(
+                        "kit: Go program {} of {count}: {} (not built yet)",
+                        n + 1,
+                        module.name
+                    );
+                }
+                cache.build(&module, &go_version, |_| Ok(()), |_| true)?
+            }
             Mode::Check => {
                 let dir = cache.bin_dir(&module, &go_version)?;
                 if !module.programs.iter().all(|(_, p)| dir.join(p).is_file()) {
