@@ -154,7 +154,8 @@ fn killed_by_signal(e: &anyhow::Error) -> bool {
     })
 }
 
-/// How to reach each part of the stack, for the final summary.
+/// How to reach each part of the stack, for the final summary (Grafana only when it was
+/// installed).
 pub fn access_lines(s: &crate::session::Session) -> Vec<(String, String)> {
     let c = &s.cfg;
     let m = &c.monitoring;
@@ -205,4 +206,7 @@ pub fn access_lines(s: &crate::session::Session) -> Vec<(String, String)> {
             ),
         ),
     ]
+    .into_iter()
+    .filter(|(part, _)| part != "grafana" || m.grafana)
+    .collect()
 }

@@ -155,8 +155,8 @@ pub fn succeeds(cmd: &mut Command) -> bool {
     output(cmd).is_ok()
 }
 
-/// Runs `cmd` with its output shown (long steps), echoing it first; fails with the command,
-/// status and hint.
+/// Runs `cmd` with its output shown on stderr (long steps: their output is progress, and stdout
+/// stays for results), echoing it first; fails with the command, status and hint.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     run_with(cmd, Options::default())
 }
@@ -168,6 +168,7 @@ pub fn run_with(cmd: &mut Command, options: Options) -> anyhow::Result<()> {
     eprintln!("$ {shown}");
     let status = cmd
         .stdin(Stdio::null())
+        .stdout(std::io::stderr())
         .status()
         .map_err(|e| cannot_start(&shown, e, options.missing))?;
     if !status.success() {

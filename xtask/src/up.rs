@@ -154,7 +154,7 @@ pub fn kscale(args: &[String]) -> anyhow::Result<()> {
     cmd.args([
         "run",
         "--release",
-        "--quiet",
+        // Not quiet: a first build takes minutes, and cargo's lines are its progress.
         "--package",
         "kscale",
         "--bin",

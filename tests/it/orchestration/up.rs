@@ -57,6 +57,17 @@ fn fresh_up_runs_every_step_in_order() {
 }
 
 #[test]
+fn up_without_grafana_shows_no_way_to_it() {
+    let env = Env::new();
+    let run = env.up_with(&["--set", "monitoring.grafana=false"]);
+    run.expect_code(0).stdout_has(&[
+        "kscale: the stack is up on context kscale",
+        "port-forward svc/prometheus-kube-prometheus-prometheus 9090",
+    ]);
+    assert!(!run.stdout.contains("grafana"), "{}", run.stdout);
+}
+
+#[test]
 fn up_again_on_the_running_stack_changes_nothing() {
     let env = Env::new();
     let first = env.up_fresh();

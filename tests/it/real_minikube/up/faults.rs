@@ -102,7 +102,7 @@ impl Kind {
     }
 }
 
-/// The second node: the one the faults hit (the NodePort the load goes through is the first's).
+/// The second node: the one the faults hit (the load runs in the first).
 fn second_node() -> String {
     format!("{PROFILE}-m02")
 }
@@ -521,6 +521,74 @@ fn requests_between(rows: &[kscale::timeline::TimelineRow], from: f64, to: f64) 
         })
 }
 
+/// The steady load, sent from inside the cluster: `kscale load` (the binary under test) runs in
+/// the first node's container, in its network namespace as a host-network pod would, and
+/// reaches the app through its Service's cluster IP, so kube-proxy picks a pod for each new
+/// connection as for any client in the cluster. The faults hit the second node.
+struct InClusterLoad {
+    exec: super::super::kit::Background,
+}
+
+impl InClusterLoad {
+    /// The binary's path inside the node (its process name is what `stop` signals).
+    const BINARY: &'static str = "/usr/local/bin/kscale-load";
+    /// Where the load writes its per-second record inside the node.
+    const RECORD: &'static str = "/tmp/kscale-faults-load.csv";
+
+    /// Copies the `kscale` binary into the first node and starts `kscale load ARGS` there
+    /// against the Service.
+    fn start(e2e: &E2e, args: &[&str]) -> Self {
+        let minute = Duration::from_secs(60);
+        let into_node = format!("{PROFILE}:{}", Self::BINARY);
+        let binary = crate::support::process::KSCALE;
+        e2e.kit
+            .ok("docker", &["cp", binary, &into_node], 2 * minute);
+        let (ok, out, err) = e2e.kit.bounded(
+            "docker",
+            &["exec", PROFILE, Self::BINARY, "--version"],
+            minute,
+        );
+        assert!(
+            ok,
+            "the kscale binary under test does not run inside the node ({out}{err}): it needs a \
+             C library no newer than the node's (Debian bookworm)"
+        );
+        let service = e2e.kubectl(&[
+            "-n",
+            "default",
+            "get",
+            "service",
+            "inference",
+            "-o",
+            "jsonpath={.spec.clusterIP}:{.spec.ports[0].port}",
+        ]);
+        let url = format!("http://{}", service.trim());
+        let mut all = vec!["exec", PROFILE, Self::BINARY, "load", "--url", &url];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--record", Self::RECORD]);
+        eprintln!("faults: the load runs in node {PROFILE} against {url}");
+        Self {
+            exec: e2e.kit.spawn("docker", &all),
+        }
+    }
+
+    /// Stops the load as Ctrl-C would (`docker exec` forwards no signal: it is sent inside the
+    /// node) and copies its record to `record`: (ended before the stop, exit code, stdout,
+    /// stderr).
+    fn stop(mut self, e2e: &E2e, record: &std::path::Path) -> (bool, Option<i32>, String, String) {
+        let ended_early = self.exec.is_finished();
+        let name = Self::BINARY.rsplit('/').next().unwrap_or(Self::BINARY);
+        e2e.kit
+            .run("docker", &["exec", PROFILE, "pkill", "-INT", "-x", name]);
+        let (code, stdout, stderr) = self.exec.wait(Duration::from_secs(60));
+        let from_node = format!("{PROFILE}:{}", Self::RECORD);
+        let to = record.to_string_lossy();
+        e2e.kit
+            .ok("docker", &["cp", &from_node, &to], Duration::from_secs(60));
+        (ended_early, code, stdout, stderr)
+    }
+}
+
 /// The fault run: a steady load, the planned faults one after the other; `faults.json` and a
 /// table for a person. Returns the goals missed, which the caller asserts once the teardown
 /// after the faults has been checked too.
@@ -528,26 +596,25 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
     let load_csv = out_dir().join("faults_load.csv");
     let _ = std::fs::remove_file(&load_csv);
     let _ = std::fs::remove_file(out_dir().join(FAULTS));
-    let load_csv_s = load_csv.to_string_lossy().into_owned();
     let clients = CLIENTS.to_string();
     // Long enough for every fault; stopped (as with Ctrl-C) once they are over.
-    let mut load = e2e.kscale_background(&[
-        "load",
-        "--concurrency",
-        &clients,
-        "--duration",
-        "40m",
-        "--reconnect-every",
-        "1",
-        // As HTTP clients do (OpenAI's SDK retries connection errors twice): a connection
-        // kube-proxy sends to a pod killed a moment ago is refused before any request is made.
-        "--retry-refused",
-        "2",
-        "--record",
-        &load_csv_s,
-        "--output",
-        "json",
-    ]);
+    let load = InClusterLoad::start(
+        e2e,
+        &[
+            "--concurrency",
+            &clients,
+            "--duration",
+            "40m",
+            "--reconnect-every",
+            "1",
+            // As HTTP clients do (OpenAI's SDK retries connection errors twice): a connection
+            // kube-proxy sends to a pod killed a moment ago is refused before any request.
+            "--retry-refused",
+            "2",
+            "--output",
+            "json",
+        ],
+    );
     let mut faults: Vec<Fault> = Vec::new();
     for kind in Kind::planned() {
         // The previous fault's window runs 12 s past its recovery: the next starts after it.
@@ -562,8 +629,7 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
         eprintln!("faults: {fault:?}");
         faults.push(fault);
     }
-    let ended_early = load.is_finished();
-    let (code, stdout, stderr) = load.interrupt(Duration::from_secs(60));
+    let (ended_early, code, stdout, stderr) = load.stop(e2e, &load_csv);
     assert!(
         !ended_early,
         "kscale load ended before the faults did:\n{stdout}\n{stderr}"
