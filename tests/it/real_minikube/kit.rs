@@ -98,7 +98,7 @@ impl Kit {
         (status == Some(0), out, err)
     }
 
-    /// Starts `program` with its output collected, to be waited for or interrupted later.
+    /// Starts `program` with its output collected, to be waited for later.
     pub fn spawn(&self, program: &str, args: &[&str]) -> Background {
         let mut child = self
             .command(program, args)
@@ -291,14 +291,6 @@ impl Background {
     /// Whether it has exited.
     pub fn is_finished(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// Sends SIGINT, as Ctrl-C in a terminal would, then waits as [`Background::wait`] does.
-    pub fn interrupt(self, deadline: Duration) -> (Option<i32>, String, String) {
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
-        }
-        self.wait(deadline)
     }
 
     /// Waits until it exits, killing it past `deadline`; (exit code, stdout, stderr), the code

@@ -104,13 +104,6 @@ impl E2e {
         }
     }
 
-    /// `kscale` started in the background (stopped with `Background::interrupt`).
-    fn kscale_background(&self, args: &[&str]) -> super::kit::Background {
-        let all = self.with_sets(args);
-        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-        self.kit.spawn(crate::support::process::KSCALE, &refs)
-    }
-
     fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--context", PROFILE];
         all.extend_from_slice(args);
