@@ -573,7 +573,7 @@ impl InClusterLoad {
     }
 
     /// Stops the load as Ctrl-C would (`docker exec` forwards no signal: it is sent inside the
-    /// node) and copies its record to `record`: (ended before the stop, exit code, stdout,
+    /// node) and writes its record to `record`: (ended before the stop, exit code, stdout,
     /// stderr).
     fn stop(mut self, e2e: &E2e, record: &std::path::Path) -> (bool, Option<i32>, String, String) {
         let ended_early = self.exec.is_finished();
@@ -581,10 +581,14 @@ impl InClusterLoad {
         e2e.kit
             .run("docker", &["exec", PROFILE, "pkill", "-INT", "-x", name]);
         let (code, stdout, stderr) = self.exec.wait(Duration::from_secs(60));
-        let from_node = format!("{PROFILE}:{}", Self::RECORD);
-        let to = record.to_string_lossy();
-        e2e.kit
-            .ok("docker", &["cp", &from_node, &to], Duration::from_secs(60));
+        // Read through `cat`, not `docker cp`: the node's /tmp is a tmpfs, which `docker cp`
+        // does not see.
+        let csv = e2e.kit.ok(
+            "docker",
+            &["exec", PROFILE, "cat", Self::RECORD],
+            Duration::from_secs(60),
+        );
+        std::fs::write(record, csv).expect("write the load's record");
         (ended_early, code, stdout, stderr)
     }
 }
