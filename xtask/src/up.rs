@@ -162,7 +162,6 @@ pub fn kscale(args: &[String]) -> anyhow::Result<()> {
         "--",
     ])
     .current_dir(crate::project_root());
-    let mut kscale_args = args.clone();
     match &tools {
         Tools::Machine => eprintln!("xtask: running kscale with this machine's tools"),
         Tools::Kit(why) => {
@@ -186,17 +185,12 @@ pub fn kscale(args: &[String]) -> anyhow::Result<()> {
                     "xtask: the pinned charts come from {} (monitoring.chart_source)",
                     charts.display()
                 );
-                kscale_args.splice(
-                    1..1,
-                    [
-                        "--set".to_string(),
-                        format!("monitoring.chart_source={}", charts.display()),
-                    ],
-                );
+                // A variable, not an argument: it applies wherever the subcommand is.
+                cmd.env("KSCALE_MONITORING_CHART_SOURCE", charts);
             }
         }
     }
-    cmd.args(&kscale_args);
+    cmd.args(&args);
     process::run_attached(&mut cmd)?;
     if is_up && matches!(tools, Tools::Kit(_)) {
         eprintln!(
