@@ -131,6 +131,9 @@ struct Fault {
     desired_high: i64,
     /// Reasons of the HPA's `ScalingActive` condition seen while it lasted.
     hpa_reasons: Vec<String>,
+    /// Every HPA sample while the fault lasted: (Unix seconds, desired replicas, the reason of
+    /// `ScalingActive`), to tell a scale-down on a valid metric from one while it was missing.
+    hpa_samples: Vec<(f64, i64, String)>,
     /// What `kscale metrics` said while it lasted: the first failing stage seen, else "6/6".
     metrics_said: String,
     /// Seconds from the end of the fault until `kscale metrics` passed all six stages.
@@ -218,23 +221,25 @@ fn observe(e2e: &E2e, kind: Kind) -> Fault {
     let started = unix_now();
     let done = std::sync::atomic::AtomicBool::new(false);
     let stop = || done.load(std::sync::atomic::Ordering::SeqCst);
-    let (held, (low, high), reasons, said) = std::thread::scope(|scope| {
+    let (held, (low, high), (reasons, samples), said) = std::thread::scope(|scope| {
         // The HPA every second, on its own thread: a `kscale metrics` run takes seconds when a
         // stage times out.
         let hpa = scope.spawn(|| {
             let (mut low, mut high) = (desired_at_start, desired_at_start);
             let mut reasons: Vec<String> = Vec::new();
+            let mut samples: Vec<(f64, i64, String)> = Vec::new();
             loop {
                 let last = stop();
                 if let Some((desired, reason)) = hpa_state(e2e) {
                     low = low.min(desired);
                     high = high.max(desired);
+                    samples.push((unix_now(), desired, reason.clone()));
                     if !reasons.contains(&reason) {
                         reasons.push(reason);
                     }
                 }
                 if last {
-                    break ((low, high), reasons);
+                    break ((low, high), (reasons, samples));
                 }
                 std::thread::sleep(Duration::from_secs(1));
             }
@@ -295,6 +300,7 @@ fn observe(e2e: &E2e, kind: Kind) -> Fault {
         desired_low: low,
         desired_high: high,
         hpa_reasons: reasons,
+        hpa_samples: samples,
         metrics_said: said.unwrap_or_else(|| "6/6".into()),
         recovered: unix_now(),
         recovery_seconds: back.elapsed().as_secs_f64(),
