@@ -146,10 +146,13 @@ pub fn kscale(args: &[String]) -> anyhow::Result<()> {
         return Ok(());
     }
     let is_up = args.first().is_some_and(|c| c == "up");
-    let tools = match forced {
-        Some(_) => choose(forced, &[]),
-        None => choose(None, &missing_tools()),
+    // The machine is probed only when the caller did not choose.
+    let missing = if forced.is_some() {
+        Vec::new()
+    } else {
+        missing_tools()
     };
+    let tools = choose(forced, &missing);
     let mut cmd = Command::new("cargo");
     cmd.args([
         "run",

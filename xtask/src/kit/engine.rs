@@ -109,10 +109,9 @@ fn is_engine_on(cmdline: &[u8], host: &str) -> bool {
 /// kit's socket (the pid file is gone when the engine was stopped by hand, or the state folder
 /// cleaned, while a dockerd still serves the socket).
 fn engine_pid(layout: &Layout) -> Option<u32> {
-    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     if let Ok(text) = std::fs::read_to_string(pid_file(layout))
         && let Ok(pid) = text.trim().parse::<u32>()
-        && alive(pid)
+        && process::alive(pid)
     {
         return Some(pid);
     }
@@ -129,14 +128,13 @@ fn engine_pid(layout: &Layout) -> Option<u32> {
 
 /// Stops the engine (SIGTERM, then SIGKILL after 30 s); a no-op when it does not run.
 pub fn down(layout: &Layout) -> anyhow::Result<()> {
-    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     if let Some(pid) = engine_pid(layout) {
         let _ = process::signal(pid, "-TERM", false);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while alive(pid) && Instant::now() < deadline {
+        while process::alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
         }
-        if alive(pid) {
+        if process::alive(pid) {
             let _ = process::signal(pid, "-KILL", false);
         }
     }
