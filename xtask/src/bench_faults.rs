@@ -1,6 +1,6 @@
-//! `cargo xtask bench-faults`: the end-to-end test on the offline minikube kit with all six
-//! faults during a steady load (`KSCALE_E2E_FAULTS=all`; CI runs two of them), printed as a
-//! table from the test's `faults.json`. A missed goal fails the benchmark.
+//! `cargo xtask bench-faults [FAULT,...]`: the end-to-end test on the offline minikube kit with
+//! all six faults (or those named) during a steady load (`KSCALE_E2E_FAULTS`; CI runs two of
+//! them), printed as a table from the test's `faults.json`. A missed goal fails the benchmark.
 
 use std::path::Path;
 
@@ -23,21 +23,38 @@ struct Fault {
     desired_low: i64,
     desired_high: i64,
     hpa_reasons: Vec<String>,
+    scale_downs: Vec<ScaleDown>,
     metrics_said: String,
+    /// (seconds since the fault's start, what `kscale metrics` said), one entry per change.
+    metrics_timeline: Vec<(f64, String)>,
     recovery_seconds: f64,
     /// The goals it missed, as the test judged them (the goals live in the test).
     missed: Vec<String>,
 }
 
-/// Runs the end-to-end test with every fault and prints the table, also when the test failed
-/// on a goal after writing its faults.
+/// A drop of the HPA's desired replicas while a fault lasted.
+#[derive(serde::Deserialize)]
+struct ScaleDown {
+    from: i64,
+    to: i64,
+    reason: String,
+}
+
+/// Runs the end-to-end test with every fault (or the faults named, by key, in one argument
+/// separated by commas; the test checks the keys) and prints the table, also when the test
+/// failed on a goal after writing its faults.
 pub fn bench_faults(args: &[String]) -> anyhow::Result<()> {
-    if let Some(other) = args.first() {
-        anyhow::bail!("unknown argument `{other}`; usage: cargo xtask bench-faults");
-    }
+    let faults = match args {
+        [] => "all",
+        [keys] if !keys.starts_with('-') => keys.as_str(),
+        _ => anyhow::bail!(
+            "unexpected arguments {args:?}; usage: cargo xtask bench-faults [FAULT,...] \
+             (keys: pod_kill, drain, rollout, prometheus_deleted, adapter_down, node_restart)"
+        ),
+    };
     let path = project_root().join(FAULTS);
     let _ = std::fs::remove_file(&path);
-    let run = crate::bench_minikube::run_end_to_end(&[("KSCALE_E2E_FAULTS", "all")]);
+    let run = crate::bench_minikube::run_end_to_end(&[("KSCALE_E2E_FAULTS", faults)]);
     let missed = if path.is_file() {
         print_faults(&path)?
     } else {
@@ -62,16 +79,21 @@ fn print_faults(path: &Path) -> anyhow::Result<Vec<String>> {
         crate::bench_server::machine()
     );
     println!(
-        "| fault | requests | failed (held; goal) | HPA desired: start; low-high | HPA ScalingActive | kscale metrics during | back to 6/6 |"
+        "| fault | requests | failed (held; goal) | HPA desired: start; low-high | scale-downs (reason) | HPA ScalingActive | kscale metrics during | back to 6/6 |"
     );
-    println!("|---|---:|---|---|---|---|---:|");
+    println!("|---|---:|---|---|---|---|---|---:|");
     let mut missed = Vec::new();
     for f in &faults {
         let goal = f
             .allowed_failures
             .map_or_else(|| "reported".to_owned(), |a| format!("<= {a}"));
+        let downs: Vec<String> = f
+            .scale_downs
+            .iter()
+            .map(|d| format!("{} -> {} ({})", d.from, d.to, d.reason))
+            .collect();
         println!(
-            "| {} | {} | {} ({}; {goal}) | {}; {}-{} | {} | {} | {:.1} s |",
+            "| {} | {} | {} ({}; {goal}) | {}; {}-{} | {} | {} | {} | {:.1} s |",
             f.title,
             f.requests,
             f.failed,
@@ -79,6 +101,11 @@ fn print_faults(path: &Path) -> anyhow::Result<Vec<String>> {
             f.desired_at_start,
             f.desired_low,
             f.desired_high,
+            if downs.is_empty() {
+                "none".to_owned()
+            } else {
+                downs.join(", ")
+            },
             f.hpa_reasons.join(", "),
             f.metrics_said.replace('|', "/"),
             f.recovery_seconds
@@ -87,6 +114,18 @@ fn print_faults(path: &Path) -> anyhow::Result<Vec<String>> {
     }
     if faults.is_empty() {
         missed.push("no fault ran".to_owned());
+    }
+    println!();
+    println!(
+        "what `kscale metrics` said, from each fault's start until 6/6 (seconds since the start):"
+    );
+    for f in &faults {
+        let said: Vec<String> = f
+            .metrics_timeline
+            .iter()
+            .map(|(at, said)| format!("{at:.1} {said}"))
+            .collect();
+        println!("- {}: {}", f.title, said.join("; "));
     }
     Ok(missed)
 }
@@ -104,7 +143,10 @@ mod tests {
                 "key": "k", "title": "t", "started": 0.0, "ended": 1.0, "requests": 10,
                 "failed": 1, "held": 1, "allowed_failures": 1, "desired_at_start": 3,
                 "desired_low": 3, "desired_high": 4, "hpa_reasons": ["ValidMetricFound"],
-                "metrics_said": "stage 2: a | b", "recovery_seconds": 10.0, "missed": missed,
+                "scale_downs": [{"at": 2.0, "from": 4, "to": 3, "reason": "ValidMetricFound"}],
+                "metrics_said": "stage 2: a | b",
+                "metrics_timeline": [[0.5, "stage 2: a | b"], [12.0, "6/6"]],
+                "recovery_seconds": 10.0, "missed": missed,
             })
         };
         let write = |v: serde_json::Value| {

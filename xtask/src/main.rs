@@ -27,7 +27,7 @@ tasks:
   deps           install what the tests need (prometheus, promtool, wrk) when missing
   bench-server   benchmark the release kscale-server with wrk and print a table [--seconds N]
   bench-minikube the real `kscale up` on the offline minikube kit, timed against its goals (~25 min)
-  bench-faults   the same run with six faults during a steady load, as a table against the goals
+  bench-faults   the same run with six faults (or `bench-faults node_restart,drain`) during a steady load, as a table against the goals
 ";
 
 fn main() -> ExitCode {
