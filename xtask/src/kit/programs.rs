@@ -49,7 +49,7 @@ pub fn ensure(mode: Mode) -> anyhow::Result<Programs> {
         let dir = match mode {
             Mode::Build => {
                 let built = cache.bin_dir(&module, &go_version)?;
-                if !module.programs.iter().all(|(_, p)| built.join(p).is_file()) {
+                if !module.is_built_in(&built) {
                     // A cold module takes minutes: say which one, and how far along the kit is.
                     eprintln!(
                         "kit: Go program {} of {count}: {} (not built yet)",
@@ -61,7 +61,7 @@ pub fn ensure(mode: Mode) -> anyhow::Result<Programs> {
             }
             Mode::Check => {
                 let dir = cache.bin_dir(&module, &go_version)?;
-                if !module.programs.iter().all(|(_, p)| dir.join(p).is_file()) {
+                if !module.is_built_in(&dir) {
                     anyhow::bail!("{} is not built: {}", module.name, super::NOT_BUILT);
                 }
                 dir
@@ -83,8 +83,7 @@ pub fn status() -> anyhow::Result<Vec<(&'static str, bool)>> {
         .iter()
         .map(|module| {
             let dir = cache.bin_dir(module, &go_version)?;
-            let present = module.programs.iter().all(|(_, p)| dir.join(p).is_file());
-            Ok((module.name, present))
+            Ok((module.name, module.is_built_in(&dir)))
         })
         .collect()
 }

@@ -37,6 +37,13 @@ pub struct GoModule {
 }
 
 impl GoModule {
+    /// Whether every program of the module is in `bin`.
+    pub fn is_built_in(&self, bin: &Path) -> bool {
+        self.programs
+            .iter()
+            .all(|(_, name)| bin.join(name).is_file())
+    }
+
     /// A module built with the local Go, no extra flags, tags or environment.
     pub fn new(
         name: &'static str,
@@ -232,11 +239,7 @@ impl GoCache {
         complete: impl Fn(&Path) -> bool,
     ) -> anyhow::Result<PathBuf> {
         let bin = self.bin_dir(module, go_version)?;
-        let programs_present = module
-            .programs
-            .iter()
-            .all(|(_, name)| bin.join(name).is_file());
-        if programs_present && complete(&bin) {
+        if module.is_built_in(&bin) && complete(&bin) {
             return Ok(bin);
         }
         let started = Instant::now();
