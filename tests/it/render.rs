@@ -290,6 +290,15 @@ fn adapter_values_serve_one_namespaced_external_metric_and_nothing_else() {
         "http://prometheus-kube-prometheus-prometheus.monitoring.svc"
     );
     assert_eq!(v["prometheus"]["port"], 9090);
+    // Ready once it serves, not after the chart's 30 s: every HPA sync fails until then.
+    let ready = &v["readinessProbe"];
+    assert_eq!(ready["httpGet"]["path"], "/readyz");
+    assert_eq!(ready["httpGet"]["scheme"], "HTTPS");
+    assert!(ready.get("initialDelaySeconds").is_none(), "{ready:?}");
+    assert!(
+        ready["periodSeconds"].as_u64().is_some_and(|p| p <= 5),
+        "{ready:?}"
+    );
 }
 
 #[test]
