@@ -750,7 +750,10 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
         }
         steady(e2e, kind.hits_the_second_node());
         let fault = observe(e2e, kind);
-        eprintln!("faults: {fault:?}");
+        eprintln!(
+            "faults: {} over, back to 6/6 in {:.1} s; kscale metrics said {:?}",
+            fault.title, fault.recovery_seconds, fault.metrics_timeline
+        );
         faults.push(fault);
     }
     let (ended_early, code, stdout, stderr) = load.stop(e2e, &load_csv);
@@ -772,32 +775,11 @@ pub(super) fn fault_run(e2e: &E2e, figures: &mut Figures) -> Vec<String> {
         f.missed = f.missed_goals();
     }
 
-    eprintln!(
-        "fault | requests | failed (held) | HPA desired start; low-high | scale-downs | HPA ScalingActive | kscale metrics during | back to 6/6 s"
-    );
+    // `cargo xtask bench-faults` prints them as a table from faults.json; here, a line each.
     for f in &faults {
-        let downs: Vec<String> = f
-            .scale_downs
-            .iter()
-            .map(|d| format!("{} -> {} ({})", d.from, d.to, d.reason))
-            .collect();
         eprintln!(
-            "{} | {} | {} ({}) | {}; {}-{} | {} | {} | {} | {:.1}",
-            f.title,
-            f.requests,
-            f.failed,
-            f.held,
-            f.desired_at_start,
-            f.desired_low,
-            f.desired_high,
-            if downs.is_empty() {
-                "none".into()
-            } else {
-                downs.join(", ")
-            },
-            f.hpa_reasons.join(", "),
-            f.metrics_said,
-            f.recovery_seconds
+            "faults: {}",
+            serde_json::to_string(f).expect("a fault as JSON")
         );
         figures.set(&format!("fault_{}_requests", f.key), f.requests as f64);
         figures.set(&format!("fault_{}_failed", f.key), f.failed as f64);
