@@ -321,7 +321,7 @@ async fn apiservice_failed_discovery_fails_stage_4_with_reason_and_message() {
         "{why}"
     );
     assert!(why.contains("connect: connection refused"), "{why}");
-    assert!(why.contains("probes start after 30 s"), "{why}");
+    assert!(why.contains("may not be ready yet"), "{why}");
 }
 
 #[tokio::test]

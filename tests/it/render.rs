@@ -294,7 +294,8 @@ fn adapter_values_serve_one_namespaced_external_metric_and_nothing_else() {
     let ready = &v["readinessProbe"];
     assert_eq!(ready["httpGet"]["path"], "/readyz");
     assert_eq!(ready["httpGet"]["scheme"], "HTTPS");
-    assert!(ready.get("initialDelaySeconds").is_none(), "{ready:?}");
+    // Set, not left out: helm merges the values into the chart's `initialDelaySeconds: 30`.
+    assert_eq!(ready["initialDelaySeconds"], 0, "{ready:?}");
     assert!(
         ready["periodSeconds"].as_u64().is_some_and(|p| p <= 5),
         "{ready:?}"

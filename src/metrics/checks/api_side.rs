@@ -17,7 +17,7 @@ impl Checker<'_> {
         const NAME: &str = "APIService v1beta1.external.metrics.k8s.io Available";
         let api: Api<APIService> = Api::all(self.client.clone());
         let adapter_fix = format!(
-            "the adapter pod may not be ready yet (its probes start after 30 s) or is crashing: kubectl -n {ns} get pods -l app.kubernetes.io/instance={rel}; kubectl -n {ns} logs deploy/{rel} (a wrong --prometheus-url makes it fail)",
+            "the adapter pod may not be ready yet (seconds after a start) or is crashing: kubectl -n {ns} get pods -l app.kubernetes.io/instance={rel}; kubectl -n {ns} logs deploy/{rel} (a wrong --prometheus-url makes it fail)",
             ns = self.cfg.monitoring.namespace,
             rel = self.cfg.monitoring.adapter_release
         );
