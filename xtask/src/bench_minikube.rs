@@ -120,8 +120,11 @@ pub fn bench_minikube(args: &[String]) -> anyhow::Result<()> {
 /// passed.
 pub fn run_end_to_end(envs: &[(&str, &str)]) -> anyhow::Result<()> {
     crate::kit::build_for_tests()?;
-    let test =
-        crate::ci::run_cluster_tests_with(&format!("{}up::", crate::ci::CLUSTER_TESTS), envs);
+    // The one end-to-end test by name: the module also holds plain unit tests.
+    let test = crate::ci::run_cluster_tests_with(
+        &format!("{}up::kscale_up_on_real_minikube", crate::ci::CLUSTER_TESTS),
+        envs,
+    );
     let down = crate::kit::down_after_tests();
     let test = test?;
     down?;
